@@ -1,0 +1,3 @@
+"""ratscore: score rat seizure videos on the Racine scale."""
+
+__version__ = "0.1.0"

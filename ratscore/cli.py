@@ -1,0 +1,114 @@
+"""The command line: thin Typer wrappers over plain functions.
+
+Every RatscoreError becomes one line on stderr and its exit code (2 bad usage or input, 1 a
+failed run); `--debug` (or RATSCORE_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import RatscoreError
+
+console = Console()
+_debug = {"on": os.environ.get("RATSCORE_DEBUG") == "1"}
+
+
+def _fail(message: str, code: int):
+    typer.echo(f"ratscore: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def reports_errors(command):
+    """Map errors raised by a command to one stderr line and an exit code (see module doc)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except RatscoreError as e:
+            if _debug["on"]:
+                raise
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            _fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - the last line of defence against a bare traceback
+            if _debug["on"]:
+                raise
+            _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Score rat seizure videos on the Racine scale.")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors.")):
+    """Score rat seizure videos on the Racine scale."""
+    _debug["on"] = debug or os.environ.get("RATSCORE_DEBUG") == "1"
+
+
+RacineConfigOption = typer.Option(None, "--racine-config", exists=False, dir_okay=False,
+                                  help="YAML file overriding the default AU -> Racine stage map.")
+
+
+@app.command()
+@reports_errors
+def labels(racine_config: Optional[Path] = RacineConfigOption):
+    """Print the 14 action units with their ids and Racine stages."""
+    from .labels import LABELS, load_racine_map
+
+    racine = load_racine_map(racine_config)
+    table = Table(title="RatSeizure action units")
+    table.add_column("id", justify="right")
+    table.add_column("label")
+    table.add_column("Racine stage", justify="right")
+    for i, name in enumerate(LABELS):
+        stage = racine.stage(i)
+        table.add_row(str(i), name, "not staged" if stage is None else str(stage))
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def timeline(
+    events_csv: Path = typer.Argument(..., help="An events.csv (as `analyze` writes it, perhaps corrected by hand)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for racine.csv, episodes.csv, summary.json and timeline.png."),
+    bin_s: float = typer.Option(1.0, "--bin", help="Timeline bin width, seconds."),
+    episode_gap: float = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode."),
+    threshold: float = typer.Option(0.0, "--threshold", help="Leave out events scoring below this."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="The video's length, s (default: from its summary.json, else the last event's end)."),
+    include_normal: bool = typer.Option(False, "--include-normal", help="Keep 'others' events."),
+    racine_config: Optional[Path] = RacineConfigOption,
+):
+    """Rebuild the Racine timeline, episodes, summary and picture from an events file."""
+    from .labels import load_racine_map
+    from .pipeline import rescore_events_file
+    from .timeline import ScoringOptions
+
+    options = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
+    scoring = rescore_events_file(events_csv, output, options, duration, load_racine_map(racine_config))
+    s = scoring.summary
+    console.print(f"{scoring.video}: {s['n_events']} events, {s['n_episodes']} episodes, "
+                  f"max stage {s['max_stage']} -> {output}")
+
+
+def main() -> None:
+    app(prog_name="ratscore")
+
+
+if __name__ == "__main__":
+    main()

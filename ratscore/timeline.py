@@ -1,0 +1,223 @@
+"""Scoring without a model: events -> events table, Racine timeline, seizure episodes, summary.
+
+Pure functions over plain data; the order of the input events never changes a result
+(everything is sorted into one canonical order first).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .labels import LABELS, MAX_STAGE, NORMAL_ID, WET_DOG_SHAKES_ID, RacineMap
+
+EVENT_COLUMNS = ["video", "event", "start_s", "end_s", "duration_s", "start_frame", "end_frame",
+                 "au_id", "au", "racine_stage", "score"]
+RACINE_COLUMNS = ["video", "t_start_s", "t_end_s", "racine_stage", "au"]
+EPISODE_COLUMNS = ["video", "episode", "onset_s", "offset_s", "duration_s", "max_stage", "aus", "n_events"]
+
+
+@dataclass(frozen=True)
+class Event:
+    start_s: float
+    end_s: float
+    au_id: int
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    bin_s: float = 1.0  # width of a Racine timeline bin, seconds
+    episode_gap_s: float = 10.0  # seizure events closer than this (seconds) form one episode
+    threshold: float = 0.0  # events scoring below this are left out of everything
+    include_normal: bool = False  # keep "others" (normal behaviour) events in the events table
+
+    def __post_init__(self):
+        if not (self.bin_s > 0 and math.isfinite(self.bin_s)):
+            raise InputError(f"--bin must be a positive number of seconds, got {self.bin_s}")
+        if not (self.episode_gap_s >= 0 and math.isfinite(self.episode_gap_s)):
+            raise InputError(f"--episode-gap must be zero or more seconds, got {self.episode_gap_s}")
+        if not (0.0 <= self.threshold <= 1.0):
+            raise InputError(f"--threshold must lie in [0, 1], got {self.threshold}")
+
+
+def _canonical(events: Iterable[Event]) -> list[Event]:
+    return sorted(events, key=lambda e: (e.start_s, e.end_s, e.au_id, -e.score))
+
+
+def events_table(events: Iterable[Event], video: str, fps: float, racine: RacineMap,
+                 options: ScoringOptions = ScoringOptions()) -> pd.DataFrame:
+    """The events.csv table: events that pass the threshold, in time order, numbered from 1.
+
+    Frames are those of the source video at `fps`: start_frame is the frame shown at start_s,
+    end_frame the last frame before end_s (inclusive).
+    """
+    kept = [e for e in _canonical(events)
+            if e.score >= options.threshold and (options.include_normal or e.au_id != NORMAL_ID)]
+    for e in kept:
+        if not (math.isfinite(e.start_s) and math.isfinite(e.end_s)) or e.end_s <= e.start_s:
+            raise InputError(f"{video}: event [{e.start_s}, {e.end_s}] of {LABELS[e.au_id]!r} does not end after it starts")
+    rows = []
+    for i, e in enumerate(kept, start=1):
+        start_frame = int(math.floor(e.start_s * fps + 1e-6))
+        end_frame = max(start_frame, int(math.ceil(e.end_s * fps - 1e-6)) - 1)
+        stage = racine.stage(e.au_id)
+        rows.append([video, i, round(e.start_s, 3), round(e.end_s, 3), round(e.end_s - e.start_s, 3),
+                     start_frame, end_frame, e.au_id, LABELS[e.au_id],
+                     pd.NA if stage is None else stage, round(float(e.score), 4)])
+    table = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return table.astype({"event": "int64", "start_frame": "int64", "end_frame": "int64",
+                         "au_id": "int64", "racine_stage": "Int64", "start_s": "float64",
+                         "end_s": "float64", "duration_s": "float64", "score": "float64"})
+
+
+def _events_of(table: pd.DataFrame) -> list[tuple[float, float, int, Optional[int], float]]:
+    """(start, end, au_id, stage or None, score) per row of an events table."""
+    return [(float(r.start_s), float(r.end_s), int(r.au_id),
+             None if pd.isna(r.racine_stage) else int(r.racine_stage), float(r.score))
+            for r in table.itertuples(index=False)]
+
+
+def racine_timeline(table: pd.DataFrame, video: str, duration_s: float,
+                    options: ScoringOptions = ScoringOptions()) -> pd.DataFrame:
+    """One row per bin: the highest Racine stage among the events overlapping the bin.
+
+    Ties between AUs of the same stage go to the higher score, then the lower id. A bin that no
+    staged event overlaps has stage 0 and an empty au (or "others" when a normal-behaviour event
+    covers it).
+    """
+    n_bins = max(1, int(math.ceil(duration_s / options.bin_s - 1e-9)))
+    stage = np.zeros(n_bins, dtype=np.int64)
+    best = [(-1, -1.0, 0)] * n_bins  # (stage, score, -au_id) of the event that sets each bin
+    au_name = [""] * n_bins
+    for start, end, au_id, st, score in _events_of(table):
+        if st is None:
+            continue
+        first = max(0, int(math.floor(start / options.bin_s)))
+        last = min(n_bins - 1, int(math.ceil(end / options.bin_s)) - 1)
+        for b in range(first, last + 1):
+            # Overlap must be real: an event ending exactly on a bin edge does not reach the next bin.
+            if start < (b + 1) * options.bin_s and end > b * options.bin_s:
+                key = (st, score, -au_id)
+                if key > best[b]:
+                    best[b] = key
+                    stage[b] = st
+                    au_name[b] = LABELS[au_id]
+    t_start = np.arange(n_bins) * options.bin_s
+    t_end = np.minimum(t_start + options.bin_s, max(duration_s, options.bin_s * 1e-9))
+    return pd.DataFrame({"video": video, "t_start_s": np.round(t_start, 3), "t_end_s": np.round(t_end, 3),
+                         "racine_stage": stage, "au": au_name}, columns=RACINE_COLUMNS)
+
+
+def seizure_episodes(table: pd.DataFrame, video: str,
+                     options: ScoringOptions = ScoringOptions()) -> pd.DataFrame:
+    """Seizure events (all but "others") whose gaps are shorter than episode_gap_s form one episode.
+
+    max_stage is empty for an episode of unstaged events only (wet dog shakes); aus lists the
+    AUs seen, by id, joined with ';'.
+    """
+    seizure = sorted((e for e in _events_of(table) if e[2] != NORMAL_ID), key=lambda e: (e[0], e[1], e[2]))
+    groups: list[list] = []
+    offset = -math.inf
+    for e in seizure:
+        if groups and e[0] - offset < options.episode_gap_s:
+            groups[-1].append(e)
+            offset = max(offset, e[1])
+        else:
+            groups.append([e])
+            offset = e[1]
+    rows = []
+    for i, group in enumerate(groups, start=1):
+        onset = min(e[0] for e in group)
+        off = max(e[1] for e in group)
+        stages = [e[3] for e in group if e[3] is not None]
+        aus = ";".join(LABELS[a] for a in sorted({e[2] for e in group}))
+        rows.append([video, i, round(onset, 3), round(off, 3), round(off - onset, 3),
+                     max(stages) if stages else pd.NA, aus, len(group)])
+    out = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    return out.astype({"episode": "int64", "max_stage": "Int64", "n_events": "int64",
+                       "onset_s": "float64", "offset_s": "float64", "duration_s": "float64"})
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total, cur_start, cur_end = 0.0, None, None
+    for s, e in sorted(intervals):
+        if cur_end is None or s > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = s, e
+        else:
+            cur_end = max(cur_end, e)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def summarize(table: pd.DataFrame, episodes: pd.DataFrame, video: str, duration_s: float, fps: float,
+              model: str, racine: RacineMap) -> dict:
+    """The summary.json content.
+
+    Time per AU and per stage is the length of the union of their events (overlapping events are
+    not counted twice). latency_s[k] is the time from the start of the video to the onset of the
+    first event of stage >= k (null when there is none).
+    """
+    events = _events_of(table)
+    per_au = {}
+    for au_id, name in enumerate(LABELS):
+        mine = [(s, e) for s, e, a, _, _ in events if a == au_id]
+        per_au[name] = {"count": len(mine), "total_s": round(_union_length(mine), 3)}
+    per_stage = {}
+    for k in range(MAX_STAGE + 1):
+        mine = [(s, e) for s, e, _, st, _ in events if st == k]
+        per_stage[str(k)] = {"count": len(mine), "total_s": round(_union_length(mine), 3)}
+    latency = {}
+    for k in range(1, MAX_STAGE + 1):
+        onsets = [s for s, _, _, st, _ in events if st is not None and st >= k]
+        latency[str(k)] = round(min(onsets), 3) if onsets else None
+    staged = [st for _, _, _, st, _ in events if st is not None]
+    return {
+        "video": video,
+        "model": model,
+        "duration_s": round(float(duration_s), 3),
+        "fps": float(fps),
+        "n_events": len(events),
+        "n_episodes": int(len(episodes)),
+        "max_stage": max(staged) if staged else 0,
+        "latency_s": latency,
+        "wet_dog_shakes": sum(1 for _, _, a, _, _ in events if a == WET_DOG_SHAKES_ID),
+        "per_au": per_au,
+        "per_stage": per_stage,
+        "racine_map": racine.as_dict(),
+    }
+
+
+@dataclass
+class Scoring:
+    """Everything the writers need for one video."""
+
+    video: str
+    duration_s: float
+    fps: float
+    events: pd.DataFrame
+    racine: pd.DataFrame
+    episodes: pd.DataFrame
+    summary: dict
+
+
+def score_events(events: Iterable[Event], video: str, duration_s: float, fps: float, model: str,
+                 racine: RacineMap, options: ScoringOptions = ScoringOptions()) -> Scoring:
+    """events -> the events table, Racine timeline, episodes and summary of one video."""
+    if not (duration_s > 0 and math.isfinite(duration_s)):
+        raise InputError(f"{video}: the video's duration must be positive, got {duration_s}")
+    table = events_table(events, video, fps, racine, options)
+    timeline = racine_timeline(table, video, duration_s, options)
+    episodes = seizure_episodes(table, video, options)
+    summary = summarize(table, episodes, video, duration_s, fps, model, racine)
+    summary["scoring"] = {"bin_s": options.bin_s, "episode_gap_s": options.episode_gap_s,
+                          "threshold": options.threshold, "include_normal": options.include_normal}
+    return Scoring(video, duration_s, fps, table, timeline, episodes, summary)
