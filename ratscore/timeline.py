@@ -7,7 +7,7 @@ Pure functions over plain data; the order of the input events never changes a re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import numpy as np
@@ -207,6 +207,7 @@ class Scoring:
     racine: pd.DataFrame
     episodes: pd.DataFrame
     summary: dict
+    stills: list = field(default_factory=list)  # RGB crops of the rat at each episode's peak (report)
 
 
 def score_events(events: Iterable[Event], video: str, duration_s: float, fps: float, model: str,

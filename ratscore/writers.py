@@ -111,16 +111,26 @@ class TimelinePlotWriter(Writer):
         plot_timeline(scoring, f)
 
 
+class ReportWriter(Writer):
+    suffix = ".report.html"
+
+    def write(self, scoring, f):
+        from .report import render_report
+
+        f.write(render_report(scoring, getattr(scoring, "stills", ())).encode("utf-8"))
+
+
 WRITERS: dict[str, type[Writer]] = {
     "events": EventsWriter,
     "racine": RacineWriter,
     "episodes": EpisodesWriter,
     "summary": SummaryWriter,
     "timeline": TimelinePlotWriter,
+    "report": ReportWriter,
 }
 
 # The summary goes last: its presence marks a video's outputs as complete.
-ALL_FORMATS = ("events", "racine", "episodes", "timeline", "summary")
+ALL_FORMATS = ("events", "racine", "episodes", "timeline", "report", "summary")
 
 
 def get_writer(fmt: str) -> Writer:
