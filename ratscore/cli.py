@@ -106,6 +106,29 @@ def timeline(
                   f"max stage {s['max_stage']} -> {output}")
 
 
+@app.command()
+@reports_errors
+def synth(
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the videos, annotations.json, labels/, boxes/ and contact_sheet.png."),
+    clips: Optional[int] = typer.Option(None, "--clips", help="Number of 10 s clips (default 10; 0 with --long-minutes)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and options -> same annotations and frames."),
+    long_minutes: float = typer.Option(0.0, "--long-minutes", help="Also make long recordings of this many minutes (normal behaviour with escalating seizure episodes)."),
+    long_count: int = typer.Option(1, "--long-count", help="How many long recordings --long-minutes makes."),
+    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="YAML file overriding synth settings (resolutions, noise, view, ...)."),
+):
+    """Make synthetic RatSeizure-style videos of a rat with exact ground truth."""
+    from .synth import load_synth_config, synthesize
+
+    def report(plan, info):
+        console.print(f"{info['file']}: {info['width']}x{info['height']}, {plan.duration:g} s, {plan.subset}, "
+                      f"{len(plan.segments)} segments")
+
+    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report)
+    n_test = sum(v.subset == "testing" for v in videos.values())
+    console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "
+                  f"{sum(len(v.segments) for v in videos.values())} segments -> {output}")
+
+
 def main() -> None:
     app(prog_name="ratscore")
 
