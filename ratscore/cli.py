@@ -129,6 +129,67 @@ def synth(
                   f"{sum(len(v.segments) for v in videos.values())} segments -> {output}")
 
 
+@app.command()
+@reports_errors
+def train(
+    annotations: Path = typer.Option(..., "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
+    features: Path = typer.Option(..., "--features", help="Folder of <video_id>.npy features (T x D)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Release-style YAML config (default: the RatSeizure release's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (warm-up share as in the config)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+):
+    """Train the RaSeformer localizer on cached features and write a model folder."""
+    from .train import train_localizer
+
+    out = train_localizer(annotations, features, output, config=config, epochs=epochs, device=device)
+    console.print(f"model written to {out}")
+
+
+@app.command()
+@reports_errors
+def benchmark(
+    annotations: Path = typer.Option(..., "--annotations", help="Annotation JSON with the ground truth."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the bundled model)."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Folder of <video_id>.npy features."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Score this detections CSV (video, start_s, end_s, au_id, score) instead of a model."),
+    subset: str = typer.Option("testing", "--split", help="Subset of the annotations to evaluate."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the report as JSON."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write the model's raw detections as CSV."),
+    speed: bool = typer.Option(False, "--speed", help="Also time ONNX Runtime against eager PyTorch on these features."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+):
+    """mAP at tIoU 0.3..0.7 (and AP per class) of a model, or of any method's detections."""
+    from .benchmark import benchmark_detections, benchmark_model, format_report
+    from .errors import InputError
+    from .model import BUNDLED_MODEL_DIR
+
+    if detections is not None:
+        if features is not None or predictions is not None or speed:
+            raise InputError("--detections scores a file; it takes no --features, --predictions or --speed")
+        report = benchmark_detections(annotations, detections, subset, output)
+    else:
+        if features is None:
+            raise InputError("give --features DIR (to run a model) or --detections PRED.csv")
+        report = benchmark_model(model or BUNDLED_MODEL_DIR, annotations, features, subset, output, predictions,
+                                 speed=speed, device=device)
+    console.print(format_report(report))
+
+
+@app.command("import-checkpoint")
+@reports_errors
+def import_checkpoint(
+    checkpoint: Path = typer.Argument(..., help="ActionFormer-format checkpoint (e.g. ratseizure_ckpt.pth.tar)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Its YAML config (default: the RatSeizure release's)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
+):
+    """Make a model folder from the RatSeizure release's checkpoint (EMA weights)."""
+    from .export import import_checkpoint as run_import
+
+    out = run_import(checkpoint, config, output)
+    console.print(f"model written to {out}")
+
+
 def main() -> None:
     app(prog_name="ratscore")
 

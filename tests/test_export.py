@@ -1,0 +1,141 @@
+"""ONNX export vs PyTorch, OnnxLocalizer.detect, import of a release-format checkpoint, trust statistics."""
+
+import collections
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ratscore.cli import app
+from ratscore.errors import InputError
+from ratscore.export import OnnxLocalizer, TorchLocalizer, import_checkpoint, write_model_dir
+from ratscore.localizer import LocalizerConfig, RaSeformer
+from ratscore.postprocess import chunk_starts
+from ratscore.timeline import Event
+from ratscore.train import Setup
+from ratscore.trust import feature_distance, feature_stats, read_feature_stats, training_percentile
+
+TINY = LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)
+TINY_YAML = "dataset: {input_dim: 16}\nmodel: {embd_dim: 32, fpn_dim: 32, head_dim: 32}\n"
+
+
+def _weights(cfg=TINY, seed=0):
+    torch.manual_seed(seed)
+    model = RaSeformer(cfg)
+    # move every weight off its initial value so the test exercises all of them
+    return {k: v + 0.1 * torch.randn_like(v) for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    model = RaSeformer(TINY)
+    model.load_state_dict(_weights())
+    rng = np.random.default_rng(0)
+    write_model_dir(model.eval(), Setup(localizer=TINY), out,
+                    features={f"v{i}": rng.standard_normal((60, 16)).astype(np.float32) for i in range(5)})
+    return out
+
+
+@pytest.mark.parametrize("length", [40, 72, 96, 130, 300])
+def test_onnx_matches_pytorch(model_dir, length):
+    onnx_loc, torch_loc = OnnxLocalizer(model_dir, "cpu"), TorchLocalizer(model_dir, "cpu")
+    rng = np.random.default_rng(length)
+    L = onnx_loc.config.padded_length(length)
+    x = np.zeros((1, 16, L), np.float32)
+    x[0, :, :length] = rng.standard_normal((16, length))
+    mask = (np.arange(L) < length)[None, None]
+    (la, oa), (lb, ob) = onnx_loc.raw(x, mask), torch_loc.raw(x, mask)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(la + oa, lb + ob)) < 1e-4
+    features = x[0, :, :length].T.copy()
+    da, db = onnx_loc.detect_arrays(features, 30.0), torch_loc.detect_arrays(features, 30.0)
+    assert np.array_equal(da[2], db[2]) and np.allclose(da[0], db[0], atol=1e-4) and np.allclose(da[1], db[1], atol=1e-5)
+
+
+def test_detect_long_recording_in_chunks(model_dir):
+    loc = OnnxLocalizer(model_dir, "cpu")
+    features = np.random.default_rng(1).standard_normal((1000, 16)).astype(np.float32)
+    duration = (999 * 4 + 16) / 30
+    events = loc.detect(features, duration)
+    assert events and all(isinstance(e, Event) for e in events)
+    assert all(0 <= e.start_s < e.end_s <= duration for e in events)
+    n_chunks = len(chunk_starts(1000, loc.postprocess, loc.config.max_div_factor))
+    assert n_chunks == 9 and len(events) <= 200 * n_chunks  # max segments per chunk
+    assert events == loc.detect(features, duration)  # deterministic
+
+
+def test_detect_bad_features(model_dir):
+    loc = OnnxLocalizer(model_dir, "cpu")
+    with pytest.raises(InputError, match="dimension 8, the model expects 16"):
+        loc.detect(np.zeros((50, 8), np.float32), 10.0)
+    bad = np.zeros((50, 16), np.float32)
+    bad[0, 0] = np.inf
+    with pytest.raises(InputError, match="NaN or infinite"):
+        loc.detect(bad, 10.0)
+
+
+def _release_checkpoint(path, state):
+    ema = collections.OrderedDict((f"module.{k}", v) for k, v in state.items())
+    raw = collections.OrderedDict((f"module.{k}", v * 0.5) for k, v in state.items())
+    torch.save({"epoch": 40, "state_dict": raw, "state_dict_ema": ema,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-8, "weight_decay": 0.05, "params": [0, 1]}]}}, path)
+
+
+def test_import_release_checkpoint(tmp_path):
+    state = _weights(seed=3)
+    _release_checkpoint(tmp_path / "ckpt.pth.tar", state)
+    (tmp_path / "cfg.yaml").write_text(TINY_YAML)
+    result = CliRunner().invoke(app, ["import-checkpoint", str(tmp_path / "ckpt.pth.tar"), "--config",
+                                      str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    loaded = TorchLocalizer(tmp_path / "model").model.state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)  # the EMA weights
+    reference = RaSeformer(TINY).eval()
+    reference.load_state_dict(state)
+    x = torch.randn(1, 16, 96)
+    mask = torch.ones(1, 1, 96, dtype=torch.bool)
+    with torch.no_grad():
+        expected = reference(x, mask)[0][0][0].numpy()
+    got = OnnxLocalizer(tmp_path / "model", "cpu").raw(x.numpy(), mask.numpy())[0][0]
+    assert np.abs(expected - got).max() < 1e-4
+
+
+def test_import_refuses_other_architecture(tmp_path):
+    _release_checkpoint(tmp_path / "ckpt.pth.tar", _weights(LocalizerConfig(input_dim=16, embd_dim=64, fpn_dim=64, head_dim=64)))
+    (tmp_path / "cfg.yaml").write_text(TINY_YAML)
+    r = CliRunner().invoke(app, ["import-checkpoint", str(tmp_path / "ckpt.pth.tar"), "--config", str(tmp_path / "cfg.yaml"),
+                                 "-o", str(tmp_path / "model")])
+    assert r.exit_code == 2 and "another architecture" in r.output and len(r.output.strip().splitlines()) == 1
+    state = _weights()
+    state.pop("reg_head.scale.0.scale")
+    _release_checkpoint(tmp_path / "ckpt.pth.tar", state)
+    with pytest.raises(InputError, match="1 missing .*reg_head.scale.0.scale"):
+        import_checkpoint(tmp_path / "ckpt.pth.tar", tmp_path / "cfg.yaml", tmp_path / "model")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_import_refuses_code(tmp_path, capsys):
+    torch.save({"state_dict_ema": _Payload()}, tmp_path / "evil.pth.tar")
+    (tmp_path / "cfg.yaml").write_text(TINY_YAML)
+    with pytest.raises(InputError, match="refused: the checkpoint needs code"):
+        import_checkpoint(tmp_path / "evil.pth.tar", tmp_path / "cfg.yaml", tmp_path / "model")
+    assert "this must never run" not in capsys.readouterr().out
+    (tmp_path / "junk.pth.tar").write_bytes(pickle.dumps([1, 2]) + b"junk")
+    with pytest.raises(InputError):
+        import_checkpoint(tmp_path / "junk.pth.tar", tmp_path / "cfg.yaml", tmp_path / "model")
+
+
+def test_feature_distance(model_dir):
+    stats = read_feature_stats(model_dir / "feature_stats.npz")
+    rng = np.random.default_rng(7)
+    near = feature_distance(rng.standard_normal((60, 16)).astype(np.float32), stats)
+    far = feature_distance(3 + 2 * rng.standard_normal((60, 16)).astype(np.float32), stats)
+    assert 0.8 < near < 1.3 and far > 3
+    assert training_percentile(far, stats) == 100.0
+    assert feature_stats([np.ones((3, 2), np.float32)])["std"].min() > 0

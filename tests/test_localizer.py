@@ -1,0 +1,158 @@
+"""The RaSeformer network, label assignment and `ratscore train` end to end (tiny config)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ratscore.annotations import write_annotations
+from ratscore.benchmark import make_label_features, synthetic_annotations
+from ratscore.cli import app
+from ratscore.localizer import LocalizerConfig, LocalTopKMHCA, RaSeformer
+from ratscore.train import TrainConfig, assign_targets, make_points, read_config
+
+TINY = LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)
+TINY_YAML = """\
+dataset: {input_dim: 16}
+model: {embd_dim: 32, fpn_dim: 32, head_dim: 32}
+opt: {learning_rate: 0.001, epochs: 2, warmup_epochs: 1}
+loader: {batch_size: 4}
+"""
+
+
+def test_level_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    model = RaSeformer(TINY).eval()
+    x = torch.randn(1, 16, 96)
+    x[:, :, 70:] = 0  # zero padding, as the release and the chunk runner pad
+    mask = (torch.arange(96) < 70)[None, None]
+    with torch.no_grad():
+        logits, offsets = model(x, mask)
+        x2 = torch.cat([x, torch.zeros(1, 16, 32)], dim=2)  # more padding must not change the valid steps
+        logits2, _ = model(x2, (torch.arange(128) < 70)[None, None])
+    assert [tuple(l.shape) for l in logits] == [(1, 96 // 2 ** l, 14) for l in range(6)]
+    assert [tuple(o.shape) for o in offsets] == [(1, 96 // 2 ** l, 2) for l in range(6)]
+    assert all((o >= 0).all() for o in offsets)
+    for l in range(6):
+        n = -(-70 // 2 ** l)
+        assert torch.allclose(logits[l][:, :n], logits2[l][:, :n], atol=1e-5)
+
+
+def test_topk_attention_keeps_centre_and_top_keys():
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 20)
+    mask = torch.ones(1, 1, 20, dtype=torch.bool)
+    centre_only = LocalTopKMHCA(8, 2, 9, keep_ratio=0.1).eval()  # M = 1: attends to the centre key only
+    with torch.no_grad():
+        out, _ = centre_only(x, mask)
+        _, _, v, _ = centre_only._qkv(x, mask)
+        expected, _ = centre_only._project(v, mask)
+    assert torch.allclose(out, expected, atol=1e-5)
+    half = LocalTopKMHCA(8, 2, 9, keep_ratio=0.5).eval()
+    full = LocalTopKMHCA(8, 2, 9, keep_ratio=1.0).eval()
+    full.load_state_dict(half.state_dict())
+    assert half.num_keep == 5
+    with torch.no_grad():
+        assert not torch.allclose(half(x, mask)[0], full(x, mask)[0])
+
+
+def test_release_parameter_names():
+    keys = RaSeformer(LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)).state_dict().keys()
+    for k in ("backbone.embd.0.conv.weight", "backbone.embd_norm.0.weight", "backbone.stem.0.attn.query_conv.conv.weight",
+              "backbone.branch.4.attn.proj.bias", "backbone.branch.0.drop_path_attn.scale", "backbone.stem.1.mlp.3.weight",
+              "neck.fpn_norms.5.bias", "cls_head.head.1.conv.weight", "cls_head.cls_head.conv.bias",
+              "reg_head.scale.5.scale", "reg_head.offset_head.conv.weight"):
+        assert k in keys
+
+
+def test_label_assignment_by_hand():
+    cfg = LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)
+    points = make_points(cfg, 96)
+    cls, off = assign_targets(points, torch.tensor([[10.0, 13.0]]), torch.tensor([5]), 14, TrainConfig())
+    positive = cls.sum(1) > 0
+    # length 3 -> farthest end <= 3 < 4: level 0 only; centre 11.5 +- 1.5 -> points 11, 12
+    assert points[positive, 0].tolist() == [11.0, 12.0]
+    assert cls[positive, 5].tolist() == [1.0, 1.0]
+    assert off[positive].tolist() == [[1.0, 2.0], [2.0, 1.0]]
+
+
+def test_release_config_defaults():
+    setup = read_config(None)
+    assert setup.localizer.n_mha_win_size == (9, 9, 9, 1, 1, 1) and setup.localizer.attn_keep_ratio == 0.5
+    assert setup.train.learning_rate == 1e-4 and setup.train.total_epochs == 40 and setup.train.crop_ratio == (0.9, 1.0)
+    assert setup.postprocess.max_seg_num == 200 and setup.postprocess.min_score == 0.001
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loc")
+    write_annotations(root / "ann.json", synthetic_annotations(8, 4, seed=3))
+    make_label_features(root / "ann.json", root / "feats", dim=16, noise=0.5)
+    (root / "tiny.yaml").write_text(TINY_YAML)
+    return root
+
+
+def test_train_writes_model_dir(data, tmp_path):
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "--annotations", str(data / "ann.json"), "--features", str(data / "feats"),
+                                      "-o", str(out), "--config", str(data / "tiny.yaml"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["feature_dim"] == 16 and manifest["clip_stride"] == 4 and manifest["clip_frames"] == 16
+    assert manifest["racine_map"]["tonic extension"] == 7 and "front_end" not in manifest
+    assert manifest["localizer"]["postprocess"]["nms_sigma"] == 0.5
+    assert set(manifest["benchmark"]["testing"]) == {"0.3", "0.4", "0.5", "0.6", "0.7", "average"}
+    ckpt = torch.load(out / "localizer.pt", weights_only=True)
+    assert ckpt["setup"]["localizer"]["embd_dim"] == 32
+    stats = np.load(out / manifest["feature_stats"])
+    assert stats["mean"].shape == (16,) and len(stats["video_distances"]) == 8
+
+
+def _train(args):
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def test_train_bad_inputs(data, tmp_path):
+    base = ["--annotations", data / "ann.json", "-o", tmp_path / "m", "--config", data / "tiny.yaml"]
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for f in (data / "feats").glob("*.npy"):
+        (feats / f.name).write_bytes(f.read_bytes())
+    (feats / "clip_0001.npy").unlink()
+    (feats / "clip_0002.npy").unlink()
+    r = _train(base + ["--features", feats])
+    assert r.exit_code == 2 and "2 feature file(s)" in r.output and "clip_0001.npy" in r.output
+
+    np.save(feats / "clip_0001.npy", np.zeros((72, 9), np.float32))
+    np.save(feats / "clip_0002.npy", np.zeros((72, 16), np.float32))
+    r = _train(base + ["--features", feats])
+    assert r.exit_code == 2 and "dimension 9, the model expects 16" in r.output
+
+    bad = np.zeros((72, 16), np.float32)
+    bad[3, 2] = np.nan
+    np.save(feats / "clip_0001.npy", bad)
+    r = _train(base + ["--features", feats])
+    assert r.exit_code == 2 and "NaN or infinite" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_train_bad_config(data, tmp_path):
+    (tmp_path / "c.yaml").write_text("model: {fpn_type: fpn}\n")
+    r = _train(["--annotations", data / "ann.json", "--features", data / "feats", "-o", tmp_path / "m",
+                "--config", tmp_path / "c.yaml"])
+    assert r.exit_code == 2 and "model.fpn_type" in r.output
+    (tmp_path / "c.yaml").write_text("opt: {learning_rat: 0.1}\n")
+    r = _train(["--annotations", data / "ann.json", "--features", data / "feats", "-o", tmp_path / "m",
+                "--config", tmp_path / "c.yaml"])
+    assert r.exit_code == 2 and "opt.learning_rat: unknown config key" in r.output
+
+
+def test_train_empty_split(data, tmp_path):
+    ann = json.loads((data / "ann.json").read_text())
+    for v in ann["database"].values():
+        v["subset"] = "testing"
+    (tmp_path / "a.json").write_text(json.dumps(ann))
+    r = _train(["--annotations", tmp_path / "a.json", "--features", data / "feats", "-o", tmp_path / "m"])
+    assert r.exit_code == 2 and "no videos in subset 'training'" in r.output

@@ -1,0 +1,114 @@
+"""mAP as ActionFormer's ANETdetection computes it, on hand-computed cases."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ratscore.cli import app
+from ratscore.metrics import Detection, GroundTruth, average_precision, evaluate, interpolated_ap, remove_duplicates
+
+
+def gt(video, s, e, c=4):
+    return GroundTruth(video, s, e, c)
+
+
+def det(video, s, e, score, c=4):
+    return Detection(video, s, e, c, score)
+
+
+def test_interpolated_ap_by_hand():
+    # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> envelope 1 up to 1/2, 2/3 up to 1
+    assert interpolated_ap(np.array([1, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0])) == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_greedy_matching_in_score_order():
+    truth = [gt("a", 0, 2), gt("a", 5, 7)]
+    # 0.9 matches [0,2]; 0.8 hits [0,2] again (locked, and [5,7] does not overlap) -> FP; 0.7 matches [5,7]
+    dets = [det("a", 5, 7, 0.7), det("a", 0, 2, 0.9), det("a", 0.1, 2, 0.8)]
+    ap = average_precision(truth, dets, (0.5,))
+    assert ap[0] == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_locked_ground_truth_passes_to_next_best_overlap():
+    truth = [gt("a", 0, 4), gt("a", 1, 5)]
+    # both detections overlap both GT; the second takes the remaining one -> AP 1
+    dets = [det("a", 0, 4, 0.9), det("a", 0.5, 4.5, 0.8)]
+    assert average_precision(truth, dets, (0.5,))[0] == pytest.approx(1.0)
+
+
+def test_tiou_thresholds():
+    truth = [gt("a", 0, 2)]
+    dets = [det("a", 0, 1, 0.9)]  # tIoU exactly 0.5
+    ap = average_precision(truth, dets, (0.3, 0.4, 0.5, 0.6, 0.7))
+    assert ap.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_detection_in_video_without_ground_truth_is_false_positive():
+    truth = [gt("a", 0, 2)]
+    dets = [det("b", 0, 2, 0.9), det("a", 0, 2, 0.5)]
+    assert average_precision(truth, dets, (0.5,))[0] == pytest.approx(0.5)
+
+
+def test_duplicates_removed_with_tolerance():
+    segs = [gt("a", 1.0, 2.0), gt("a", 1.0005, 2.0009), gt("a", 1.0, 2.0, c=5), gt("a", 3.0, 3.0005)]
+    kept = remove_duplicates(segs)
+    assert kept == [segs[0], segs[2]]
+    # without removal the duplicate would halve the recall
+    report = evaluate(segs[:2], [det("a", 1, 2, 0.9)])
+    assert report.average_mAP == pytest.approx(1.0)
+
+
+def test_classes_without_ground_truth_are_skipped():
+    truth = [gt("a", 0, 2, c=4), gt("a", 3, 5, c=7)]
+    dets = [det("a", 0, 2, 0.9, c=4), det("a", 6, 8, 0.95, c=9)]  # class 9 has no ground truth
+    report = evaluate(truth, dets)
+    assert set(report.ap_per_class) == {"head nodding", "bilateral forelimb clonus"}
+    assert report.mAP == pytest.approx([0.5] * 5)  # class 4 perfect, class 7 missed
+    assert report.average_mAP == pytest.approx(0.5)
+
+
+def test_no_detections_scores_zero():
+    assert evaluate([gt("a", 0, 2)], []).average_mAP == 0.0
+
+
+def _write(tmp_path, dets):
+    ann = {"database": {"v1": {"subset": "testing", "duration": 10.0, "annotations": [
+        {"segment": [1.0, 3.0], "label": "head nodding", "label_id": 4},
+        {"segment": [5.0, 8.0], "label": "rearing", "label_id": 9}]},
+        "v2": {"subset": "training", "duration": 10.0, "annotations": []}}}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    lines = ["video,start_s,end_s,au_id,score"] + [",".join(map(str, d)) for d in dets]
+    (tmp_path / "pred.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_benchmark_detections_cli(tmp_path):
+    _write(tmp_path, [("v1", 1.0, 3.0, 4, 0.9), ("v1", 5.0, 6.0, 9, 0.8), ("v2", 0, 1, 4, 0.99)])
+    result = CliRunner().invoke(app, ["benchmark", "--annotations", str(tmp_path / "ann.json"),
+                                      "--detections", str(tmp_path / "pred.csv"), "-o", str(tmp_path / "rep.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "rep.json").read_text())
+    # head nodding: AP 1 at every threshold; rearing: tIoU 1/3 -> AP 1 at 0.3 only
+    assert report["mAP"]["0.3"] == pytest.approx(100.0)
+    assert report["mAP"]["0.5"] == pytest.approx(50.0)
+    assert report["ignored_detections"] == 1
+
+
+@pytest.mark.parametrize("rows,needle", [
+    ([("v1", "x", 3.0, 4, 0.9)], "must be numbers"),
+    ([("v1", 1.0, 3.0, 20, 0.9)], "au_id must be 0..13"),
+])
+def test_benchmark_detections_bad_input(tmp_path, rows, needle):
+    _write(tmp_path, rows)
+    result = CliRunner().invoke(app, ["benchmark", "--annotations", str(tmp_path / "ann.json"),
+                                      "--detections", str(tmp_path / "pred.csv")])
+    assert result.exit_code == 2
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_benchmark_empty_split(tmp_path):
+    _write(tmp_path, [])
+    result = CliRunner().invoke(app, ["benchmark", "--annotations", str(tmp_path / "ann.json"),
+                                      "--detections", str(tmp_path / "pred.csv"), "--split", "validation"])
+    assert result.exit_code == 2 and "no videos in subset 'validation'" in result.output
