@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-import yaml
 
 from .errors import InputError
 
@@ -114,14 +113,10 @@ def load_racine_map(path: str | Path | None) -> RacineMap:
     """The default map, or the default with the overrides of a YAML config file."""
     if path is None:
         return RacineMap()
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("racine"), dict):
+    from .config import read_yaml_mapping
+
+    doc = read_yaml_mapping(path, "Racine config")
+    if not isinstance(doc.get("racine"), dict):
         raise InputError(f"{path}: expected a mapping with a 'racine' section of label: stage")
     try:
         return RacineMap.from_mapping(doc["racine"])

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
-import yaml
 
 from .annotations import Segment, VideoAnnotation, write_annotations
+from .config import read_yaml_mapping
 from .errors import InputError, RunError
 from .labels import LABELS, NORMAL_ID, NUM_CLASSES
 from .writers import atomic_write, atomic_write_text
@@ -149,18 +149,7 @@ def load_synth_config(path: str | Path | None) -> SynthConfig:
     """SynthConfig from a YAML mapping of setting: value (None: the defaults)."""
     if path is None:
         return SynthConfig()
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]})") from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a mapping of synth setting: value")
-    return make_config(doc, str(path))
+    return make_config(read_yaml_mapping(path, "synth config"), str(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from .annotations import VideoAnnotation, read_annotations, split
+from .config import read_yaml_mapping
 from .errors import InputError
 from .labels import NUM_CLASSES
 from .localizer import LocalizerConfig, RaSeformer
@@ -136,16 +136,7 @@ def read_config(path: str | Path | None) -> Setup:
     if path is None:
         return release_setup()
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]})") from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a mapping of config sections")
+    doc = read_yaml_mapping(path, "config file")
     updates: dict[str, dict] = {"localizer": {}, "train": {}, "postprocess": {}, "grid": {}}
     sections = {s for s, _ in _MAP if s} | {s for s in _IGNORED if s} | {s for s, _ in _FIXED}
     for section, body in doc.items():

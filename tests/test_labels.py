@@ -33,7 +33,7 @@ def test_racine_override_from_yaml(tmp_path):
     ("racine:\n  grooming: 2\n", "unknown action unit"),
     ("racine:\n  staring: 9\n", "integer 0..7"),
     ("racine:\n  others: 3\n", "normal behaviour"),
-    ("[1, 2\n", "not a readable YAML"),
+    ("[1, 2\n", "not valid YAML"),
     ("stages: {}\n", "'racine' section"),
 ])
 def test_bad_racine_config(tmp_path, text, message):

@@ -265,7 +265,7 @@ def test_cli_end_to_end(tmp_path):
     (["--long-minutes", "-1"], "--long-minutes"),
     (["--long-minutes", "nan"], "--long-minutes"),
     (["--long-minutes", "1", "--long-count", "0"], "--long-count"),
-    (["--config", "/no/such/synth.yaml"], "no such config file"),
+    (["--config", "/no/such/synth.yaml"], "no such synth config"),
 ])
 def test_cli_bad_options(tmp_path, args, words):
     result = CliRunner().invoke(app, ["synth", "-o", str(tmp_path / "o")] + args)
