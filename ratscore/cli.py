@@ -182,12 +182,40 @@ def import_checkpoint(
     checkpoint: Path = typer.Argument(..., help="ActionFormer-format checkpoint (e.g. ratseizure_ckpt.pth.tar)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Its YAML config (default: the RatSeizure release's)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
+    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="pytorch-i3d state_dict (e.g. rgb_imagenet.pt) to put in the folder as its I3D."),
 ):
-    """Make a model folder from the RatSeizure release's checkpoint (EMA weights)."""
+    """Make a model folder from the RatSeizure release's checkpoint (EMA weights), optionally with an I3D."""
     from .export import import_checkpoint as run_import
 
     out = run_import(checkpoint, config, output)
+    if i3d_weights is not None:
+        from .features import add_i3d_to_model_dir
+
+        add_i3d_to_model_dir(out, i3d_weights)
     console.print(f"model written to {out}")
+
+
+@app.command()
+@reports_errors
+def extract(
+    source: Path = typer.Argument(..., help="A video, or a folder of videos."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for <video_id>.npy feature files."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder with a front end (default: the bundled model)."),
+    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
+    no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+):
+    """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) from videos."""
+    from .features import extract_to_folder
+
+    for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights):
+        found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
+        gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
+        console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
+                      f"{result.features.shape[1]} features{found}{gaps} -> {path}")
+        for warning in result.decode_warnings:
+            typer.echo(f"ratscore: warning: {result.video}: {warning}", err=True)
 
 
 def main() -> None:

@@ -25,5 +25,5 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise InputError(f"{path}: a {what} must be a YAML mapping of key: value")
+        raise InputError(f"{path}: a {what} must be a mapping (YAML key: value)")
     return doc

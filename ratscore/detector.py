@@ -1,0 +1,269 @@
+"""Training the ROI detector (YOLO, through ultralytics) on synthetic frames, and measuring it.
+
+No pretrained weights exist here and nothing may be downloaded, so the detector is built from a
+YAML model definition (`yolov8n.yaml`, or the default "pico": YOLOv8 at width 0.125, ~4x cheaper
+than nano, plenty for one animal on a plain floor) and trained from scratch on frames of
+`ratscore synth` videos with their YOLO labels (class 0 the rat, class 1 its reflection). The
+best checkpoint is exported to ONNX, which `roi.Detector` runs with ONNX Runtime.
+
+ultralytics keeps its settings in a per-user folder and reaches for the network (fonts for its
+plots, pip for missing packages, analytics): here its settings live in the output folder, plots
+are off, autoinstall and analytics are off and it is told it is offline, so training never
+downloads anything and works without a network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError, RunError
+from .writers import atomic_write, atomic_write_text
+
+CLASSES = ("rat", "reflection")
+PICO = "pico"  # the built-in tiny YOLOv8 definition (see _pico_yaml)
+
+
+@dataclass
+class DetectorTraining:
+    onnx: Path  # the exported detector
+    checkpoint: Path  # ultralytics' best.pt
+    imgsz: int  # square input side, pixels
+    n_train_frames: int  # frames trained on
+    n_val_frames: int  # frames validated on
+    metrics: dict  # ultralytics' last validation metrics (mAP50, mAP50-95, ...)
+
+
+def _offline_ultralytics(settings_dir: Path) -> None:
+    """Settings inside our folder; no downloads, installs or analytics. Must run before the first
+    `import ultralytics` in this process (it reads these at import); later calls are harmless."""
+    settings_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(settings_dir))
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "False"
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from ultralytics.utils import SETTINGS
+
+    try:
+        SETTINGS.update({"sync": False})
+    except Exception:  # noqa: BLE001 - a read-only settings file only means analytics stay as they were
+        pass
+
+
+def _pico_yaml(path: Path, nc: int) -> Path:
+    """YOLOv8's own definition, scaled to width 0.125 (nano is 0.25)."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    spec = yaml.safe_load((ROOT / "cfg" / "models" / "v8" / "yolov8.yaml").read_text())
+    spec["nc"] = nc
+    spec["scales"] = {"p": [0.33, 0.125, 1024]}
+    spec["scale"] = "p"
+    atomic_write_text(path, yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _synth_videos(synth_dir: Path) -> list[Path]:
+    videos = sorted(synth_dir.glob("*.mp4"))
+    labelled = [v for v in videos if (synth_dir / "labels" / v.stem).is_dir()]
+    if not labelled:
+        raise InputError(f"{synth_dir}: no synthetic videos with labels/<video_id>/ boxes (run `ratscore synth -o {synth_dir}`)")
+    return labelled
+
+
+def _decoded_frames(video: Path):
+    """(frame number in decode order, RGB image): the numbering of synth's label files."""
+    import av
+
+    with av.open(str(video)) as container:
+        for n, frame in enumerate(container.decode(container.streams.video[0])):
+            yield n, frame.to_ndarray(format="rgb24")
+
+
+def read_yolo_labels(path: Path, width: int, height: int) -> np.ndarray:
+    """A YOLO label file -> (M, 5) rows of class, x0, y0, x1, y1 in pixels."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5:
+                c, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
+                rows.append((c, (cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height))
+    return np.asarray(rows, np.float32).reshape(-1, 5)
+
+
+def build_dataset(synth_dir: Path, dataset_dir: Path, imgsz: int, frame_step: int, val_fraction: float,
+                  seed: int) -> tuple[Path, int, int]:
+    """Frames (every frame_step-th, longer side resized to imgsz) and labels in ultralytics'
+    layout, split by video; returns (data.yaml, n_train, n_val)."""
+    import cv2
+
+    videos = _synth_videos(synth_dir)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(videos))
+    n_val = max(1, int(round(len(videos) * val_fraction))) if len(videos) > 1 else 0
+    val_ids = {videos[i].stem for i in order[:n_val]}
+    counts = {"train": 0, "val": 0}
+    for video in videos:
+        split = "val" if video.stem in val_ids else "train"
+        images, labels = dataset_dir / "images" / split, dataset_dir / "labels" / split
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        for n, image in _decoded_frames(video):
+            if n % frame_step:
+                continue
+            label = synth_dir / "labels" / video.stem / f"{n:06d}.txt"
+            if not label.is_file():
+                continue
+            h, w = image.shape[:2]
+            scale = imgsz / max(h, w)
+            small = cv2.resize(image, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
+            name = f"{video.stem}_{n:06d}"
+            cv2.imwrite(str(images / f"{name}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            shutil.copyfile(label, labels / f"{name}.txt")  # normalised coordinates survive the resize
+            counts[split] += 1
+    if counts["train"] == 0:
+        raise InputError(f"{synth_dir}: no labelled frames to train on")
+    if counts["val"] == 0:  # a single video: validate on its own frames rather than not at all
+        shutil.copytree(dataset_dir / "images" / "train", dataset_dir / "images" / "val", dirs_exist_ok=True)
+        shutil.copytree(dataset_dir / "labels" / "train", dataset_dir / "labels" / "val", dirs_exist_ok=True)
+        counts["val"] = counts["train"]
+    data = dataset_dir / "data.yaml"
+    atomic_write_text(data, json.dumps({"path": str(dataset_dir.resolve()), "train": "images/train",
+                                        "val": "images/val", "names": dict(enumerate(CLASSES))}) + "\n")
+    return data, counts["train"], counts["val"]
+
+
+def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed: int = 0,
+                   model_yaml: str = PICO, frame_step: int = 4, batch: int = 16, val_fraction: float = 0.15,
+                   workers: int = 0, init_from=None, mosaic: float = 0.0, lr0: float = 0.002,
+                   device: str = "auto") -> DetectorTraining:
+    """Train a YOLO detector from scratch on synthetic frames; export `detector.onnx` into out_dir.
+
+    `model_yaml`: "pico" (default), an ultralytics model name such as "yolov8n.yaml", or a path
+    to a model YAML. Never downloads weights: a ".pt" name is refused. `init_from`: a checkpoint
+    of an earlier run of this function (its best.pt) to continue from, for more epochs. Mosaic
+    augmentation is off by default: synthetic frames already vary (scene, light, size, pose), and
+    without it a from-scratch detector converges in far fewer epochs, which CPUs need.
+    """
+    synth_dir, out_dir = Path(synth_dir), Path(out_dir)
+    if not synth_dir.is_dir():
+        raise InputError(f"{synth_dir}: no such folder of synthetic videos")
+    if str(model_yaml).endswith(".pt"):
+        raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
+    if epochs < 1 or imgsz < 32 or imgsz % 32:
+        raise InputError(f"epochs must be >= 1 and imgsz a multiple of 32, got {epochs} and {imgsz}")
+    from .features import resolve_device
+
+    train_device = 0 if resolve_device(device) == "cuda" else "cpu"  # amp stays off: its check downloads weights
+    work = out_dir / "detector_training"
+    if work.exists():
+        shutil.rmtree(work)
+    _offline_ultralytics(work / "ultralytics_settings")
+    from ultralytics import YOLO
+
+    data, n_train, n_val = build_dataset(synth_dir, work / "dataset", imgsz, frame_step, val_fraction, seed)
+    definition = _pico_yaml(work / "yolov8p.yaml", len(CLASSES)) if model_yaml == PICO else model_yaml
+    try:
+        model = YOLO(str(definition), task="detect")
+    except FileNotFoundError:
+        raise InputError(f"{model_yaml}: no such model YAML") from None
+    if init_from is not None:
+        if not Path(init_from).is_file():
+            raise InputError(f"{init_from}: no such detector checkpoint")
+        model.load(str(init_from))  # weights of our own earlier run, matched layer by layer
+    try:
+        model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=train_device,
+                    seed=seed, deterministic=True, plots=False, project=str(work), name="run", exist_ok=True,
+                    pretrained=False, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic,
+                    close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW", lr0=lr0,
+                    warmup_epochs=1 if init_from is not None else 3)
+    except (RuntimeError, OSError) as e:
+        raise RunError(f"detector training failed: {str(e).splitlines()[0]}") from None
+    best = work / "run" / "weights" / "best.pt"
+    if not best.is_file():
+        best = work / "run" / "weights" / "last.pt"
+    trained = YOLO(str(best), task="detect")
+    exported = Path(trained.export(format="onnx", imgsz=imgsz, opset=17, simplify=False, dynamic=False,
+                                   device="cpu", verbose=False))
+    onnx_path = out_dir / "detector.onnx"
+    payload = exported.read_bytes()
+    atomic_write(onnx_path, lambda f: f.write(payload))
+    metrics = {k: float(v) for k, v in (getattr(trained, "metrics", None) or {}).items()} if isinstance(getattr(trained, "metrics", None), dict) else {}
+    results_csv = work / "run" / "results.csv"
+    if results_csv.is_file():
+        import pandas as pd
+
+        last = pd.read_csv(results_csv).iloc[-1]
+        metrics = {str(k).strip(): float(v) for k, v in last.items() if "metrics" in str(k)}
+    return DetectorTraining(onnx_path, best, imgsz, n_train, n_val, metrics)
+
+
+def add_detector_to_model_dir(model_dir, onnx_path, imgsz: int, every_k: int = 5, conf: float = 0.25,
+                              margin: float = 0.25) -> Path:
+    """Record a detector ONNX in a model folder's manifest (front_end.detector), copying it in."""
+    from .model import MANIFEST_NAME, read_manifest, write_manifest
+
+    model_dir, onnx_path = Path(model_dir), Path(onnx_path)
+    if not onnx_path.is_file():
+        raise InputError(f"{onnx_path}: no such detector ONNX file")
+    target = model_dir / "detector.onnx"
+    if onnx_path.resolve() != target.resolve():
+        payload = onnx_path.read_bytes()
+        atomic_write(target, lambda f: f.write(payload))
+    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
+    front = dict(manifest.get("front_end") or {})
+    front["detector"] = {"onnx": "detector.onnx", "imgsz": int(imgsz), "classes": list(CLASSES), "rat_class": 0,
+                         "every_k": int(every_k), "conf": float(conf), "margin": float(margin)}
+    front.setdefault("i3d", None)
+    manifest["front_end"] = front
+    return write_manifest(model_dir, manifest)
+
+
+def evaluate_detector(onnx_path, synth_dir, imgsz: int, frame_step: int = 1, conf: float = 0.25,
+                      max_videos: Optional[int] = None) -> dict:
+    """How well a detector finds the rat (not its reflection) in labelled synthetic videos.
+
+    Per frame: the box the tracker would pick as the rat (rat class, track continuity) against
+    the true rat box. Returns the IoU distribution, the share of frames at IoU >= 0.7, the share
+    where the rat was missed, and the share where the pick sat on the reflection instead.
+    """
+    from .roi import Detector, RoiOptions, RoiTracker, box_iou
+
+    synth_dir = Path(synth_dir)
+    detector = Detector(onnx_path, imgsz, CLASSES, conf=conf)
+    ious, missed, on_reflection = [], 0, 0
+    videos = _synth_videos(synth_dir)[:max_videos]
+    for video in videos:
+        tracker = RoiTracker(detector, imgsz, RoiOptions(smoothing=1.0))
+        for n, image in _decoded_frames(video):
+            if n % frame_step:
+                continue
+            h, w = image.shape[:2]
+            truth = read_yolo_labels(synth_dir / "labels" / video.stem / f"{n:06d}.txt", w, h)
+            rat_truth = truth[truth[:, 0] == 0, 1:]
+            if not len(rat_truth):
+                continue
+            pick = tracker.choose_rat(detector(image))
+            tracker._update_track(pick)
+            if pick is None:
+                missed += 1
+                ious.append(0.0)
+                continue
+            iou = float(box_iou(pick, rat_truth[0])[0, 0])
+            ious.append(iou)
+            reflection = truth[truth[:, 0] == 1, 1:]
+            if len(reflection) and float(box_iou(pick, reflection[0])[0, 0]) > iou:
+                on_reflection += 1
+    ious = np.asarray(ious)
+    if not len(ious):
+        raise InputError(f"{synth_dir}: no labelled frames to evaluate on")
+    return {"videos": len(videos), "frames": int(len(ious)), "iou_mean": float(ious.mean()),
+            "iou_median": float(np.median(ious)), "share_iou_ge_0.7": float((ious >= 0.7).mean()),
+            "share_missed": missed / len(ious), "share_on_reflection": on_reflection / len(ious)}

@@ -1,0 +1,424 @@
+"""Video -> I3D features: decode -> mask/ROI crop -> 16-frame clips, stride 4 -> I3D -> (T, D).
+
+The output follows the released RatSeizure features: float32 (T, D), feature i covering frames
+[4i, 4i + 16) of the video resampled to 30 fps, so its time is (4i + 8) / 30 s and
+T = (N - 16) // 4 + 1 for N frames.
+
+Everything streams: frames are decoded, cropped and dropped one at a time; a ring of the last 16
+crops makes the clips, and clips go through the network in batches. Memory is the network, one
+batch of clips and the (small) features and boxes, whatever the length of the video.
+
+I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model folder's
+`i3d.onnx`); both give the same features to within float rounding.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+
+from .errors import InputError, RunError
+from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
+from .mask import RigProfile, load_rig_profile
+from .roi import Detector, RoiOptions, RoiTracker
+from .video import MODEL_FPS, expected_frames, probe_video, read_frames
+
+CLIP_FRAMES = 16
+CLIP_STRIDE = 4
+NORMALISATION = "rgb_minus1_1"  # RGB uint8 -> x / 127.5 - 1, as the TF/pytorch-i3d Kinetics weights expect
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv", ".mts", ".ts"}
+
+
+@dataclass
+class FeatureResult:
+    video: str  # the video's id (file stem)
+    features: np.ndarray  # (T, D) float32; feature i covers frames [4i, 4i + 16) at fps
+    fps: float  # the model's frame rate (30)
+    duration_s: float  # n_frames / fps
+    n_frames: int  # frames on the model's time grid
+    source_fps: float  # the container's frame rate
+    rat_found_fraction: Optional[float]  # share of frames where the detector saw the rat; None with no ROI
+    gaps: list[tuple[float, float]]  # (start_s, end_s) intervals where the rat was lost (last box held)
+    boxes: np.ndarray  # (n_frames, 4) float32 crop squares x0, y0, x1, y1 in upright source pixels
+    decode_warnings: list[str] = field(default_factory=list)  # e.g. where a truncated file broke off
+
+    def feature_time(self, i: int) -> float:
+        """Centre time (s) of feature i."""
+        return (CLIP_STRIDE * i + CLIP_FRAMES / 2) / self.fps
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available here")
+    return device
+
+
+def onnx_providers(device: str) -> list[str]:
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+
+
+# --- I3D weights ----------------------------------------------------------------------------
+
+def load_i3d_weights(weights, input_size: int = 224) -> tuple[I3DConfig, dict]:
+    """(config, state_dict) from a pytorch-i3d state_dict file or dict (also our own
+    {"config", "state_dict"} checkpoints and DataParallel "module." prefixes). Weights load
+    with weights_only=True: no code in the file runs. Only the feature layers are kept."""
+    import torch
+
+    where = str(weights) if isinstance(weights, (str, Path)) else "I3D weights"
+    config = None
+    if isinstance(weights, (str, Path)):
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError(f"{path}: no such I3D weights file")
+        try:
+            weights = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure here means the file is not plain weights
+            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise InputError(f"{path}: not a PyTorch weights file that loads safely ({reason})") from None
+    if isinstance(weights, dict) and "state_dict" in weights and isinstance(weights["state_dict"], dict):
+        if isinstance(weights.get("config"), dict):
+            try:
+                config = I3DConfig(**{**weights["config"], "num_classes": 0})
+            except TypeError:
+                raise InputError(f"{where}: the checkpoint's I3D config is not understood") from None
+        weights = weights["state_dict"]
+    if not isinstance(weights, dict):
+        raise InputError(f"{where}: expected a state_dict (a mapping of names to tensors)")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in weights.items()}
+    try:
+        inferred = config_from_state_dict(state, input_size)
+    except KeyError:
+        raise InputError(f"{where}: not a pytorch-i3d InceptionI3d state_dict (no Conv3d_1a_7x7.conv3d.weight)") from None
+    config = config or I3DConfig(width=inferred.width, input_size=input_size)
+    expected = InceptionI3d(config).state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise InputError(f"{where}: missing I3D weight {key} (not a pytorch-i3d InceptionI3d state_dict?)")
+        got = getattr(state[key], "shape", None)
+        if got is None or tuple(got) != tuple(value.shape):
+            raise InputError(f"{where}: I3D weight {key} has shape {tuple(got) if got is not None else '?'}, "
+                             f"expected {tuple(value.shape)} (width {config.width:g})")
+    return config, {k: state[k] for k in expected}
+
+
+def build_i3d(config: I3DConfig, state_dict: dict) -> InceptionI3d:
+    model = InceptionI3d(I3DConfig(width=config.width, input_size=config.input_size))
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def export_i3d_onnx(model: InceptionI3d, opset: int = 17) -> bytes:
+    """The feature network as ONNX bytes: input `clips` (B, 3, 16, S, S) in [-1, 1], output
+    `features` (B, D); batch size is dynamic."""
+    import torch
+
+    size = model.config.input_size
+    example = torch.zeros(1, 3, CLIP_FRAMES, size, size)
+    buffer = io.BytesIO()
+    with torch.inference_mode(), warnings.catch_warnings():
+        # the tracer notes that SAME padding is computed from the (fixed) input size: intended
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (example,), buffer, input_names=["clips"], output_names=["features"],
+                          dynamic_axes={"clips": {0: "batch"}, "features": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    return buffer.getvalue()
+
+
+class ClipEncoder:
+    """uint8 clips (B, 16, S, S, 3) RGB -> features (B, D) float32, in PyTorch or ONNX Runtime."""
+
+    def __init__(self, input_size: int, feature_dim: int, model: Optional[InceptionI3d] = None,
+                 onnx_path: Optional[Path] = None, device: str = "cpu"):
+        self.input_size, self.feature_dim, self.device = input_size, feature_dim, device
+        self.model, self.session = model, None
+        if model is not None:
+            self.model = model.to(device).eval()
+        elif onnx_path is not None:
+            import onnxruntime as ort
+
+            try:
+                self.session = ort.InferenceSession(str(onnx_path), providers=onnx_providers(device))
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+                raise InputError(f"{onnx_path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        else:
+            raise ValueError("ClipEncoder needs a model or an ONNX file")
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.model is not None else "onnx"
+
+    @staticmethod
+    def normalise(clips: np.ndarray) -> np.ndarray:
+        # (B, T, S, S, 3) uint8 -> (B, 3, T, S, S) float32 in [-1, 1]
+        x = clips.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = self.normalise(clips)
+        if self.session is not None:
+            return self.session.run(None, {"clips": x})[0].astype(np.float32)
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+
+# --- the front end: what a model folder (or a weights file) provides -------------------------
+
+@dataclass
+class FrontEnd:
+    encoder: ClipEncoder  # the I3D
+    detector: Optional[Detector]  # None: whole frames (no ROI)
+    roi_options: RoiOptions  # how the detector's boxes become crops
+    batch_size: int = 8  # clips per network call
+
+    @property
+    def input_size(self) -> int:
+        return self.encoder.input_size
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.feature_dim
+
+
+def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
+                   backend: str = "auto", batch_size: int = 8, input_size: int = 224) -> FrontEnd:
+    """The I3D and ROI detector for extraction.
+
+    `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
+    PyTorch. A model folder's I3D runs in ONNX Runtime (`backend="torch"` uses its i3d.pt when
+    it has one). Without `no_roi` the folder must hold a detector.
+    """
+    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, model_file, read_manifest
+
+    device = resolve_device(device)
+    if model_dir is None and (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
+        bundled = read_manifest(BUNDLED_MODEL_DIR)
+        if bundled.get("front_end"):
+            model_dir = BUNDLED_MODEL_DIR
+    front = {}
+    if model_dir is not None:
+        manifest = read_manifest(model_dir)
+        front = manifest.get("front_end") or {}
+        if not front and i3d_weights is None:
+            raise InputError(f"{model_dir}: the model has no front end (features in, events out); "
+                             f"give --i3d-weights FILE to extract features")
+    if i3d_weights is not None:
+        config, state = load_i3d_weights(i3d_weights, input_size)
+        model = build_i3d(config, state)
+        encoder = ClipEncoder(config.input_size, model.feature_dim, model=model, device=device)
+    elif front.get("i3d"):
+        spec = front["i3d"]
+        if spec.get("normalisation", NORMALISATION) != NORMALISATION:
+            raise InputError(f"{model_dir}: I3D normalisation {spec.get('normalisation')!r} is not supported "
+                             f"(only {NORMALISATION})")
+        size, dim = int(spec["input_size"]), int(spec["feature_dim"])
+        if backend == "torch" or (backend == "auto" and not spec.get("onnx")):
+            if not spec.get("weights"):
+                raise InputError(f"{model_dir}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend")
+            config, state = load_i3d_weights(model_file(model_dir, spec["weights"]), size)
+            encoder = ClipEncoder(size, dim, model=build_i3d(config, state), device=device)
+        else:
+            encoder = ClipEncoder(size, dim, onnx_path=model_file(model_dir, spec["onnx"]), device=device)
+    else:
+        raise InputError("no I3D to extract features with: give --model DIR (a model with a front end) "
+                         "or --i3d-weights FILE (pytorch-i3d weights)")
+    detector = None
+    spec = front.get("detector")
+    options = RoiOptions()
+    if not no_roi:
+        if not spec:
+            where = f"{model_dir}: the model has" if model_dir is not None else "there is"
+            raise InputError(f"{where} no ROI detector; pass --no-roi to use whole frames")
+        options = RoiOptions(every_k=int(spec.get("every_k", options.every_k)),
+                             conf=float(spec.get("conf", options.conf)),
+                             margin=float(spec.get("margin", options.margin)),
+                             rat_class=int(spec.get("rat_class", options.rat_class)))
+        detector = Detector(model_file(model_dir, spec["onnx"]), int(spec["imgsz"]), spec.get("classes", ["rat", "reflection"]),
+                            providers=onnx_providers(device), conf=options.conf)
+    return FrontEnd(encoder, detector, options, batch_size)
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+def clips_from(crops: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """16-frame windows every 4 frames from a stream of crops: (16, S, S, 3) each."""
+    ring: deque = deque(maxlen=CLIP_FRAMES)
+    for n, crop in enumerate(crops, start=1):
+        ring.append(crop)
+        if n >= CLIP_FRAMES and (n - CLIP_FRAMES) % CLIP_STRIDE == 0:
+            yield np.stack(ring)
+
+
+def _progress(enabled: bool, name: str, total: Optional[int]):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("frames"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+
+
+def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = None, device: str = "auto",
+                     mask_profile: Union[str, Path, RigProfile, None] = None, no_roi: bool = False,
+                     i3d_weights=None, progress: bool = True, batch_size: int = 8) -> FeatureResult:
+    """I3D features of one video (see the module doc for the layout).
+
+    `model_dir` is a model folder or an already loaded FrontEnd (reuse it across videos).
+    InputError for an unreadable video or one shorter than one 16-frame clip.
+    """
+    path = Path(video_path)
+    if isinstance(model_dir, FrontEnd):
+        front = model_dir
+    else:
+        front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size)
+    info = probe_video(path)
+    mask = None
+    if mask_profile is not None and front.detector is not None:
+        profile = mask_profile if isinstance(mask_profile, RigProfile) else load_rig_profile(mask_profile)
+        mask = profile.in_pixels(info.width, info.height)
+    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, MODEL_FPS)
+    warnings: list[str] = []
+    boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame, the only per-frame state kept
+    features: list[np.ndarray] = []
+    n_frames = 0
+
+    with _progress(progress, path.name, expected_frames(info)) as bar:
+        task = bar.add_task(path.name[:40], total=expected_frames(info)) if bar is not None else None
+
+        def crops():
+            nonlocal n_frames
+            for roi_frame in tracker.crops(read_frames(path, MODEL_FPS, warnings)):
+                n_frames += 1
+                boxes.append(roi_frame.box)
+                if bar is not None and n_frames % 8 == 0:
+                    bar.update(task, completed=n_frames)
+                yield roi_frame.crop
+
+        batch: list[np.ndarray] = []
+        for clip in clips_from(crops()):
+            batch.append(clip)
+            if len(batch) == front.batch_size:
+                features.append(_encode(front, batch, path))
+                batch = []
+        if batch:
+            features.append(_encode(front, batch, path))
+    if n_frames < CLIP_FRAMES:
+        raise InputError(f"{path}: {n_frames} frames at {MODEL_FPS:g} fps ({n_frames / MODEL_FPS:.2f} s) is "
+                         f"shorter than one {CLIP_FRAMES}-frame clip")
+    feats = np.concatenate(features).astype(np.float32, copy=False)
+    return FeatureResult(video=path.stem, features=feats, fps=MODEL_FPS, duration_s=n_frames / MODEL_FPS,
+                         n_frames=n_frames, source_fps=info.source_fps,
+                         rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
+                         boxes=boxes.array(), decode_warnings=warnings)
+
+
+class _Rows:
+    """A float32 (N, width) array grown by doubling: no Python object per row."""
+
+    def __init__(self, width: int):
+        self.data, self.n = np.empty((1024, width), np.float32), 0
+
+    def append(self, row) -> None:
+        if self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.n] = row
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        return self.data[: self.n].copy()
+
+
+def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:
+    try:
+        return front.encoder(np.stack(batch))  # (B, 16, S, S, 3) -> (B, D)
+    except MemoryError:
+        raise RunError(f"{path}: out of memory running I3D on a batch of {len(batch)} clips; lower the batch size") from None
+
+
+def video_files(source: Path) -> list[Path]:
+    """The videos to extract: the file itself, or every video file in a folder (sorted, not recursive)."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        if not found:
+            raise InputError(f"{source}: no video files in this folder")
+        return found
+    raise InputError(f"{source}: no such file or folder")
+
+
+def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mask_profile=None,
+                      no_roi: bool = False, i3d_weights=None, progress: bool = True) -> list[tuple[Path, FeatureResult]]:
+    """`ratscore extract`: <out_dir>/<video_id>.npy for each video. Bad videos are InputErrors
+    naming the video; one model load serves every video."""
+    from .writers import atomic_write
+
+    videos = video_files(Path(source))
+    front = load_front_end(model_dir, i3d_weights, device, no_roi)
+    profile = load_rig_profile(mask_profile) if mask_profile is not None else None
+    written, failures = [], []
+    for video in videos:
+        try:
+            result = extract_features(video, front, device, profile, no_roi, progress=progress)
+        except InputError as e:
+            if len(videos) == 1:
+                raise
+            failures.append(str(e))  # one bad recording does not stop a folder
+            continue
+        target = Path(out_dir) / f"{result.video}.npy"
+        atomic_write(target, lambda f: np.save(f, result.features))
+        written.append((target, result))
+    if failures:
+        raise RunError(f"{len(failures)} of {len(videos)} videos failed (first: {failures[0]})")
+    return written
+
+
+def add_i3d_to_model_dir(model_dir, i3d_weights, input_size: int = 224, keep_torch_weights: bool = True) -> Path:
+    """Put an I3D (a pytorch-i3d state_dict file or dict) into a model folder: `i3d.onnx` (and
+    `i3d.pt`), recorded in the manifest's front_end section with the clip layout. Creates the
+    folder and a manifest if there is none. Returns the manifest's path."""
+    import torch
+
+    from .model import MANIFEST_NAME, read_manifest, write_manifest
+    from .writers import atomic_write
+
+    model_dir = Path(model_dir)
+    config, state = load_i3d_weights(i3d_weights, input_size)
+    model = build_i3d(config, state)
+    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
+    if manifest.get("localizer") and manifest.get("feature_dim") not in (None, model.feature_dim):
+        raise InputError(f"{model_dir}: the localizer takes {manifest['feature_dim']}-d features but this I3D "
+                         f"gives {model.feature_dim}-d")
+    onnx_bytes = export_i3d_onnx(model)
+    atomic_write(model_dir / "i3d.onnx", lambda f: f.write(onnx_bytes))
+    spec = {"onnx": "i3d.onnx", "input_size": config.input_size, "width": config.width,
+            "normalisation": NORMALISATION, "feature_dim": model.feature_dim,
+            "clip_frames": CLIP_FRAMES}
+    if keep_torch_weights:
+        checkpoint = {"config": I3DConfig(width=config.width, input_size=config.input_size).to_dict(), "state_dict": state}
+        atomic_write(model_dir / "i3d.pt", lambda f: torch.save(checkpoint, f))
+        spec["weights"] = "i3d.pt"
+    front = dict(manifest.get("front_end") or {})
+    front.setdefault("detector", None)
+    front["i3d"] = spec
+    manifest.update(fps=MODEL_FPS, clip_frames=CLIP_FRAMES, clip_stride=CLIP_STRIDE,
+                    feature_dim=model.feature_dim, front_end=front)
+    return write_manifest(model_dir, manifest)

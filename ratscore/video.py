@@ -1,0 +1,247 @@
+"""Decoding: frames streamed with their timestamps, resampled to the model's frame rate.
+
+A video is read once, front to back, one frame at a time (PyAV, threaded decoding), so memory
+does not depend on its length. Frames come out as RGB uint8 (grayscale sources are expanded to
+three equal channels), turned upright according to the container's rotation (display matrix),
+and resampled by timestamp to a fixed rate (30 fps for the model): each output frame n at time
+n / fps is the source frame shown at that moment, so 25 fps, 60 fps and variable frame rate
+recordings all give the same time grid.
+
+A truncated or damaged file is read as far as it decodes; where it broke goes into the warnings
+list rather than failing the whole video.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from .errors import InputError
+
+MODEL_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # pixels, upright (after rotation)
+    height: int  # pixels, upright (after rotation)
+    source_fps: float  # the container's average frame rate
+    duration_s: Optional[float]  # the container's claim; None when it does not say
+    rotation: int  # degrees counter-clockwise applied to make frames upright (0, 90, 180, 270)
+    codec: str
+
+
+@dataclass
+class Frame:
+    index: int  # frame number on the resampled grid
+    t_s: float  # index / fps, seconds from the video's first frame
+    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    source_t_s: float  # timestamp of the source frame shown, seconds from the first frame
+
+
+def _open(path: Path):
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a video")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise InputError(f"{path}: not a readable video, or cut off before its index ({_reason(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: not a video (no video stream)")
+    return container
+
+
+def _reason(e: Exception) -> str:
+    return (getattr(e, "strerror", None) or str(e)).strip().splitlines()[0] if str(e) else type(e).__name__
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def _rotation_of(frame) -> int:
+    angle = getattr(frame, "rotation", 0) or 0
+    return int(round(angle / 90.0)) * 90 % 360
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """What the container says about a video (size upright, fps, duration, rotation)."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        rotation = 0
+        width, height = stream.codec_context.width, stream.codec_context.height
+        try:  # the rotation lives on decoded frames; peek at the first one
+            for frame in container.decode(stream):
+                rotation = _rotation_of(frame)
+                width, height = frame.width, frame.height
+                break
+        except Exception:  # noqa: BLE001 - damaged files are judged by read_frames, which reports where
+            pass
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(path, width, height, fps, duration, rotation, stream.codec_context.name)
+    finally:
+        container.close()
+
+
+def _source_frames(path: Path, warnings: list[str]) -> Iterator[tuple[float, np.ndarray]]:
+    """(timestamp seconds from the first frame, upright RGB image) for every decodable frame."""
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        step = 1.0 / float(rate) if rate else 1.0 / MODEL_FPS
+        t0 = None
+        last_t = None
+        count = 0
+        decoded = container.decode(stream)
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                break
+            except av.FFmpegError as e:
+                where = f"{last_t:.2f} s" if last_t is not None else "the start"
+                warnings.append(f"decoding stopped at {where} after {count} frames ({_reason(e)})")
+                break
+            t = frame.time
+            if t is None:  # no timestamp: assume the nominal rate
+                t = (last_t + step) if last_t is not None else 0.0
+            if t0 is None:
+                t0 = t
+            t -= t0
+            if last_t is not None and t <= last_t:  # out of order or repeated stamps: keep time moving
+                t = last_t + 1e-6
+            image = frame.to_ndarray(format="rgb24")  # gray and any YUV layout -> (H, W, 3)
+            last_t = t
+            count += 1
+            yield t, _upright(image, _rotation_of(frame))
+        if count:
+            claimed = None
+            if stream.duration is not None and stream.time_base is not None:
+                claimed = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                claimed = container.duration / 1_000_000
+            if claimed and last_t + 2 * step < claimed - 0.5:
+                warnings.append(f"truncated: the file says {claimed:.2f} s but frames stop at {last_t:.2f} s")
+    finally:
+        container.close()
+
+
+def read_frames(path: str | Path, fps: float = MODEL_FPS, warnings: Optional[list[str]] = None) -> Iterator[Frame]:
+    """Stream a video's frames resampled to `fps` by timestamp.
+
+    Output frame n (time n / fps) is the source frame on screen at that time: the latest frame
+    whose timestamp is at or before it (with a small tolerance for timestamps rounded by the
+    container). The last source frame is shown for its nominal duration. Problems met while
+    decoding (truncation) are appended to `warnings`. InputError when nothing decodes.
+    """
+    path = Path(path)
+    warnings = [] if warnings is None else warnings
+    period = 1.0 / fps
+    tolerance = 0.25 * period  # timestamps rounded to a coarse time base land a bit late
+    index = 0
+    shown: Optional[tuple[float, np.ndarray]] = None
+    intervals = []  # recent source frame intervals, for the last frame's duration
+    for t, image in _source_frames(path, warnings):
+        if shown is not None:
+            # every grid time before this frame appears shows the previous frame
+            while index * period < t - tolerance:
+                yield Frame(index, index * period, shown[1], shown[0])
+                index += 1
+            intervals = (intervals + [t - shown[0]])[-8:]
+        shown = (t, image)
+    if shown is None:
+        detail = f" ({warnings[-1]})" if warnings else ""
+        raise InputError(f"{path}: no frames could be decoded{detail}")
+    last_duration = float(np.median(intervals)) if intervals else period
+    end = shown[0] + last_duration
+    while index * period < end - tolerance:
+        yield Frame(index, index * period, shown[1], shown[0])
+        index += 1
+
+
+def expected_frames(info: VideoInfo, fps: float = MODEL_FPS) -> Optional[int]:
+    """How many resampled frames the container's duration promises (for progress bars)."""
+    if not info.duration_s:
+        return None
+    return max(1, int(math.ceil(info.duration_s * fps - 0.25)))
+
+
+def crop_square(image: np.ndarray, box, out_size: Optional[int] = None) -> np.ndarray:
+    """The square region `box` = (x0, y0, x1, y1) of `image`, padded with black where it leaves
+    the frame, resized to out_size x out_size when given. (H, W, 3) -> (S, S, 3)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"empty crop box {box}")
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        crop = image[y0:y1, x0:x1]
+    else:
+        crop = np.zeros((y1 - y0, x1 - x0, 3), dtype=image.dtype)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if sx1 > sx0 and sy1 > sy0:
+            crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    if out_size is not None and crop.shape[:2] != (out_size, out_size):
+        shrinking = crop.shape[0] > out_size
+        crop = cv2.resize(crop, (out_size, out_size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return crop
+
+
+def crop_at(video_path: str | Path, t_s: float, box=None, out_size: Optional[int] = None) -> np.ndarray:
+    """The frame shown at t_s seconds (from the first frame), cropped to `box` (x0, y0, x1, y1 in
+    upright source pixels; None: the whole frame). For report stills. (H, W, 3) uint8 RGB."""
+    import av
+
+    path = Path(video_path)
+    target = max(0.0, float(t_s))
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+        try:  # lands on the keyframe at or before the target; decode forward from there
+            container.seek(int((t0 + target) / tb), stream=stream, backward=True)
+        except (av.FFmpegError, TypeError, ZeroDivisionError):
+            container.seek(0)
+        chosen = None
+        try:
+            for frame in container.decode(stream):
+                t = (frame.time if frame.time is not None else t0) - t0
+                if chosen is not None and t > target + 0.25 / MODEL_FPS:
+                    break
+                chosen = frame
+        except av.FFmpegError:
+            pass  # a damaged tail: keep the last good frame
+        if chosen is None:
+            raise InputError(f"{path}: no frame could be decoded at {target:.2f} s")
+        image = _upright(chosen.to_ndarray(format="rgb24"), _rotation_of(chosen))
+    finally:
+        container.close()
+    return image if box is None else crop_square(image, box, out_size)

@@ -1,0 +1,54 @@
+"""The ROI detector: trained from a YAML (no downloads) on synthetic frames, exported, run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ratscore.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    synth = pytest.importorskip("ratscore.synth")
+    folder = tmp_path_factory.mktemp("synth")
+    config = synth.SynthConfig(clip_seconds=2.0, resolutions=((320, 240),))
+    synth.synthesize(folder, clips=2, seed=11, config=config)
+    return folder
+
+
+def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
+    import socket
+
+    from ratscore.detector import add_detector_to_model_dir, evaluate_detector, train_detector
+    from ratscore.features import load_front_end
+    from ratscore.model import read_manifest
+    from ratscore.roi import Detector
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the detector tried to reach the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    result = train_detector(synth_dir, tmp_path / "det", epochs=1, imgsz=64, frame_step=15, batch=4)
+    assert result.onnx.is_file() and result.n_train_frames > 0 and result.n_val_frames > 0
+    detector = Detector(result.onnx, 64, ["rat", "reflection"], conf=0.0)
+    dets = detector(np.zeros((240, 320, 3), np.uint8))
+    assert dets.ndim == 2 and dets.shape[1] == 6
+    assert (dets[:, :4] >= 0).all() and (dets[:, [0, 2]] <= 320).all() and (dets[:, [1, 3]] <= 240).all()
+    figures = evaluate_detector(result.onnx, synth_dir, 64, frame_step=20)
+    assert figures["frames"] > 0 and 0.0 <= figures["share_iou_ge_0.7"] <= 1.0
+    model = tmp_path / "model"
+    add_detector_to_model_dir(model, result.onnx, 64, every_k=4)
+    assert read_manifest(model)["front_end"]["detector"]["every_k"] == 4
+    with pytest.raises(InputError, match="no I3D"):
+        load_front_end(model, device="cpu")
+
+
+def test_refuses_pretrained_weights_and_missing_data(tmp_path):
+    from ratscore.detector import train_detector
+
+    with pytest.raises(InputError, match="not pretrained weights"):
+        train_detector(tmp_path, tmp_path / "out", model_yaml="yolov8n.pt")
+    with pytest.raises(InputError, match="no synthetic videos"):
+        train_detector(tmp_path, tmp_path / "out", epochs=1)
