@@ -108,25 +108,25 @@ def timeline(
 
 @app.command()
 @reports_errors
-def synth(
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the videos, annotations.json, labels/, boxes/ and contact_sheet.png."),
-    clips: Optional[int] = typer.Option(None, "--clips", help="Number of 10 s clips (default 10; 0 with --long-minutes)."),
-    seed: int = typer.Option(0, "--seed", help="Same seed and options -> same annotations and frames."),
-    long_minutes: float = typer.Option(0.0, "--long-minutes", help="Also make long recordings of this many minutes (normal behaviour with escalating seizure episodes)."),
-    long_count: int = typer.Option(1, "--long-count", help="How many long recordings --long-minutes makes."),
-    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="YAML file overriding synth settings (resolutions, noise, view, ...)."),
+def extract(
+    source: Path = typer.Argument(..., help="A video, or a folder of videos."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for <video_id>.npy feature files."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder with a front end (default: the bundled model)."),
+    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
+    no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ):
-    """Make synthetic RatSeizure-style videos of a rat with exact ground truth."""
-    from .synth import load_synth_config, synthesize
+    """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) from videos."""
+    from .features import extract_to_folder
 
-    def report(plan, info):
-        console.print(f"{info['file']}: {info['width']}x{info['height']}, {plan.duration:g} s, {plan.subset}, "
-                      f"{len(plan.segments)} segments")
-
-    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report)
-    n_test = sum(v.subset == "testing" for v in videos.values())
-    console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "
-                  f"{sum(len(v.segments) for v in videos.values())} segments -> {output}")
+    for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights):
+        found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
+        gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
+        console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
+                      f"{result.features.shape[1]} features{found}{gaps} -> {path}")
+        for warning in result.decode_warnings:
+            typer.echo(f"ratscore: warning: {result.video}: {warning}", err=True)
 
 
 @app.command()
@@ -197,25 +197,122 @@ def import_checkpoint(
 
 @app.command()
 @reports_errors
-def extract(
-    source: Path = typer.Argument(..., help="A video, or a folder of videos."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for <video_id>.npy feature files."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model folder with a front end (default: the bundled model)."),
-    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
-    no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+def synth(
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the videos, annotations.json, labels/, boxes/ and contact_sheet.png."),
+    clips: Optional[int] = typer.Option(None, "--clips", help="Number of 10 s clips (default 10; 0 with --long-minutes)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and options -> same annotations and frames."),
+    long_minutes: float = typer.Option(0.0, "--long-minutes", help="Also make long recordings of this many minutes (normal behaviour with escalating seizure episodes)."),
+    long_count: int = typer.Option(1, "--long-count", help="How many long recordings --long-minutes makes."),
+    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="YAML file overriding synth settings (resolutions, noise, view, ...)."),
 ):
-    """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) from videos."""
-    from .features import extract_to_folder
+    """Make synthetic RatSeizure-style videos of a rat with exact ground truth."""
+    from .synth import load_synth_config, synthesize
 
-    for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights):
-        found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
-        gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
-        console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
-                      f"{result.features.shape[1]} features{found}{gaps} -> {path}")
-        for warning in result.decode_warnings:
-            typer.echo(f"ratscore: warning: {result.video}: {warning}", err=True)
+    def report(plan, info):
+        console.print(f"{info['file']}: {info['width']}x{info['height']}, {plan.duration:g} s, {plan.subset}, "
+                      f"{len(plan.segments)} segments")
+
+    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report)
+    n_test = sum(v.subset == "testing" for v in videos.values())
+    console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "
+                  f"{sum(len(v.segments) for v in videos.values())} segments -> {output}")
+
+
+def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
+                     racine_config):
+    from .model import BUNDLED_MODEL_DIR
+    from .pipeline import AnalyzeOptions
+    from .timeline import ScoringOptions
+
+    scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
+    return AnalyzeOptions(model_dir=model or BUNDLED_MODEL_DIR, device=device, scoring=scoring, mask=mask,
+                          no_roi=no_roi, keep_features=keep_features, racine_config=racine_config)
+
+
+ModelOption = typer.Option(None, "--model", help="Model folder (default: the bundled model in models/).")
+DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda.")
+ThresholdOption = typer.Option(0.3, "--threshold", help="Report events scoring at least this.")
+MaskOption = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions.")
+NoRoiOption = typer.Option(False, "--no-roi", help="Use the whole frame (camera framed on one animal).")
+BinOption = typer.Option(1.0, "--bin", help="Racine timeline bin width, seconds.")
+GapOption = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode.")
+KeepFeaturesOption = typer.Option(False, "--keep-features", help="Also write <stem>.features.npy.")
+IncludeNormalOption = typer.Option(False, "--include-normal", help="Also list 'others' (normal behaviour) events.")
+
+
+@app.command()
+@reports_errors
+def analyze(
+    videos: list[Path] = typer.Argument(..., help="Video files to score."),
+    output: Path = typer.Option(Path("ratscore_out"), "-o", "--output", help="Output folder."),
+    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: float = ThresholdOption,
+    mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
+    episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
+    include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
+):
+    """Score videos: events, Racine timeline, episodes, summary, picture and an HTML report each."""
+    from .errors import InputError, RatscoreError
+    from .pipeline import Analyzer
+
+    options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
+                               include_normal, racine_config)
+    analyzer = Analyzer(options)
+    stems = [v.stem for v in videos]
+    if len(set(stems)) < len(stems):
+        raise InputError("two videos share a file name; their outputs would collide (use `ratscore batch`)")
+    failed = 0
+    for video in videos:
+        try:
+            s = analyzer.analyze(video, output).summary
+        except RatscoreError as e:
+            if len(videos) == 1:
+                raise
+            failed += 1
+            typer.echo(f"ratscore: error: {e}", err=True)
+            continue
+        flag = "" if s["trust"].get("familiar", True) else "  [UNFAMILIAR FOOTAGE: check by hand]"
+        typer.echo(f"{video}: {s['n_events']} events, {s['n_episodes']} episodes, max stage {s['max_stage']}"
+                   f" -> {output / video.stem}.*{flag}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def batch(
+    folder: Optional[Path] = typer.Argument(None, help="Folder of videos (a study)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (mirrors the input tree)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Also videos in sub-folders."),
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="File name pattern, e.g. 'rat*.mp4'."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip videos whose outputs are complete and current."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: do the I-th of N deterministic shares (I from 0)."),
+    merge: Optional[Path] = typer.Option(None, "--merge", help="Join the shard summaries in this output folder."),
+    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: float = ThresholdOption,
+    mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
+    episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
+    include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
+):
+    """Score every video of a study; one summary table; resumable and shardable."""
+    from .batch import merge_shards, parse_shard, run_batch
+    from .errors import InputError
+    from .pipeline import Analyzer
+
+    if merge is not None:
+        path, n, n_failed = merge_shards(merge)
+        console.print(f"merged {n} videos ({n_failed} failed) -> {path}")
+        return
+    if folder is None or output is None:
+        raise InputError("batch needs FOLDER and -o OUT (or --merge OUT)")
+    shard_ = parse_shard(shard)
+    options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
+                               include_normal, racine_config)
+    analyzer = Analyzer(options)
+    result = run_batch(folder, output, analyzer, recursive, pattern, resume, shard_,
+                       on_video=lambda name, status: typer.echo(f"{name}: {status}"))
+    typer.echo(f"{result.analysed} analysed, {result.skipped} already done, {len(result.failures)} failed"
+                  f" -> {result.summary_path}")
+    if result.failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -86,8 +86,9 @@ class Analyzer:
 
     def __init__(self, options: AnalyzeOptions):
         from .export import OnnxLocalizer
+        from .features import load_front_end
+        from .mask import load_rig_profile
         from .model import read_manifest
-        from .trust import TrustCheck
 
         self.options = options
         self.manifest = read_manifest(options.model_dir)
@@ -97,18 +98,23 @@ class Analyzer:
         self.model_id = model_identity(options.model_dir, self.manifest)
         self.racine = load_racine_map(options.racine_config)
         self.localizer = OnnxLocalizer(options.model_dir, device=options.device)
+        self.front = load_front_end(options.model_dir, device=options.device, no_roi=options.no_roi)
+        if self.front.feature_dim != self.localizer.feature_dim:
+            raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "
+                             f"localizer takes {self.localizer.feature_dim}-d")
+        self.mask = load_rig_profile(options.mask) if options.mask is not None else None
         self.trust = TrustCheck.from_model_dir(options.model_dir, self.manifest)
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
-        from .features import crop_at, extract_features
+        from .features import extract_features
         from .report import episode_peaks
+        from .video import crop_at
 
         video = Path(video)
         stem = stem or video.stem
         opts = self.options
         fingerprint = video_fingerprint(video)
-        result = extract_features(video, model_dir=opts.model_dir, device=opts.device, mask_profile=opts.mask,
-                                  no_roi=opts.no_roi, progress=opts.progress)
+        result = extract_features(video, self.front, opts.device, self.mask, opts.no_roi, progress=opts.progress)
         events = self.localizer.detect(result.features, result.duration_s)
         scoring = score_events(events, stem, result.duration_s, result.source_fps, self.model_id,
                                self.racine, opts.scoring)
@@ -151,3 +157,53 @@ def video_fingerprint(video: Path) -> str:
     except OSError as e:
         raise InputError(f"{video}: cannot read ({e.strerror or e})") from None
     return f"{size}:{h.hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class TrustCheck:
+    """How far to trust a video's scoring: was the rat found, and do its features look familiar?
+
+    A video is flagged unfamiliar when the detector found the rat in under `min_rat_found` of its
+    frames, or when its feature distance to the training set is beyond `distance_limit`: the
+    largest distance of any training video, times a margin (a video like the training ones lies
+    well inside it; another camera, lighting or species lies outside).
+    """
+
+    stats: Optional[dict] = None  # the model's feature_stats.npz, None when it has none
+    distance_limit: Optional[float] = None  # distances above this are unfamiliar
+    min_rat_found: float = 0.8  # share of frames in which the rat must be found
+
+    DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, manifest: dict) -> "TrustCheck":
+        from .model import model_file
+        from .trust import read_feature_stats
+
+        name = manifest.get("feature_stats")
+        if not name:
+            return cls()
+        stats = read_feature_stats(model_file(model_dir, name))
+        limit = float(np.max(stats["video_distances"])) * cls.DISTANCE_MARGIN if len(stats["video_distances"]) else None
+        return cls(stats, limit)
+
+    def assess(self, result) -> dict:
+        from .trust import feature_distance
+
+        reasons = []
+        found = result.rat_found_fraction
+        if found is not None and found < self.min_rat_found:
+            reasons.append(f"the rat was found in only {100 * found:.0f}% of frames")
+        distance = None
+        if self.stats is not None:
+            distance = feature_distance(result.features, self.stats)
+            if self.distance_limit is not None and distance > self.distance_limit:
+                reasons.append(f"its features lie far from the training set's (distance {distance:.2f}, "
+                               f"training videos up to {self.distance_limit / self.DISTANCE_MARGIN:.2f})")
+        else:
+            reasons.append("the model has no training feature statistics to compare with")
+        return {"rat_found_fraction": None if found is None else round(float(found), 4),
+                "gaps_s": [[round(a, 2), round(b, 2)] for a, b in result.gaps],
+                "feature_distance": None if distance is None else round(distance, 4),
+                "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
+                "familiar": not reasons, "reasons": reasons}
