@@ -132,14 +132,33 @@ def extract(
 @app.command()
 @reports_errors
 def train(
-    annotations: Path = typer.Option(..., "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
-    features: Path = typer.Option(..., "--features", help="Folder of <video_id>.npy features (T x D)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Release-style YAML config (default: the RatSeizure release's)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Folder of <video_id>.npy features (T x D)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Release-style YAML config (default: the RatSeizure release's); with --bundle, a recipe YAML."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (warm-up share as in the config)."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="Train the ROI detector instead, on this `ratscore synth` folder."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Build the whole bundled model (synth data, detector, I3D, localizer) in this work folder; resumes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ):
-    """Train the RaSeformer localizer on cached features and write a model folder."""
+    """Train the RaSeformer localizer on features (or --detector, or the whole --bundle) into a model folder."""
+    from .errors import InputError
+
+    if bundle is not None:
+        from .bundle import BundleRecipe, build_bundle
+
+        figures = build_bundle(bundle, output, BundleRecipe.from_yaml(config), device=device, log=console.print)
+        console.print(f"bundled model written to {output}; timings (s): {figures.get('timings_s')}")
+        return
+    if detector is not None:
+        from .detector import add_detector_to_model_dir, train_detector
+
+        trained = train_detector(detector, output / "detector_training", epochs=epochs or 15)
+        add_detector_to_model_dir(output, trained.onnx, trained.imgsz)
+        console.print(f"detector written to {output / 'detector.onnx'} (validation: {trained.metrics})")
+        return
+    if annotations is None or features is None:
+        raise InputError("train needs --annotations and --features (or --detector SYNTH_DIR, or --bundle WORK_DIR)")
     from .train import train_localizer
 
     out = train_localizer(annotations, features, output, config=config, epochs=epochs, device=device)

@@ -1,0 +1,363 @@
+"""The bundled model's recipe: synthetic data -> ROI detector -> small I3D -> features -> RaSeformer.
+
+`ratscore train --bundle WORK_DIR -o MODEL_DIR` runs every stage in order. Each stage leaves a
+marker in WORK_DIR when it is done and the I3D classifier checkpoints every epoch, so a run that
+is interrupted picks up where it stopped: run the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+from .labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class BundleRecipe:
+    train_clips: int = 100  # synthetic 10 s clips for training (the 65:35 split inside is all used)
+    train_seed: int = 1000  # seed of the training clips
+    test_clips: int = 40  # unseen clips for the benchmark
+    test_seed: int = 9000  # a seed the training never sees
+    detector_epochs: int = 8  # YOLO epochs over the training frames
+    detector_imgsz: int = 256  # YOLO input side, pixels
+    detector_frame_step: int = 10  # train the detector on every n-th frame of each clip
+    i3d_width: float = 0.25  # channel multiplier of the small I3D (256-d features)
+    i3d_input_size: int = 112  # crop side given to the I3D, pixels
+    crop_margin: float = 0.25  # margin around the rat's box, as a share of its longer side
+    classifier_epochs: int = 3  # epochs of 14-class clip classification
+    classifier_stride: int = 12  # frames between training windows
+    classifier_batch: int = 16
+    classifier_lr: float = 2e-3
+    localizer_epochs: int = 24  # RaSeformer epochs on the small I3D features (warm-up included)
+    localizer_dim: int = 128  # RaSeformer embedding, neck and head width (the release: 512)
+    localizer_lr: float = 2e-4  # AdamW peak learning rate (the release: 1e-4, for 1024-d I3D features)
+    seed: int = 0  # torch seed for every training stage
+    ablation: bool = True  # also train keep ratio 1.0 (plain local attention) on the same features
+
+    @classmethod
+    def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":
+        if path is None:
+            return cls()
+        from .config import read_yaml_mapping
+
+        doc = read_yaml_mapping(path, "recipe")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown recipe key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**doc)
+
+
+def _stage_done(work: Path, stage: str) -> Optional[dict]:
+    marker = work / f"{stage}.done.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _mark_done(work: Path, stage: str, info: dict) -> None:
+    from .writers import atomic_write_text
+
+    atomic_write_text(work / f"{stage}.done.json", json.dumps(info, indent=2) + "\n")
+
+
+def _window_label(segments, centre_s: float) -> Optional[int]:
+    for seg in segments:
+        if seg.start_s <= centre_s < seg.end_s:
+            return seg.au_id
+    return None
+
+
+def load_rat_crops(video: Path, boxes_of_frame, size: int, margin: float) -> np.ndarray:
+    """Every frame of a synthetic clip cropped around its true rat box: (N, size, size, 3) uint8."""
+    from .roi import square_around
+    from .video import crop_square, read_frames
+
+    crops, last = [], None
+    for frame in read_frames(video):
+        h, w = frame.image.shape[:2]
+        box = boxes_of_frame(frame.index, w, h)
+        last = box if box is not None else last
+        if last is None:
+            square = np.array([0, 0, w, h], dtype=np.float32)
+        else:
+            square = square_around(np.asarray(last, dtype=np.float32), margin, 32, w, h)
+        crops.append(crop_square(frame.image, square, size))
+    return np.stack(crops)
+
+
+def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, recipe: BundleRecipe,
+                         device: str = "cpu", log=print) -> dict:
+    """Train the small I3D as a 14-class classifier of 16-frame crops; checkpoints each epoch.
+
+    `videos`: (mp4, segments, boxes_of_frame) for the training clips. Returns the final metrics.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .i3d import I3DConfig, InceptionI3d
+
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    crops, samples = [], []  # samples: (video index, first frame, label)
+    for vi, (path, segments, boxes) in enumerate(videos):
+        clip = load_rat_crops(path, boxes, recipe.i3d_input_size, recipe.crop_margin)
+        crops.append(clip)
+        for start in range(0, len(clip) - 16 + 1, recipe.classifier_stride):
+            label = _window_label(segments, (start + 8) / 30.0)
+            if label is not None:
+                samples.append((vi, start, label))
+    if not samples:
+        raise InputError("no training windows: the clips are shorter than 16 frames")
+    labels = np.array([s[2] for s in samples])
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
+    class_weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / NUM_CLASSES, 0.0),
+                                dtype=torch.float32, device=device)
+
+    config = I3DConfig(width=recipe.i3d_width, input_size=recipe.i3d_input_size, num_classes=NUM_CLASSES)
+    model = InceptionI3d(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.classifier_lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(samples) / recipe.classifier_batch)
+    total = steps_per_epoch * recipe.classifier_epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.classifier_lr, total_steps=total,
+                                                    pct_start=0.1)
+    ckpt_path = out / "i3d_classifier.pt"
+    start_epoch = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch = ckpt["epoch"]
+        rng = np.random.default_rng(recipe.seed + start_epoch)
+        log(f"i3d classifier: resuming after epoch {start_epoch}")
+
+    def batch_of(idx, augment):
+        xs = []
+        for i in idx:
+            vi, start, _ = samples[i]
+            x = crops[vi][start:start + 16].astype(np.float32) / 127.5 - 1.0  # (16, S, S, 3) in [-1, 1]
+            if augment:
+                if rng.random() < 0.5:
+                    x = x[:, :, ::-1]
+                x = np.clip(x * rng.uniform(0.8, 1.2) + rng.uniform(-0.15, 0.15), -1, 1)
+            xs.append(x.transpose(3, 0, 1, 2))  # (3, 16, S, S)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(xs))).to(device)
+
+    metrics = {}
+    for epoch in range(start_epoch, recipe.classifier_epochs):
+        model.train()
+        order = rng.permutation(len(samples))
+        t0, loss_sum, correct = time.time(), 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * recipe.classifier_batch:(b + 1) * recipe.classifier_batch]
+            x = batch_of(idx, augment=True)
+            y = torch.from_numpy(labels[idx]).to(device)
+            logits = model.classify(x)  # (B, 14)
+            loss = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=0.05)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+        metrics = {"epoch": epoch + 1, "loss": loss_sum / len(samples), "train_accuracy": correct / len(samples),
+                   "seconds": round(time.time() - t0, 1), "windows": len(samples)}
+        log(f"i3d classifier epoch {epoch + 1}/{recipe.classifier_epochs}: loss {metrics['loss']:.3f}, "
+            f"train accuracy {metrics['train_accuracy']:.3f} ({metrics['seconds']} s)")
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "metrics": metrics}, tmp)
+        tmp.replace(ckpt_path)
+    return metrics
+
+
+def rat_boxes(synth_dir: Path, video_id: str):
+    """boxes_of_frame(frame, width, height) -> the true rat box (x0, y0, x1, y1) in pixels, or None."""
+    import pandas as pd
+
+    table = pd.read_csv(Path(synth_dir) / "boxes" / f"{video_id}.csv")
+    rat = table[table["cls"] == 0].set_index("frame")
+
+    def boxes_of_frame(frame: int, width: int, height: int):
+        if frame not in rat.index:
+            return None
+        r = rat.loc[frame]
+        if isinstance(r, pd.DataFrame):
+            r = r.iloc[0]
+        cx, cy, w, h = r.cx * width, r.cy * height, r.w * width, r.h * height
+        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+    return boxes_of_frame
+
+
+def _combined_annotations(train_dir: Path, test_dir: Path, out: Path) -> Path:
+    """Every training-seed clip as 'training', every unseen-seed clip as 'testing'."""
+    from .annotations import VideoAnnotation, read_annotations, write_annotations
+
+    videos = []
+    for folder, subset in ((train_dir, "training"), (test_dir, "testing")):
+        for v in read_annotations(folder / "annotations.json").values():
+            videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
+    return write_annotations(out, videos)
+
+
+def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleRecipe(), device: str = "auto",
+                 log=print) -> dict:
+    """Run (or resume) every stage of the recipe; write the finished model folder to model_out.
+
+    Returns the timings and measured figures, which also go into the manifest.
+    """
+    import torch
+
+    from .detector import add_detector_to_model_dir, evaluate_detector, train_detector
+    from .features import add_i3d_to_model_dir, extract_features, load_front_end
+    from .synth import synthesize
+    from .train import train_localizer
+
+    work, model_out = Path(work_dir), Path(model_out)
+    work.mkdir(parents=True, exist_ok=True)
+    torch_device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    timings = {}
+
+    def stage(name, run):
+        done = _stage_done(work, name)
+        if done is not None:
+            log(f"[{name}] done before ({done.get('seconds')} s), skipped")
+            timings[name] = done
+            return done
+        log(f"[{name}] ...")
+        t0 = time.time()
+        info = run() or {}
+        info["seconds"] = round(time.time() - t0, 1)
+        _mark_done(work, name, info)
+        timings[name] = info
+        log(f"[{name}] done in {info['seconds']} s")
+        return info
+
+    train_dir, test_dir = work / "synth_train", work / "synth_test"
+    for name, folder, clips, seed in (("synth_train", train_dir, recipe.train_clips, recipe.train_seed),
+                                      ("synth_test", test_dir, recipe.test_clips, recipe.test_seed)):
+        def make(folder=folder, clips=clips, seed=seed):
+            if folder.exists():
+                shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
+            synthesize(folder, clips=clips, seed=seed)
+            return {"clips": clips, "seed": seed}
+        stage(name, make)
+
+    front_dir = work / "front_end"
+
+    def detector():
+        trained = train_detector(train_dir, work / "detector", epochs=recipe.detector_epochs,
+                                 imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
+        quality = evaluate_detector(trained.onnx, test_dir, recipe.detector_imgsz, frame_step=5, max_videos=20)
+        return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames,
+                "heldout": {k: v for k, v in quality.items() if isinstance(v, (int, float))}}
+    det = stage("detector", detector)
+
+    def classifier():
+        from .annotations import read_annotations
+
+        ann = read_annotations(train_dir / "annotations.json")
+        videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
+        return train_i3d_classifier(videos, work, recipe, torch_device, log)
+    stage("i3d_classifier", classifier)
+
+    def front_end():
+        if front_dir.exists():
+            shutil.rmtree(front_dir)
+        ckpt = torch.load(work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
+        add_i3d_to_model_dir(front_dir, ckpt["state_dict"], input_size=recipe.i3d_input_size)
+        add_detector_to_model_dir(front_dir, Path(det["onnx"]), recipe.detector_imgsz, margin=recipe.crop_margin)
+        return {}
+    stage("front_end", front_end)
+
+    features_dir = work / "features"
+
+    def features():
+        from .writers import atomic_write
+
+        front = load_front_end(front_dir, device=device)
+        n = 0
+        for folder in (train_dir, test_dir):
+            for video in sorted(folder.glob("*.mp4")):
+                target = features_dir / f"{video.stem}.npy"
+                if target.exists():
+                    continue  # resumable: each video's features are written whole or not at all
+                result = extract_features(video, front, device, progress=False)
+                atomic_write(target, lambda f: np.save(f, result.features))
+                n += 1
+        return {"videos": len(list(features_dir.glob("*.npy")))}
+    stage("features", features)
+
+    annotations = _combined_annotations(train_dir, test_dir, work / "annotations.json")
+
+    def localizer(keep_ratio):
+        def run():
+            from dataclasses import replace
+
+            from .train import read_config
+
+            setup = read_config(None)
+            dim = int(np.load(next(features_dir.glob("*.npy"))).shape[1])
+            d = recipe.localizer_dim
+            setup = replace(setup, localizer=replace(setup.localizer, input_dim=dim, embd_dim=d, fpn_dim=d, head_dim=d,
+                                                     attn_keep_ratio=keep_ratio),
+                            train=replace(setup.train, learning_rate=recipe.localizer_lr, seed=recipe.seed))
+            out = train_localizer(annotations, features_dir, work / f"localizer_k{keep_ratio}", config=setup,
+                                  epochs=recipe.localizer_epochs, device=device, progress=False,
+                                  name="ratscore-synthetic")
+            from .model import read_manifest
+
+            return {"model_dir": str(out), "benchmark": read_manifest(out).get("benchmark", {})}
+        return run
+    topk = stage("localizer_topk", localizer(0.5))
+
+    # The finished model: the Top-K localizer with the front end beside it. It is written before the
+    # ablation runs, so an interrupted ablation never costs the model.
+    from .model import read_manifest, write_manifest
+
+    def finish(extra_benchmark: dict) -> dict:
+        if model_out.exists():
+            shutil.rmtree(model_out)
+        shutil.copytree(topk["model_dir"], model_out)
+        for name in ("i3d.onnx", "detector.onnx"):
+            shutil.copy2(front_dir / name, model_out / name)
+        manifest = read_manifest(model_out)
+        manifest["front_end"] = read_manifest(front_dir)["front_end"]
+        manifest["front_end"]["i3d"].pop("weights", None)
+        manifest["trained_on"] = (
+            f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
+            f"for the detector, the I3D classifier and the localizer; benchmarked on {recipe.test_clips} clips "
+            f"of the unseen seed {recipe.test_seed}. Never trained on a real rat.")
+        manifest["recipe"] = asdict(recipe)
+        manifest["benchmark"] = {"machine": _machine(),
+                                 "timings_s": {k: v.get("seconds") for k, v in timings.items()},
+                                 "detector_heldout": det.get("heldout"),
+                                 "i3d_classifier": timings.get("i3d_classifier"),
+                                 "localizer_topk_0.5": topk.get("benchmark"), **extra_benchmark}
+        manifest.pop("format_version", None)
+        manifest.pop("classes", None)
+        write_manifest(model_out, manifest)
+        return manifest["benchmark"]
+
+    finish({})
+    if not recipe.ablation:
+        return read_manifest(model_out)["benchmark"]
+    plain = stage("localizer_plain", localizer(1.0))
+    return finish({"localizer_plain_1.0": plain.get("benchmark")})
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}, python {platform.python_version()}"
