@@ -1,4 +1,5 @@
 # Two targets a new user needs: `make demo` and `make test`. Both set everything up first.
+# `make demo` scores a bundled sample video with the bundled model (models/).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/ratscore labels
-	$(BIN)/ratscore timeline sample_videos/example.events.csv -o out/demo
+	$(BIN)/ratscore analyze sample_videos/clip_7_0000.mp4 -o out/demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -61,6 +61,34 @@ def read_detections(path: str | Path) -> list[Detection]:
     return out
 
 
+# Action units that are easy to mistake for each other: the report says how they are confused.
+NEIGHBOUR_GROUPS = ((4, 5), (6, 7, 8))  # head nodding vs neck jerk; the three forelimb clonus kinds
+
+
+def neighbour_confusion(ground_truth: list[GroundTruth], detections: list[Detection], tiou: float = 0.5) -> dict:
+    """For each true segment of a neighbour group: the group member that the best-scoring detection
+    overlapping it (tIoU >= `tiou`) names, or "missed". {"head nodding": {"head nodding": 3, ...}, ...}"""
+    from .labels import LABELS
+
+    by_video: dict[str, list[Detection]] = {}
+    for d in detections:
+        by_video.setdefault(d.video, []).append(d)
+    out = {}
+    for group in NEIGHBOUR_GROUPS:
+        for gt in (g for g in ground_truth if g.au_id in group):
+            row = out.setdefault(LABELS[gt.au_id], {**{LABELS[a]: 0 for a in group}, "missed": 0})
+            best = None
+            for d in by_video.get(gt.video, []):
+                if d.au_id not in group:
+                    continue
+                inter = min(d.end_s, gt.end_s) - max(d.start_s, gt.start_s)
+                union = max(d.end_s, gt.end_s) - min(d.start_s, gt.start_s)
+                if union > 0 and inter / union >= tiou and (best is None or d.score > best.score):
+                    best = d
+            row["missed" if best is None else LABELS[best.au_id]] += 1
+    return out
+
+
 def _report(result, subset: str, extra: dict) -> dict:
     return {"subset": subset, **result.to_dict(), **extra}
 
@@ -116,7 +144,8 @@ def benchmark_model(model_dir: str | Path, annotations: str | Path, features_dir
         write_detections(predictions, dets)
     result = evaluate(ground_truth_of(videos), dets, TIOU_THRESHOLDS)
     result.num_videos = len(videos)
-    extra = {"model": manifest.get("name", Path(model_dir).name), "features": str(features_dir)}
+    extra = {"model": manifest.get("name", Path(model_dir).name), "features": str(features_dir),
+             "neighbour_confusion": neighbour_confusion(ground_truth_of(videos), dets)}
     if speed:
         extra["speed"] = speed_benchmark(model_dir, videos, features_dir)
     report = _report(result, subset, extra)

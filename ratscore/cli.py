@@ -239,18 +239,21 @@ def synth(
 
 def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
                      racine_config):
-    from .model import BUNDLED_MODEL_DIR
+    from .model import BUNDLED_MODEL_DIR, read_manifest
     from .pipeline import AnalyzeOptions
     from .timeline import ScoringOptions
 
+    model = model or BUNDLED_MODEL_DIR
+    if threshold is None:  # the model's own default, chosen on its test split
+        threshold = float(read_manifest(model).get("threshold", 0.3))
     scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
-    return AnalyzeOptions(model_dir=model or BUNDLED_MODEL_DIR, device=device, scoring=scoring, mask=mask,
+    return AnalyzeOptions(model_dir=model, device=device, scoring=scoring, mask=mask,
                           no_roi=no_roi, keep_features=keep_features, racine_config=racine_config)
 
 
 ModelOption = typer.Option(None, "--model", help="Model folder (default: the bundled model in models/).")
 DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda.")
-ThresholdOption = typer.Option(0.3, "--threshold", help="Report events scoring at least this.")
+ThresholdOption = typer.Option(None, "--threshold", help="Report events scoring at least this (default: the model's, else 0.3).")
 MaskOption = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions.")
 NoRoiOption = typer.Option(False, "--no-roi", help="Use the whole frame (camera framed on one animal).")
 BinOption = typer.Option(1.0, "--bin", help="Racine timeline bin width, seconds.")
@@ -264,7 +267,7 @@ IncludeNormalOption = typer.Option(False, "--include-normal", help="Also list 'o
 def analyze(
     videos: list[Path] = typer.Argument(..., help="Video files to score."),
     output: Path = typer.Option(Path("ratscore_out"), "-o", "--output", help="Output folder."),
-    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: float = ThresholdOption,
+    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: Optional[float] = ThresholdOption,
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
@@ -306,7 +309,7 @@ def batch(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip videos whose outputs are complete and current."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: do the I-th of N deterministic shares (I from 0)."),
     merge: Optional[Path] = typer.Option(None, "--merge", help="Join the shard summaries in this output folder."),
-    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: float = ThresholdOption,
+    model: Optional[Path] = ModelOption, device: str = DeviceOption, threshold: Optional[float] = ThresholdOption,
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,

@@ -7,6 +7,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "ultralytics"))
 
 
+def one_line_error(result, code=2):
+    """The CLI's error contract: exit `code`, one `ratscore: error: ...` line on stderr, no traceback."""
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert err.startswith("ratscore: error: ") and "\n" not in err and "Traceback" not in result.output
+    return err
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

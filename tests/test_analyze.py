@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ratscore.batch import SUMMARY_COLUMNS
+from conftest import one_line_error
 from ratscore.cli import app
 from ratscore.model import BUNDLED_MODEL_DIR
 from ratscore.timeline import EPISODE_COLUMNS, EVENT_COLUMNS, RACINE_COLUMNS
@@ -28,13 +29,6 @@ SAMPLES = ROOT / "sample_videos"
 CLIP = SAMPLES / "clip_7_0000.mp4"
 runner = CliRunner()
 OUTPUTS = (".events.csv", ".racine.csv", ".episodes.csv", ".summary.json", ".timeline.png", ".report.html")
-
-
-def _one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert err.startswith("ratscore: error: ") and "\n" not in err and "Traceback" not in result.output
-    return err
 
 
 def _model_args(model):
@@ -79,23 +73,23 @@ def test_analyze_writes_every_output(analysed):
 def test_analyze_bad_inputs(tmp_path, tiny_model):
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video")
-    err = _one_line_error(runner.invoke(app, ["analyze", str(not_video), "-o", str(tmp_path / "o"),
+    err = one_line_error(runner.invoke(app, ["analyze", str(not_video), "-o", str(tmp_path / "o"),
                                               *_model_args(tiny_model)]))
     assert "notes.mp4" in err
     assert not (tmp_path / "o" / "notes.summary.json").exists()
-    _one_line_error(runner.invoke(app, ["analyze", str(tmp_path / "missing.mp4"), *_model_args(tiny_model)]))
+    one_line_error(runner.invoke(app, ["analyze", str(tmp_path / "missing.mp4"), *_model_args(tiny_model)]))
     # A model without a detector needs --no-roi.
-    assert "detector" in _one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model)]))
-    _one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tmp_path / "nomodel")]))
+    assert "detector" in one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model)]))
+    one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tmp_path / "nomodel")]))
     # A model folder from an incompatible version of ratscore.
     model = tmp_path / "old_model"
     shutil.copytree(tiny_model, model)
     manifest = json.loads((model / "manifest.json").read_text())
     manifest["format_version"] = 99
     (model / "manifest.json").write_text(json.dumps(manifest))
-    assert "format_version" in _one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
+    assert "format_version" in one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
     (model / "manifest.json").unlink()
-    assert "no manifest.json" in _one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
+    assert "no manifest.json" in one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
     # Shorter than one 16-frame clip.
     import av
     import numpy as np
@@ -110,8 +104,8 @@ def test_analyze_bad_inputs(tmp_path, tiny_model):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    assert "short.mp4" in _one_line_error(runner.invoke(app, ["analyze", str(short), *_model_args(tiny_model)]))
-    _one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model), "--device", "tpu"]))
+    assert "short.mp4" in one_line_error(runner.invoke(app, ["analyze", str(short), *_model_args(tiny_model)]))
+    one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model), "--device", "tpu"]))
 
 
 def _study(tmp_path):
@@ -168,5 +162,5 @@ def test_batch_resume_after_kill_shards_and_merge(tmp_path, tiny_model):
     result = runner.invoke(app, ["batch", "--merge", str(sharded)])
     assert result.exit_code == 0, result.output
     assert (sharded / "batch_summary.csv").read_bytes() == (whole / "batch_summary.csv").read_bytes()
-    assert "--shard" in _one_line_error(runner.invoke(app, ["batch", str(study), "-o", str(sharded),
+    assert "--shard" in one_line_error(runner.invoke(app, ["batch", str(study), "-o", str(sharded),
                                                             "--shard", "2/2", *opts]))

@@ -169,8 +169,11 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, weights, model_dir, video, c
         bad = tmp_path / "wrong.pt"
         torch.save(state, bad)
         args = ["--i3d-weights", bad, "--no-roi"]
-    elif case == "no_i3d":
-        args = ["--no-roi"]
+    elif case == "no_i3d":  # a model folder without a front end (a localizer-only model)
+        from ratscore.model import write_manifest
+
+        write_manifest(tmp_path / "features_only", {"name": "features-only"})
+        args = ["--no-roi", "--model", tmp_path / "features_only"]
     elif case == "no_detector":
         args = ["--model", model_dir]
     result = run_cli("extract", target, "-o", tmp_path / "out", *args)

@@ -112,3 +112,19 @@ def test_benchmark_empty_split(tmp_path):
     result = CliRunner().invoke(app, ["benchmark", "--annotations", str(tmp_path / "ann.json"),
                                       "--detections", str(tmp_path / "pred.csv"), "--split", "validation"])
     assert result.exit_code == 2 and "no videos in subset 'validation'" in result.output
+
+
+def test_neighbour_confusion_counts_the_best_overlapping_member():
+    from ratscore.benchmark import neighbour_confusion
+    from ratscore.metrics import Detection, GroundTruth
+
+    gt = [GroundTruth("v", 0.0, 4.0, 4), GroundTruth("v", 5.0, 9.0, 6), GroundTruth("w", 0.0, 2.0, 8)]
+    dets = [Detection("v", 0.0, 4.0, 5, 0.9),   # neck jerk beats head nodding on the head-nodding segment
+            Detection("v", 0.2, 4.0, 4, 0.5),
+            Detection("v", 5.0, 9.0, 6, 0.7),   # unilateral, right
+            Detection("v", 5.0, 9.0, 9, 0.99),  # rearing: outside the group, ignored
+            Detection("w", 1.5, 6.0, 8, 0.9)]   # tIoU 0.5/6 < 0.5: the alternating segment is missed
+    conf = neighbour_confusion(gt, dets)
+    assert conf["head nodding"] == {"head nodding": 0, "neck jerk": 1, "missed": 0}
+    assert conf["unilateral forelimb clonus"]["unilateral forelimb clonus"] == 1
+    assert conf["alternating forelimb clonus"]["missed"] == 1

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ratscore import writers
+from conftest import one_line_error
 from ratscore.cli import app
 from ratscore.errors import InputError, RunError
 from ratscore.timeline import EPISODE_COLUMNS, EVENT_COLUMNS, RACINE_COLUMNS
@@ -15,13 +16,6 @@ from ratscore.timeline import EPISODE_COLUMNS, EVENT_COLUMNS, RACINE_COLUMNS
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sample_videos" / "example.events.csv"
 runner = CliRunner()
-
-
-def _one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert err.startswith("ratscore: error: ") and "\n" not in err and "Traceback" not in result.output
-    return err
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
@@ -109,7 +103,7 @@ def test_timeline_bad_events_file(tmp_path, content, message):
     events = tmp_path / "bad.events.csv"
     events.write_text(content)
     result = runner.invoke(app, ["timeline", str(events), "-o", str(tmp_path / "o")])
-    err = _one_line_error(result)
+    err = one_line_error(result)
     import re
 
     assert re.search(message, err), err
@@ -117,8 +111,8 @@ def test_timeline_bad_events_file(tmp_path, content, message):
 
 
 def test_timeline_bad_options(tmp_path):
-    _one_line_error(runner.invoke(app, ["timeline", str(EXAMPLE), "-o", str(tmp_path), "--bin", "0"]))
-    _one_line_error(runner.invoke(app, ["timeline", str(tmp_path / "none.csv"), "-o", str(tmp_path)]))
+    one_line_error(runner.invoke(app, ["timeline", str(EXAMPLE), "-o", str(tmp_path), "--bin", "0"]))
+    one_line_error(runner.invoke(app, ["timeline", str(tmp_path / "none.csv"), "-o", str(tmp_path)]))
     result = runner.invoke(app, ["timeline", str(EXAMPLE)])  # no -o: a usage error
     assert result.exit_code == 2
 
@@ -130,7 +124,7 @@ def test_racine_config_file(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "example.summary.json").read_text())["max_stage"] == 4
     cfg.write_text("racine: [")
-    _one_line_error(runner.invoke(app, ["labels", "--racine-config", str(cfg)]))
+    one_line_error(runner.invoke(app, ["labels", "--racine-config", str(cfg)]))
 
 
 def test_debug_shows_the_traceback(tmp_path):

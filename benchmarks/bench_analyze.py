@@ -1,0 +1,107 @@
+"""`ratscore analyze` on held-out synthetic long recordings: speed, peak memory, episode accuracy.
+
+    .venv/bin/python benchmarks/bench_analyze.py --work /tmp/bench_analyze [--model models/]
+        [--minutes 1 5] [--seed 4242] [--resolution 640x480] [-o report.json]
+
+For each length it makes one long recording (`ratscore synth --long-minutes`, a seed the bundled
+model never saw), runs `ratscore analyze` on it in a fresh process, and reports the wall time per
+minute of video, the real-time factor and the process's peak RSS. Then it compares the detected
+seizure episodes with the true ones (the ground truth scored by the same timeline code): an episode
+is matched when a detected one overlaps it; the figures are the share of true episodes matched with
+an onset within 2 s, and with the same max stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def true_episodes(annotation, racine, gap_s: float) -> pd.DataFrame:
+    from ratscore.timeline import Event, ScoringOptions, score_events
+
+    events = [Event(s.start_s, s.end_s, s.au_id, 1.0) for s in annotation.segments]
+    return score_events(events, annotation.video_id, annotation.duration, 30.0, "truth", racine,
+                        ScoringOptions(episode_gap_s=gap_s)).episodes
+
+
+def match_episodes(truth: pd.DataFrame, found: pd.DataFrame) -> dict:
+    onset_ok = stage_ok = matched = 0
+    for t in truth.itertuples(index=False):
+        overlapping = found[(found.onset_s < t.offset_s) & (found.offset_s > t.onset_s)]
+        if overlapping.empty:
+            continue
+        matched += 1
+        best = overlapping.iloc[(overlapping.onset_s - t.onset_s).abs().argmin()]
+        onset_ok += abs(best.onset_s - t.onset_s) <= 2.0
+        stage_ok += (pd.notna(best.max_stage) and pd.notna(t.max_stage) and int(best.max_stage) == int(t.max_stage))
+    n = max(1, len(truth))
+    return {"true_episodes": len(truth), "found_episodes": len(found), "matched": matched,
+            "onset_within_2s": onset_ok / n, "same_max_stage": stage_ok / n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=ROOT / "models")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
+    parser.add_argument("--seed", type=int, default=4242)
+    parser.add_argument("--resolution", default="640x480")
+    parser.add_argument("--threshold", type=float, default=0.3)
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+
+    from ratscore.annotations import read_annotations
+    from ratscore.labels import RacineMap
+    from ratscore.synth import SynthConfig, synthesize
+
+    width, height = (int(v) for v in args.resolution.split("x"))
+    config = SynthConfig(resolutions=((width, height),), boxes=False)
+    rows = []
+    for i, minutes in enumerate(args.minutes):
+        folder = args.work / f"long_{minutes:g}min"
+        if not (folder / "annotations.json").exists():
+            synthesize(folder, clips=0, seed=args.seed + i, config=config, long_minutes=minutes)
+        annotation = next(iter(read_annotations(folder / "annotations.json").values()))
+        video = folder / f"{annotation.video_id}.mp4"
+        out = args.work / f"out_{minutes:g}min"
+        script = ("import resource, sys; from ratscore.cli import main; sys.argv = sys.argv[1:]\n"
+                  "try:\n    main()\nfinally:\n"
+                  "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+        cmd = [sys.executable, "-c", script, "ratscore", "analyze", str(video), "-o", str(out), "--model",
+               str(args.model), "--device", "cpu", "--threshold", str(args.threshold)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"analyze failed: {proc.stderr.strip()[-500:]}")
+        rss_kb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB")))
+        found = pd.read_csv(out / f"{annotation.video_id}.episodes.csv")
+        truth = true_episodes(annotation, RacineMap(), 10.0)
+        row = {"minutes": minutes, "resolution": args.resolution, "wall_s": round(wall, 1),
+               "wall_s_per_video_minute": round(wall / minutes, 1),
+               "real_time_factor": round(minutes * 60 / wall, 2), "peak_rss_mb": round(rss_kb / 1024),
+               **match_episodes(truth, found)}
+        rows.append(row)
+        print(json.dumps(row))
+    report = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
+              "model": str(args.model), "runs": rows}
+    if len(rows) >= 2:
+        report["peak_rss_ratio_longest_to_shortest"] = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3)
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
