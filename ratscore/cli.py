@@ -124,7 +124,7 @@ def extract(
         found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
         gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
         console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
-                      f"{result.features.shape[1]} features{found}{gaps} -> {path}")
+                      f"{result.features.shape[1]} features{found}{gaps} -> {path}", soft_wrap=True)
         for warning in result.decode_warnings:
             typer.echo(f"ratscore: warning: {result.video}: {warning}", err=True)
 
