@@ -139,3 +139,22 @@ def test_feature_distance(model_dir):
     assert 0.8 < near < 1.3 and far > 3
     assert training_percentile(far, stats) == 100.0
     assert feature_stats([np.ones((3, 2), np.float32)])["std"].min() > 0
+
+
+def test_import_checkpoint_with_i3d_weights(tmp_path):
+    from ratscore.i3d import I3DConfig, InceptionI3d
+    from ratscore.model import read_manifest
+
+    cfg = LocalizerConfig(input_dim=128, embd_dim=32, fpn_dim=32, head_dim=32)
+    _release_checkpoint(tmp_path / "ckpt.pth.tar", _weights(cfg, seed=4))
+    (tmp_path / "cfg.yaml").write_text("dataset: {input_dim: 128}\nmodel: {embd_dim: 32, fpn_dim: 32, head_dim: 32}\n")
+    torch.save(InceptionI3d(I3DConfig(width=0.125)).state_dict(), tmp_path / "i3d.pt")  # 128-d features
+    args = ["import-checkpoint", str(tmp_path / "ckpt.pth.tar"), "--config", str(tmp_path / "cfg.yaml")]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "model"), "--i3d-weights", str(tmp_path / "i3d.pt")])
+    assert result.exit_code == 0, result.output
+    front = read_manifest(tmp_path / "model")["front_end"]
+    assert front["i3d"]["feature_dim"] == 128 and (tmp_path / "model" / front["i3d"]["onnx"]).is_file()
+    # An I3D whose features do not fit the localizer is refused in one line.
+    torch.save(InceptionI3d(I3DConfig(width=0.25)).state_dict(), tmp_path / "i3d_256.pt")
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "model2"), "--i3d-weights", str(tmp_path / "i3d_256.pt")])
+    assert result.exit_code == 2 and "256-d" in result.stderr and "\n" not in result.stderr.strip()
