@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -167,9 +167,7 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
     videos = [v for v in find_videos(folder, recursive, pattern) if in_shard(v, shard)]
     names = _table_names(shard)
     result = BatchResult()
-    scoring_opts = analyzer.options.scoring
-    scoring_dict = {"bin_s": scoring_opts.bin_s, "episode_gap_s": scoring_opts.episode_gap_s,
-                    "threshold": scoring_opts.threshold, "include_normal": scoring_opts.include_normal}
+    scoring_dict = asdict(analyzer.options.scoring)  # as score_events records it in summary.json
     with OutputLock(out_dir, names[2]):
         for rel in videos:
             name = rel.as_posix()

@@ -15,7 +15,7 @@ import numpy as np
 from .annotations import VideoAnnotation, read_annotations, split
 from .errors import InputError
 from .labels import LABELS, NUM_CLASSES
-from .metrics import TIOU_THRESHOLDS, Detection, GroundTruth, evaluate
+from .metrics import TIOU_THRESHOLDS, Detection, GroundTruth, evaluate, segment_iou
 from .postprocess import FeatureGrid
 from .writers import atomic_write, atomic_write_text
 
@@ -81,9 +81,8 @@ def neighbour_confusion(ground_truth: list[GroundTruth], detections: list[Detect
             for d in by_video.get(gt.video, []):
                 if d.au_id not in group:
                     continue
-                inter = min(d.end_s, gt.end_s) - max(d.start_s, gt.start_s)
-                union = max(d.end_s, gt.end_s) - min(d.start_s, gt.start_s)
-                if union > 0 and inter / union >= tiou and (best is None or d.score > best.score):
+                overlap = segment_iou(np.array([gt.start_s, gt.end_s]), np.array([[d.start_s, d.end_s]]))[0]
+                if overlap >= tiou and (best is None or d.score > best.score):
                     best = d
             row["missed" if best is None else LABELS[best.au_id]] += 1
     return out

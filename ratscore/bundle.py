@@ -286,7 +286,6 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         from .writers import atomic_write
 
         front = load_front_end(front_dir, device=device)
-        n = 0
         for folder in (train_dir, test_dir):
             for video in sorted(folder.glob("*.mp4")):
                 target = features_dir / f"{video.stem}.npy"
@@ -294,7 +293,6 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
                     continue  # resumable: each video's features are written whole or not at all
                 result = extract_features(video, front, device, progress=False)
                 atomic_write(target, lambda f: np.save(f, result.features))
-                n += 1
         return {"videos": len(list(features_dir.glob("*.npy")))}
     stage("features", features)
 
@@ -372,6 +370,8 @@ def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 
                          tiou: float = 0.5) -> tuple[float, float]:
     """The score threshold whose reported events best match the truth (F1 at tIoU >= 0.5, same AU,
     each true segment matched once), and that F1: the default `--threshold` of the model."""
+    from .metrics import segment_iou
+
     best = (0.3, -1.0)
     for threshold in candidates:
         kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
@@ -380,9 +380,7 @@ def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 
             for i, g in enumerate(ground_truth):
                 if i in used or g.video != d.video or g.au_id != d.au_id:
                     continue
-                inter = min(d.end_s, g.end_s) - max(d.start_s, g.start_s)
-                union = max(d.end_s, g.end_s) - min(d.start_s, g.start_s)
-                if union > 0 and inter / union >= tiou:
+                if segment_iou(np.array([g.start_s, g.end_s]), np.array([[d.start_s, d.end_s]]))[0] >= tiou:
                     used.add(i)
                     hits += 1
                     break

@@ -7,7 +7,7 @@ Pure functions over plain data; the order of the input events never changes a re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional
 
 import numpy as np
@@ -219,6 +219,5 @@ def score_events(events: Iterable[Event], video: str, duration_s: float, fps: fl
     timeline = racine_timeline(table, video, duration_s, options)
     episodes = seizure_episodes(table, video, options)
     summary = summarize(table, episodes, video, duration_s, fps, model, racine)
-    summary["scoring"] = {"bin_s": options.bin_s, "episode_gap_s": options.episode_gap_s,
-                          "threshold": options.threshold, "include_normal": options.include_normal}
+    summary["scoring"] = asdict(options)
     return Scoring(video, duration_s, fps, table, timeline, episodes, summary)
