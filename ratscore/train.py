@@ -354,7 +354,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         for name, p in module.named_parameters(recurse=False):
             (decay if isinstance(module, torch.nn.Conv1d) and name == "weight" else no_decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate,
+                             fused=True)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, base_lr: float, eta_min: float = 1e-8) -> float:
@@ -374,8 +375,15 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module):
-        for e, m in zip(self.module.state_dict().values(), model.state_dict().values()):
-            e.copy_(self.decay * e + (1.0 - self.decay) * m)
+        # One fused lerp over all floating tensors: a Python loop over ~450 tensors cost a
+        # quarter of a full-size training step on the CPU.
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        floats = [(e, m) for e, m in pairs if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1.0 - self.decay)
+        for e, m in pairs:
+            if not e.is_floating_point():
+                e.copy_(m)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -156,3 +156,24 @@ def test_train_empty_split(data, tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(ann))
     r = _train(["--annotations", tmp_path / "a.json", "--features", data / "feats", "-o", tmp_path / "m"])
     assert r.exit_code == 2 and "no videos in subset 'training'" in r.output
+
+
+def test_model_ema_is_the_exponential_average_of_the_weights():
+    import torch
+
+    from ratscore.train import ModelEma
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(4, 3))  # moves the BatchNorm statistics and its integer batch counter
+    ema.update(model)
+    now, target = ema.module.state_dict(), model.state_dict()
+    for key, value in before.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(now[key], 0.9 * value + 0.1 * target[key])
+        else:
+            assert torch.equal(now[key], target[key])
