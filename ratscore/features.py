@@ -6,7 +6,9 @@ T = (N - 16) // 4 + 1 for N frames.
 
 Everything streams: frames are decoded, cropped and dropped one at a time; a ring of the last 16
 crops makes the clips, and clips go through the network in batches. Memory is the network, one
-batch of clips and the (small) features and boxes, whatever the length of the video.
+batch of clips, a short queue of crops and the (small) features and boxes, whatever the length
+of the video. Decoding, detection and cropping run in a background thread, ahead of I3D
+(PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
 
 I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model folder's
 `i3d.onnx`); both give the same features to within float rounding.
@@ -15,11 +17,13 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 from __future__ import annotations
 
 import io
+import queue
+import threading
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -254,6 +258,57 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
 
 # --- extraction -------------------------------------------------------------------------------
 
+T = TypeVar("T")
+_DONE = object()
+
+
+def run_ahead(items: Iterator[T], depth: int = 64) -> Iterator[T]:
+    """Yield what `items` yields, produced by a background thread up to `depth` items ahead.
+
+    An exception raised by `items` is raised here, in the consumer, where it would have been
+    raised without the thread. Closing this generator (or an exception in the consumer) stops
+    the producer and closes `items` in its own thread, so files it holds open are released.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put((None, item)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put((e, None))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="ratscore-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            tag, item = slots.get()
+            if tag is _DONE:
+                return
+            if tag is not None:
+                raise tag
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def clips_from(crops: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
     """16-frame windows every 4 frames from a stream of crops: (16, S, S, 3) each."""
     ring: deque = deque(maxlen=CLIP_FRAMES)
@@ -312,7 +367,7 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
                 yield roi_frame.crop
 
         batch: list[np.ndarray] = []
-        for clip in clips_from(crops()):
+        for clip in clips_from(run_ahead(crops())):
             batch.append(clip)
             if len(batch) == front.batch_size:
                 features.append(_encode(front, batch, path))

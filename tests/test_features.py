@@ -202,3 +202,43 @@ def test_synthetic_clip_features_reproducible_and_backends_agree(synth_clip, mod
     other = extract_features(synth_clip, torch_front, progress=False, batch_size=5).features
     scale = max(1.0, float(np.abs(other).max()))
     assert np.abs(first.features - other).max() <= 1e-4 * scale
+
+
+def test_run_ahead_keeps_order_and_raises_the_producers_error():
+    from ratscore.features import run_ahead
+
+    assert list(run_ahead(iter(range(500)), depth=3)) == list(range(500))
+
+    def failing():
+        yield 1
+        yield 2
+        raise InputError("clip.mp4: decoding broke")
+
+    got = []
+    with pytest.raises(InputError, match="decoding broke"):
+        for item in run_ahead(failing(), depth=1):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_run_ahead_stopped_early_closes_the_source_and_its_thread():
+    import threading
+
+    from ratscore.features import run_ahead
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    ahead = run_ahead(endless(), depth=4)
+    assert [next(ahead) for _ in range(10)] == list(range(10))
+    ahead.close()
+    assert closed.wait(5)
+    assert not any(t.name == "ratscore-decode" for t in threading.enumerate())
