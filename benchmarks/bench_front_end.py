@@ -1,18 +1,20 @@
 """Front-end speed and memory: decode, detect, crop, I3D (full and small), whole extraction.
 
-    .venv/bin/python benchmarks/bench_front_end.py [--detector DETECTOR.onnx --imgsz 256]
-        [--long-minutes 10] [-o report.json]
+    .venv/bin/python benchmarks/bench_front_end.py [--model models/ | --detector DETECTOR.onnx --imgsz 256]
+        [--long-minutes 10] [--i3d-sweep] [-o report.json]
 
 Makes its own 640x480 30 fps test videos (a textured floor and a moving rat-sized blob, H.264),
 then measures:
   - frames per second of each stage on this machine: decode (to RGB, resampled to 30 fps),
     detect (one detector call; the tracker calls it every k-th frame), crop (square cut + resize),
     I3D per frame (clips/s x stride 4) for full size (224 px, width 1.0) and the small variant,
-    in PyTorch and ONNX Runtime;
+    in PyTorch and ONNX Runtime; with --i3d-sweep, several small widths and input sizes;
   - the whole front end (`extract_features`) on a 1-minute video with the small I3D, as a
     multiple of real time;
   - peak memory (max RSS) of extraction of a 1-minute and a longer video, each in a fresh process.
-Weights are random: speed and memory do not depend on their values.
+With --model (a model folder with a front end, e.g. the bundled models/) the detector stage and
+the whole-front-end runs use that model as analyze would (its detector, every-k, I3D); otherwise
+weights are random (speed and memory do not depend on their values).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SMALL = {"width": 0.125, "input_size": 96}
+from ratscore.bundle import BundleRecipe  # noqa: E402
+
+SMALL = {"width": BundleRecipe.i3d_width, "input_size": BundleRecipe.i3d_input_size}  # the bundled model's I3D
+SWEEP = [(0.25, 112), (0.25, 96), (0.25, 80), (0.125, 112), (0.125, 96), (0.125, 80), (0.125, 64)]
 
 
 def make_video(path: Path, seconds: float, width: int = 640, height: int = 480, fps: int = 30) -> Path:
@@ -62,7 +67,7 @@ def timed(fn, n_items: int) -> float:
     return n_items / (time.perf_counter() - start)
 
 
-def bench_stages(video: Path, detector_onnx, imgsz: int) -> dict:
+def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep: bool = False) -> dict:
     import torch
 
     from ratscore.features import ClipEncoder, export_i3d_onnx
@@ -81,14 +86,17 @@ def bench_stages(video: Path, detector_onnx, imgsz: int) -> dict:
     n = sum(1 for _ in read_frames(video))
     out["decode_fps"] = timed(decode, n)
     box = np.array([200, 120, 360, 280], np.float32)
-    for size in (224, 112):
+    for size in (224, SMALL["input_size"]):
         out[f"crop_{size}_fps"] = timed(lambda: [crop_square(frames[i % len(frames)], box, size) for i in range(600)], 600)
     if detector_onnx:
         detector = Detector(detector_onnx, imgsz, ["rat", "reflection"])
         detector(frames[0])
         out["detect_calls_per_s"] = timed(lambda: [detector(frames[i % len(frames)]) for i in range(60)], 60)
-        out["detect_fps_every_5th"] = out["detect_calls_per_s"] * 5
-    for name, config, batch in (("full", I3DConfig(), 4), ("small", I3DConfig(**SMALL), 16)):
+        out[f"detect_fps_every_{every_k}th"] = out["detect_calls_per_s"] * every_k
+    configs = [("full", I3DConfig(), 4), ("small", I3DConfig(**SMALL), 16)]
+    if sweep:
+        configs += [(f"w{w:g}_s{s}", I3DConfig(width=w, input_size=s), 8) for w, s in SWEEP]
+    for name, config, batch in configs:
         torch.manual_seed(0)
         model = InceptionI3d(config).eval()
         size = config.input_size
@@ -145,20 +153,30 @@ def run_extraction(video: Path, model: Path, no_roi: bool) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a model folder with a front end (e.g. models/): measure it as analyze runs it")
     parser.add_argument("--detector", help="detector ONNX (from detector.train_detector); without it ROI is off")
     parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--i3d-sweep", action="store_true", help="also time I3D at several widths and input sizes")
     parser.add_argument("--long-minutes", type=float, default=10.0)
     parser.add_argument("-o", "--output", help="write the figures as JSON here")
     args = parser.parse_args()
     report = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU ({platform.processor() or 'unknown'}), no GPU",
-              "video": "640x480, 30 fps, H.264", "small_i3d": SMALL, "detector": args.detector}
+              "video": "640x480, 30 fps, H.264", "small_i3d": SMALL, "detector": args.detector, "model": args.model}
+    detector, imgsz, every_k = args.detector, args.imgsz, 5
+    if args.model:
+        from ratscore.model import read_manifest
+
+        front = read_manifest(args.model)["front_end"]
+        detector = str(Path(args.model) / front["detector"]["onnx"])
+        imgsz, every_k = int(front["detector"]["imgsz"]), int(front["detector"]["every_k"])
+        report["small_i3d"] = {"width": front["i3d"]["width"], "input_size": front["i3d"]["input_size"]}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = make_video(tmp / "one_minute.mp4", 60)
-        report["stages"] = bench_stages(one, args.detector, args.imgsz)
+        report["stages"] = bench_stages(one, detector, imgsz, every_k, args.i3d_sweep)
         print(json.dumps(report["stages"], indent=1), flush=True)
-        model = small_model_dir(tmp / "model", args.detector, args.imgsz)
-        no_roi = args.detector is None
+        model = Path(args.model) if args.model else small_model_dir(tmp / "model", detector, imgsz)
+        no_roi = detector is None
         short = run_extraction(one, model, no_roi)
         report["extract_1min_small"] = {**short, "x_real_time": short["duration_s"] / short["wall_s"]}
         print(json.dumps(report["extract_1min_small"]), flush=True)

@@ -181,7 +181,7 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
     try:
         model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=train_device,
                     seed=seed, deterministic=True, plots=False, project=str(work), name="run", exist_ok=True,
-                    pretrained=False, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic,
+                    pretrained=False, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic, cache="disk",
                     close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW", lr0=lr0,
                     warmup_epochs=1 if init_from is not None else 3)
     except (RuntimeError, OSError) as e:

@@ -63,3 +63,21 @@ def test_bad_recipe_is_one_line(tmp_path):
     assert result.exit_code == 2 and "unknown recipe key(s) train_clipz" in result.stderr
     result = runner.invoke(app, ["train", "-o", str(tmp_path / "m")])
     assert result.exit_code == 2 and "--annotations and --features" in result.stderr
+
+
+def test_classifier_augmentation_keeps_shape_range_and_motion():
+    import numpy as np
+
+    from ratscore.bundle import augment_clip
+
+    clip = np.zeros((16, 40, 40, 3), np.uint8)
+    for t in range(16):  # a bright square moving right: the motion must survive the augmentation
+        clip[t, 15:25, 2 * t:2 * t + 10] = 220
+    outs = [augment_clip(clip, np.random.default_rng(seed)) for seed in range(8)]
+    for x in outs:
+        assert x.shape == clip.shape and x.dtype == np.float32
+        assert x.min() >= -1.0 and x.max() <= 1.0
+        centre = [np.argmax(x[t].mean(axis=(0, 2))) for t in (0, 15)]  # brightest column, first and last frame
+        assert abs(centre[1] - centre[0]) >= 15  # moved by ~30 px (less when zoomed out a little)
+    assert not all(np.array_equal(outs[0], x) for x in outs[1:])  # random, yet seeded
+    assert np.array_equal(augment_clip(clip, np.random.default_rng(3)), outs[3])
