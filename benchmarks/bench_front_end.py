@@ -67,7 +67,8 @@ def timed(fn, n_items: int) -> float:
     return n_items / (time.perf_counter() - start)
 
 
-def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep: bool = False) -> dict:
+def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep: bool = False,
+                 small: dict = SMALL) -> dict:
     import torch
 
     from ratscore.features import ClipEncoder, export_i3d_onnx
@@ -86,14 +87,14 @@ def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep
     n = sum(1 for _ in read_frames(video))
     out["decode_fps"] = timed(decode, n)
     box = np.array([200, 120, 360, 280], np.float32)
-    for size in (224, SMALL["input_size"]):
+    for size in (224, small["input_size"]):
         out[f"crop_{size}_fps"] = timed(lambda: [crop_square(frames[i % len(frames)], box, size) for i in range(600)], 600)
     if detector_onnx:
         detector = Detector(detector_onnx, imgsz, ["rat", "reflection"])
         detector(frames[0])
         out["detect_calls_per_s"] = timed(lambda: [detector(frames[i % len(frames)]) for i in range(60)], 60)
         out[f"detect_fps_every_{every_k}th"] = out["detect_calls_per_s"] * every_k
-    configs = [("full", I3DConfig(), 4), ("small", I3DConfig(**SMALL), 16)]
+    configs = [("full", I3DConfig(), 4), ("small", I3DConfig(**small), 16)]
     if sweep:
         configs += [(f"w{w:g}_s{s}", I3DConfig(width=w, input_size=s), 8) for w, s in SWEEP]
     for name, config, batch in configs:
@@ -173,7 +174,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = make_video(tmp / "one_minute.mp4", 60)
-        report["stages"] = bench_stages(one, detector, imgsz, every_k, args.i3d_sweep)
+        report["stages"] = bench_stages(one, detector, imgsz, every_k, args.i3d_sweep, report["small_i3d"])
         print(json.dumps(report["stages"], indent=1), flush=True)
         model = Path(args.model) if args.model else small_model_dir(tmp / "model", detector, imgsz)
         no_roi = detector is None

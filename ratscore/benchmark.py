@@ -68,8 +68,6 @@ NEIGHBOUR_GROUPS = ((4, 5), (6, 7, 8))  # head nodding vs neck jerk; the three f
 def neighbour_confusion(ground_truth: list[GroundTruth], detections: list[Detection], tiou: float = 0.5) -> dict:
     """For each true segment of a neighbour group: the group member that the best-scoring detection
     overlapping it (tIoU >= `tiou`) names, or "missed". {"head nodding": {"head nodding": 3, ...}, ...}"""
-    from .labels import LABELS
-
     by_video: dict[str, list[Detection]] = {}
     for d in detections:
         by_video.setdefault(d.video, []).append(d)

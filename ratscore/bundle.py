@@ -104,7 +104,7 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     accuracy on its training clips, chance level on unseen ones)."""
     import cv2
 
-    frames, size = clip.shape[0], clip.shape[1]
+    size = clip.shape[1]
     side = int(round(size * rng.uniform(0.8, 1.0)))
     x0, y0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
     if side != size:
@@ -120,7 +120,7 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = (x - mean) * rng.uniform(0.7, 1.3) + mean
     x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32) + np.float32(rng.uniform(-0.1, 0.1))
     x = x + rng.normal(0.0, rng.uniform(0.0, 0.03), x.shape).astype(np.float32)
-    return np.clip(x, 0.0, 1.0).reshape(frames, size, size, 3) * 2.0 - 1.0
+    return np.clip(x, 0.0, 1.0) * 2.0 - 1.0
 
 
 def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, recipe: BundleRecipe,
@@ -169,19 +169,18 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
         rng = np.random.default_rng(recipe.seed + start_epoch)
         log(f"i3d classifier: resuming after epoch {start_epoch}")
 
-    def batch_of(idx, augment):
+    def augmented_batch(idx):
         xs, ys = [], []
+        half = recipe.classifier_stride // 2
         for i in idx:
             vi, start, label = samples[i]
-            if augment:  # a window shifted by up to half the stride: every epoch sees new windows
-                half = recipe.classifier_stride // 2
-                shifted = int(np.clip(start + rng.integers(-half, half + 1), 0, len(crops[vi]) - 16))
-                shifted_label = _window_label(videos[vi][1], (shifted + 8) / 30.0)
-                if shifted_label is not None:
-                    start, label = shifted, shifted_label
+            # a window shifted by up to half the stride: every epoch sees new windows
+            shifted = int(np.clip(start + rng.integers(-half, half + 1), 0, len(crops[vi]) - 16))
+            shifted_label = _window_label(videos[vi][1], (shifted + 8) / 30.0)
+            if shifted_label is not None:
+                start, label = shifted, shifted_label
             ys.append(label)
-            clip = crops[vi][start:start + 16]  # (16, S, S, 3) uint8
-            x = augment_clip(clip, rng) if augment else clip.astype(np.float32) / 127.5 - 1.0  # in [-1, 1]
+            x = augment_clip(crops[vi][start:start + 16], rng)  # (16, S, S, 3) in [-1, 1]
             xs.append(x.transpose(3, 0, 1, 2))  # (3, 16, S, S)
         x = torch.from_numpy(np.ascontiguousarray(np.stack(xs))).to(device)
         return x, torch.tensor(ys, dtype=torch.long, device=device)
@@ -193,7 +192,7 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
         t0, loss_sum, correct = time.time(), 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * recipe.classifier_batch:(b + 1) * recipe.classifier_batch]
-            x, y = batch_of(idx, augment=True)
+            x, y = augmented_batch(idx)
             logits = model.classify(x)  # (B, 14)
             loss = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=0.05)
             optimizer.zero_grad()
@@ -389,9 +388,9 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         from .annotations import read_annotations, split
         from .benchmark import ground_truth_of, predict
 
-        seizure_only = {k: v for k, v in split(read_annotations(annotations), "testing").items()}
-        dets = [d for d in predict(model_dir, seizure_only, features_dir, device, progress=False) if d.au_id != 0]
-        truth = [g for g in ground_truth_of(seizure_only) if g.au_id != 0]
+        test_videos = split(read_annotations(annotations), "testing")
+        dets = [d for d in predict(model_dir, test_videos, features_dir, device, progress=False) if d.au_id != 0]
+        truth = [g for g in ground_truth_of(test_videos) if g.au_id != 0]  # seizure action units only
         return best_event_threshold(truth, dets)
 
     finish({})
