@@ -159,7 +159,7 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
         raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
     if epochs < 1 or imgsz < 32 or imgsz % 32:
         raise InputError(f"epochs must be >= 1 and imgsz a multiple of 32, got {epochs} and {imgsz}")
-    from .features import resolve_device
+    from .runtime import resolve_device
 
     train_device = 0 if resolve_device(device) == "cuda" else "cpu"  # amp stays off: its check downloads weights
     work = out_dir / "detector_training"

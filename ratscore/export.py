@@ -184,19 +184,6 @@ def import_checkpoint(ckpt: str | Path, config_yaml: str | Path | None, out_dir:
 
 # ---------------------------------------------------------------- inference
 
-def _providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
-    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available")
-    if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 class _Localizer:
     """Shared by the ONNX Runtime and eager PyTorch runners: manifest, chunking, post-processing."""
 
@@ -244,18 +231,11 @@ class OnnxLocalizer(_Localizer):
 
     def __init__(self, model_dir: str | Path, device: str = "auto"):
         super().__init__(model_dir)
-        import onnxruntime as ort
-
         from .model import model_file
+        from .runtime import onnx_session, resolve_device
 
         path = model_file(self.model_dir, self.manifest["localizer"].get("onnx", ONNX_NAME))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=_providers(device))
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types
-            raise InputError(f"{path}: not a loadable ONNX graph ({str(e).splitlines()[0][:160]})") from None
+        self.session = onnx_session(path, resolve_device(device), what="localizer ONNX graph")
         self.providers = self.session.get_providers()
         n = self.config.num_levels
         self._names = _output_names(n)
@@ -272,7 +252,7 @@ class TorchLocalizer(_Localizer):
     def __init__(self, model_dir: str | Path, device: str = "cpu"):
         super().__init__(model_dir)
         from .model import model_file
-        from .train import resolve_device
+        from .runtime import resolve_device
 
         self.model, _ = load_checkpoint(model_file(self.model_dir, self.manifest["localizer"].get("checkpoint", CHECKPOINT_NAME)))
         self.device = resolve_device(device)

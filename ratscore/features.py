@@ -31,6 +31,7 @@ from .errors import InputError, RunError
 from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
 from .roi import Detector, RoiOptions, RoiTracker
+from .runtime import cores_beside_one_thread, onnx_session, resolve_device
 from .video import MODEL_FPS, expected_frames, probe_video, read_frames
 
 CLIP_FRAMES = 16
@@ -55,22 +56,6 @@ class FeatureResult:
     def feature_time(self, i: int) -> float:
         """Centre time (s) of feature i."""
         return (CLIP_STRIDE * i + CLIP_FRAMES / 2) / self.fps
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available here")
-    return device
-
-
-def onnx_providers(device: str) -> list[str]:
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
 
 
 # --- I3D weights ----------------------------------------------------------------------------
@@ -151,12 +136,8 @@ class ClipEncoder:
         if model is not None:
             self.model = model.to(device).eval()
         elif onnx_path is not None:
-            import onnxruntime as ort
-
-            try:
-                self.session = ort.InferenceSession(str(onnx_path), providers=onnx_providers(device))
-            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-                raise InputError(f"{onnx_path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
+            # one core stays with the thread that decodes and crops ahead of the I3D (runtime.py)
+            self.session = onnx_session(onnx_path, device, threads=cores_beside_one_thread(), what="I3D ONNX model")
         else:
             raise ValueError("ClipEncoder needs a model or an ONNX file")
 
@@ -252,7 +233,7 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
                              margin=float(spec.get("margin", options.margin)),
                              rat_class=int(spec.get("rat_class", options.rat_class)))
         detector = Detector(model_file(model_dir, spec["onnx"]), int(spec["imgsz"]), spec.get("classes", ["rat", "reflection"]),
-                            providers=onnx_providers(device), conf=options.conf)
+                            device=device, conf=options.conf)
     return FrontEnd(encoder, detector, options, batch_size)
 
 

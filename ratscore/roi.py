@@ -55,14 +55,12 @@ class Detector:
     """A YOLO detector exported to ONNX (ultralytics' layout: (1, 4 + classes, anchors), boxes as
     centre x, centre y, width, height in letterboxed input pixels, class scores after sigmoid)."""
 
-    def __init__(self, onnx_path: str | Path, imgsz: int, classes: Sequence[str], providers=None,
-                 conf: float = 0.25, nms_iou: float = 0.5, threads: int = 0):
-        import onnxruntime as ort
+    def __init__(self, onnx_path: str | Path, imgsz: int, classes: Sequence[str], device: str = "cpu",
+                 conf: float = 0.25, nms_iou: float = 0.5, threads: int = 1):
+        from .runtime import onnx_session
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
+        # one thread: the detector runs inside the decoding thread, beside the I3D (runtime.py)
+        self.session = onnx_session(onnx_path, device, threads=threads, what="detector ONNX model")
         self.input_name = self.session.get_inputs()[0].name
         self.imgsz, self.classes, self.conf, self.nms_iou = int(imgsz), list(classes), conf, nms_iou
 

@@ -32,6 +32,7 @@ from .errors import InputError
 from .labels import NUM_CLASSES
 from .localizer import LocalizerConfig, RaSeformer
 from .postprocess import FeatureGrid, PostprocessConfig
+from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -386,16 +387,6 @@ class ModelEma:
                 e.copy_(m)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available")
-    return torch.device(device)
-
-
 def _batch(clips: list[_Clip], max_seq_len: int):
     B, D = len(clips), clips[0].feats.shape[0]
     x = torch.zeros(B, D, max_seq_len)
@@ -422,7 +413,7 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
 
     `max_epochs` stops early (for timing a schedule without running it all)."""
     cfg, lcfg = setup.train, setup.localizer
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device or "auto"))
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
@@ -511,7 +502,7 @@ def train_localizer(annotations: str | Path, features_dir: str | Path, output_di
     out = write_model_dir(result.model, setup, output_dir, features=features, trained_on=trained_on,
                           name=name or Path(output_dir).name)
     report = {"train_seconds": round(result.seconds, 1), "seconds_per_epoch": round(result.seconds_per_epoch, 2),
-              "device": str(resolve_device(device))}
+              "device": resolve_device(device or "auto")}
     if evaluate_split and any(v.subset == evaluate_split for v in all_videos.values()):
         from .benchmark import benchmark_model
 
