@@ -147,7 +147,9 @@ def train(
     if bundle is not None:
         from .bundle import BundleRecipe, build_bundle
 
-        figures = build_bundle(bundle, output, BundleRecipe.from_yaml(config), device=device, log=console.print)
+        # stage names are in brackets: printed as they are, not read as rich markup
+        figures = build_bundle(bundle, output, BundleRecipe.from_yaml(config), device=device,
+                               log=lambda line: console.print(line, markup=False, highlight=False))
         console.print(f"bundled model written to {output}; timings (s): {figures.get('timings_s')}")
         return
     if detector is not None:

@@ -8,6 +8,11 @@ plus DIoU loss normalised by a running count of positives, AdamW (no weight deca
 norms and scales) with linear warm-up then cosine decay per iteration, gradient clipping, and
 an exponential moving average of the weights, which is the model that is saved.
 
+One change from the release: an epoch draws one random window per `max_seq_len` steps of each
+video, not one per video, so that a long recording (mostly normal behaviour) weighs as much as the
+clips it could be cut into. Videos no longer than `max_seq_len` (all of RatSeizure's training
+windows at its 2304 steps, and every 10 s synthetic clip) still give one window an epoch.
+
 `train_localizer` writes a model directory: localizer.pt (EMA state dict + every config),
 localizer.onnx, feature_stats.npz and manifest.json.
 """
@@ -387,6 +392,11 @@ class ModelEma:
                 e.copy_(m)
 
 
+def windows_per_epoch(clips: list[_Clip], max_seq_len: int) -> list[int]:
+    """Index of each clip, repeated once per `max_seq_len` steps it holds (at least once)."""
+    return [i for i, c in enumerate(clips) for _ in range(max(1, math.ceil(c.feats.shape[1] / max_seq_len)))]
+
+
 def _batch(clips: list[_Clip], max_seq_len: int):
     B, D = len(clips), clips[0].feats.shape[0]
     x = torch.zeros(B, D, max_seq_len)
@@ -422,7 +432,8 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
     model = RaSeformer(lcfg).to(dev).train()
     ema = ModelEma(model, cfg.ema_decay)
     optimizer = make_optimizer(model, cfg)
-    per_epoch = max(1, len(clips) // cfg.batch_size)  # the release drops the last partial batch
+    draws = windows_per_epoch(clips, lcfg.max_seq_len)
+    per_epoch = max(1, len(draws) // cfg.batch_size)  # the release drops the last partial batch
     total_steps = cfg.total_epochs * per_epoch
     warmup = cfg.warmup_epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -440,12 +451,12 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("train", total=epochs * per_epoch, epoch=f"1/{epochs}", loss=float("nan"))
         for epoch in range(epochs):
-            order = list(range(len(clips)))
+            order = list(draws)
             rng.shuffle(order)
             for b in range(per_epoch):
                 batch = [random_crop(clips[i], lcfg.max_seq_len, cfg, setup.grid, rng)
                          for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                if len(batch) < cfg.batch_size and len(clips) >= cfg.batch_size:
+                if len(batch) < cfg.batch_size and len(draws) >= cfg.batch_size:
                     continue
                 x, mask = _batch(batch, lcfg.max_seq_len)
                 targets = [assign_targets(points, c.segments, c.labels, lcfg.num_classes, cfg) for c in batch]

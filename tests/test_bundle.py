@@ -11,6 +11,8 @@ runner = CliRunner()
 TOY_RECIPE = """\
 train_clips: 3
 test_clips: 2
+train_long_recordings: 1
+train_long_minutes: 0.5
 detector_epochs: 1
 detector_frame_step: 30
 detector_imgsz: 128
@@ -40,12 +42,18 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     bench = manifest["benchmark"]
     assert set(bench["timings_s"]) >= {"synth_train", "detector", "i3d_classifier", "features", "localizer_topk"}
     assert "average" in bench["localizer_topk_0.5"]["testing"]
+    assert "1 recordings of 0.5 min (seed 3000) for the localizer" in manifest["trained_on"]
+    assert bench["timings_s"]["synth_long"] is not None
+    assert set(bench["ap_per_class_at_0.5"]) <= set(manifest["classes"])
+    assert isinstance(bench["neighbour_confusion"], dict) and bench["localizer_speed"]["videos"] == 2
+    training = json.loads((work / "annotations.json").read_text())["database"]
+    assert [v for v, a in training.items() if a["subset"] == "training" and v.startswith("long_")]
 
     # Run again: every stage is found done and skipped; the model is rebuilt the same way.
     result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("skipped") >= 6
+    assert result.stdout.count("skipped") >= 7 and "[synth_long] done before" in result.stdout
 
     # The model it made analyses a video.
     video = sorted((work / "synth_test").glob("*.mp4"))[0]

@@ -177,3 +177,14 @@ def test_model_ema_is_the_exponential_average_of_the_weights():
             torch.testing.assert_close(now[key], 0.9 * value + 0.1 * target[key])
         else:
             assert torch.equal(now[key], target[key])
+
+
+def test_long_videos_give_one_window_per_max_seq_len_each_epoch():
+    from ratscore.train import _Clip, windows_per_epoch
+
+    def clip(steps):
+        return _Clip("v", torch.zeros(4, steps), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
+
+    # a 10 s clip (75 steps) once; exactly max_seq_len once; one step more twice; 5 minutes 24 times
+    draws = windows_per_epoch([clip(75), clip(96), clip(97), clip(2250)], 96)
+    assert [draws.count(i) for i in range(4)] == [1, 1, 2, 24]
