@@ -1,7 +1,7 @@
 """`ratscore analyze` on held-out synthetic long recordings: speed, peak memory, episode accuracy.
 
     .venv/bin/python benchmarks/bench_analyze.py --work /tmp/bench_analyze [--model models/]
-        [--minutes 1 5] [--seed 4242] [--resolution 640x480] [-o report.json]
+        [--minutes 1 5] [--seed 4242] [--resolution 640x480] [--threshold S] [-o report.json]
 
 For each length it makes one long recording (`ratscore synth --long-minutes`, a seed the bundled
 model never saw), runs `ratscore analyze` on it in a fresh process, and reports the wall time per
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -57,7 +56,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--resolution", default="640x480")
-    parser.add_argument("--threshold", type=float, default=0.3)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="event threshold (default: the model's own, as analyze uses it)")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
 
@@ -75,27 +75,31 @@ def main() -> None:
         annotation = next(iter(read_annotations(folder / "annotations.json").values()))
         video = folder / f"{annotation.video_id}.mp4"
         out = args.work / f"out_{minutes:g}min"
-        script = ("import resource, sys; from ratscore.cli import main; sys.argv = sys.argv[1:]\n"
+        script = ("import sys; from ratscore.cli import main; from ratscore.runtime import peak_rss_mb\n"
+                  "sys.argv = sys.argv[1:]\n"
                   "try:\n    main()\nfinally:\n"
-                  "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+                  "    print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr)")
         cmd = [sys.executable, "-c", script, "ratscore", "analyze", str(video), "-o", str(out), "--model",
-               str(args.model), "--device", "cpu", "--threshold", str(args.threshold)]
+               str(args.model), "--device", "cpu"]
+        if args.threshold is not None:
+            cmd += ["--threshold", str(args.threshold)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"analyze failed: {proc.stderr.strip()[-500:]}")
-        rss_kb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB")))
+        rss_mb = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_MB")))
         found = pd.read_csv(out / f"{annotation.video_id}.episodes.csv")
         truth = true_episodes(annotation, RacineMap(), 10.0)
         row = {"minutes": minutes, "resolution": args.resolution, "wall_s": round(wall, 1),
                "wall_s_per_video_minute": round(wall / minutes, 1),
-               "real_time_factor": round(minutes * 60 / wall, 2), "peak_rss_mb": round(rss_kb / 1024),
+               "real_time_factor": round(minutes * 60 / wall, 2), "peak_rss_mb": round(rss_mb),
                **match_episodes(truth, found)}
         rows.append(row)
         print(json.dumps(row))
     report = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
-              "model": str(args.model), "runs": rows}
+              "model": str(args.model), "threshold": args.threshold if args.threshold is not None else "the model's",
+              "runs": rows}
     if len(rows) >= 2:
         report["peak_rss_ratio_longest_to_shortest"] = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3)
     if args.output:

@@ -134,14 +134,15 @@ def small_model_dir(folder: Path, detector_onnx, imgsz: int) -> Path:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from ratscore.features import extract_features
+from ratscore.runtime import peak_rss_mb
 start = time.perf_counter()
 r = extract_features({video!r}, {model!r}, device="cpu", no_roi={no_roi}, progress=False)
 wall = time.perf_counter() - start
 print(json.dumps({{"wall_s": wall, "duration_s": r.duration_s, "T": r.features.shape[0],
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "peak_rss_mb": peak_rss_mb(),
                    "rat_found_fraction": r.rat_found_fraction}}))
 """
 

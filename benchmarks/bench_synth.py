@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,11 @@ def long_peak_rss_mb(minutes: float) -> tuple[float, float]:
         "import sys, tempfile; from ratscore.synth import make_config, plan_long, write_video\n"
         "c = make_config({'resolutions': [[320, 240]]})\n"
         "with tempfile.TemporaryDirectory() as d: write_video(plan_long(float(sys.argv[1]), 1, 0, c), d, c)\n"
-        "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "from ratscore.runtime import peak_rss_mb; print(peak_rss_mb())\n"
     )
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, str(minutes)], check=True, capture_output=True, text=True)
-    return int(out.stdout.split()[-1]) / 1024.0, time.perf_counter() - t0
+    return float(out.stdout.split()[-1]), time.perf_counter() - t0
 
 
 def main() -> None:

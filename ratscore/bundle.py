@@ -25,8 +25,8 @@ from .labels import NUM_CLASSES
 class BundleRecipe:
     train_clips: int = 100  # synthetic 10 s clips for training (the 65:35 split inside is all used)
     train_seed: int = 1000  # seed of the training clips
-    train_long_recordings: int = 4  # long synthetic recordings (mostly normal behaviour) for the localizer only
-    train_long_minutes: float = 5.0  # length of each
+    train_long_recordings: int = 12  # long synthetic recordings (mostly normal behaviour) for the localizer only
+    train_long_minutes: float = 2.0  # length of each (one seizure episode in each)
     train_long_seed: int = 3000  # their seed (analyze's episode benchmark uses 4242 and up)
     test_clips: int = 40  # unseen clips for the benchmark
     test_seed: int = 9000  # a seed the training never sees

@@ -66,3 +66,23 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int = 0, what: 
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise InputError(f"{path}: not a loadable {what} ({str(e).splitlines()[0][:160]})") from None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB, for the benchmarks.
+
+    VmHWM from /proc where there is one: getrusage's ru_maxrss survives exec, so a child started
+    from a big parent reports the parent's size (a benchmark that had loaded full-size I3D before
+    starting its extraction child measured 1540 MB for a process whose own peak was half that).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)  # bytes on macOS, KiB on Linux

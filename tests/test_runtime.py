@@ -1,0 +1,31 @@
+"""Device choice, ONNX Runtime sessions and the benchmarks' memory figure."""
+
+import numpy as np
+import pytest
+
+from ratscore.errors import InputError
+from ratscore.runtime import cores_beside_one_thread, cpu_cores, onnx_session, peak_rss_mb, resolve_device
+
+
+def test_device_names():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(InputError, match="--device must be auto, cpu or cuda"):
+        resolve_device("tpu")
+
+
+def test_threads_leave_a_core_to_the_decoder():
+    assert 1 <= cores_beside_one_thread() <= max(1, cpu_cores() - 1)
+
+
+def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path):
+    bad = tmp_path / "i3d.onnx"
+    bad.write_bytes(b"not a graph")
+    with pytest.raises(InputError, match=r"i3d.onnx: not a loadable I3D ONNX model"):
+        onnx_session(bad, "cpu", threads=1, what="I3D ONNX model")
+
+
+def test_peak_memory_sees_a_big_allocation():
+    before = peak_rss_mb()
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, touched
+    assert peak_rss_mb() >= before and peak_rss_mb() >= block.nbytes / 2**20
