@@ -355,7 +355,8 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
             d = recipe.localizer_dim
             setup = replace(setup, localizer=replace(setup.localizer, input_dim=dim, embd_dim=d, fpn_dim=d, head_dim=d,
                                                      attn_keep_ratio=keep_ratio),
-                            train=replace(setup.train, learning_rate=recipe.localizer_lr, seed=recipe.seed))
+                            train=replace(setup.train, learning_rate=recipe.localizer_lr, seed=recipe.seed,
+                                          cover_long_videos=True))
             out = train_localizer(annotations, features_dir, work / f"localizer_k{keep_ratio}", config=setup,
                                   epochs=recipe.localizer_epochs, device=device, progress=False,
                                   name="ratscore-synthetic")

@@ -8,10 +8,10 @@ plus DIoU loss normalised by a running count of positives, AdamW (no weight deca
 norms and scales) with linear warm-up then cosine decay per iteration, gradient clipping, and
 an exponential moving average of the weights, which is the model that is saved.
 
-One change from the release: an epoch draws one random window per `max_seq_len` steps of each
-video, not one per video, so that a long recording (mostly normal behaviour) weighs as much as the
-clips it could be cut into. Videos no longer than `max_seq_len` (all of RatSeizure's training
-windows at its 2304 steps, and every 10 s synthetic clip) still give one window an epoch.
+One option the release does not have, off by default: with `cover_long_videos` an epoch draws one
+random window per `max_seq_len` steps of each video instead of one per video, so that a long
+recording (mostly normal behaviour) weighs as much as the clips it could be cut into. The bundled
+model's recipe turns it on; videos no longer than `max_seq_len` give one window either way.
 
 `train_localizer` writes a model directory: localizer.pt (EMA state dict + every config),
 localizer.onnx, feature_stats.npz and manifest.json.
@@ -57,6 +57,7 @@ class TrainConfig:
     crop_ratio: Optional[tuple[float, float]] = (0.9, 1.0)  # random crop length range (share of the clip); None: no crop
     ema_decay: float = 0.999  # EMA of the weights
     seed: int = 1234567891  # random seed of initialisation, cropping and shuffling
+    cover_long_videos: bool = False  # True: an epoch draws one window per max_seq_len steps of each video (not the release's)
 
     def __post_init__(self):
         if self.crop_ratio is not None:
@@ -432,7 +433,7 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
     model = RaSeformer(lcfg).to(dev).train()
     ema = ModelEma(model, cfg.ema_decay)
     optimizer = make_optimizer(model, cfg)
-    draws = windows_per_epoch(clips, lcfg.max_seq_len)
+    draws = windows_per_epoch(clips, lcfg.max_seq_len) if cfg.cover_long_videos else list(range(len(clips)))
     per_epoch = max(1, len(draws) // cfg.batch_size)  # the release drops the last partial batch
     total_steps = cfg.total_epochs * per_epoch
     warmup = cfg.warmup_epochs * per_epoch

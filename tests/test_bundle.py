@@ -43,6 +43,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert set(bench["timings_s"]) >= {"synth_train", "detector", "i3d_classifier", "features", "localizer_topk"}
     assert "average" in bench["localizer_topk_0.5"]["testing"]
     assert "1 recordings of 0.5 min (seed 3000) for the localizer" in manifest["trained_on"]
+    assert manifest["localizer"]["config"]["train"]["cover_long_videos"] is True
     assert bench["timings_s"]["synth_long"] is not None
     assert set(bench["ap_per_class_at_0.5"]) <= set(manifest["classes"])
     assert isinstance(bench["neighbour_confusion"], dict) and bench["localizer_speed"]["videos"] == 2
