@@ -90,3 +90,14 @@ def test_classifier_augmentation_keeps_shape_range_and_motion():
         assert abs(centre[1] - centre[0]) >= 15  # moved by ~30 px (less when zoomed out a little)
     assert not all(np.array_equal(outs[0], x) for x in outs[1:])  # random, yet seeded
     assert np.array_equal(augment_clip(clip, np.random.default_rng(3)), outs[3])
+
+
+def test_bundle_on_a_missing_gpu_is_one_line_before_any_work(tmp_path):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"), "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA GPU is available" in result.stderr
+    assert not (tmp_path / "w").exists()
