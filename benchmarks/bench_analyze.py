@@ -8,7 +8,7 @@ model never saw), runs `ratscore analyze` on it in a fresh process, and reports 
 minute of video, the real-time factor and the process's peak RSS. Then it compares the detected
 seizure episodes with the true ones (the ground truth scored by the same timeline code): an episode
 is matched when a detected one overlaps it; the figures are the share of true episodes matched with
-an onset within 2 s, and with the same max stage.
+an onset within 2 s, with the same max stage, and with both.
 """
 
 from __future__ import annotations
@@ -23,30 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def true_episodes(annotation, racine, gap_s: float) -> pd.DataFrame:
-    from ratscore.timeline import Event, ScoringOptions, score_events
-
-    events = [Event(s.start_s, s.end_s, s.au_id, 1.0) for s in annotation.segments]
-    return score_events(events, annotation.video_id, annotation.duration, 30.0, "truth", racine,
-                        ScoringOptions(episode_gap_s=gap_s)).episodes
-
-
-def match_episodes(truth: pd.DataFrame, found: pd.DataFrame) -> dict:
-    onset_ok = stage_ok = matched = 0
-    for t in truth.itertuples(index=False):
-        overlapping = found[(found.onset_s < t.offset_s) & (found.offset_s > t.onset_s)]
-        if overlapping.empty:
-            continue
-        matched += 1
-        best = overlapping.iloc[(overlapping.onset_s - t.onset_s).abs().argmin()]
-        onset_ok += abs(best.onset_s - t.onset_s) <= 2.0
-        stage_ok += (pd.notna(best.max_stage) and pd.notna(t.max_stage) and int(best.max_stage) == int(t.max_stage))
-    n = max(1, len(truth))
-    return {"true_episodes": len(truth), "found_episodes": len(found), "matched": matched,
-            "onset_within_2s": onset_ok / n, "same_max_stage": stage_ok / n}
 
 
 def main() -> None:

@@ -128,3 +128,48 @@ def test_neighbour_confusion_counts_the_best_overlapping_member():
     assert conf["head nodding"] == {"head nodding": 0, "neck jerk": 1, "missed": 0}
     assert conf["unilateral forelimb clonus"]["unilateral forelimb clonus"] == 1
     assert conf["alternating forelimb clonus"]["missed"] == 1
+
+
+def _episodes(rows):
+    import pandas as pd
+
+    from ratscore.timeline import EPISODE_COLUMNS
+
+    table = pd.DataFrame([["v", i + 1, on, off, off - on, stage, "", 1] for i, (on, off, stage) in enumerate(rows)],
+                         columns=EPISODE_COLUMNS)
+    return table.astype({"max_stage": "Int64"})
+
+
+def test_episode_matching_takes_the_overlapping_episode_with_the_nearest_onset():
+    from ratscore.metrics import match_episodes
+
+    truth = _episodes([(100.0, 130.0, 5), (300.0, 303.0, None), (500.0, 520.0, 2)])
+    found = _episodes([(95.0, 112.0, 1),  # overlaps the first, onset 5 s early
+                       (101.5, 128.0, 5),  # overlaps it too, onset 1.5 s late: this one is compared
+                       (299.0, 302.0, None),  # wet dog shakes only, as is the truth: same (empty) stage
+                       (700.0, 710.0, 3)])  # a false alarm; the third true episode is missed
+    m = match_episodes(truth, found)
+    assert (m["true_episodes"], m["found_episodes"], m["matched"]) == (3, 4, 2)
+    assert m["onset_within_2s"] == m["same_max_stage"] == m["onset_and_stage"] == round(2 / 3, 3)
+
+
+def test_episode_matching_needs_onset_and_stage_together():
+    from ratscore.metrics import match_episodes
+
+    truth = _episodes([(10.0, 20.0, 3), (60.0, 70.0, 4)])
+    found = _episodes([(13.0, 20.0, 3), (60.5, 70.0, 2)])  # right stage but 3 s late; on time but wrong stage
+    m = match_episodes(truth, found)
+    assert m["matched"] == 2 and m["onset_within_2s"] == 0.5 and m["same_max_stage"] == 0.5
+    assert m["onset_and_stage"] == 0.0
+    assert match_episodes(truth, _episodes([]))["matched"] == 0
+
+
+def test_true_episodes_group_the_annotation_like_analyze():
+    from ratscore.annotations import Segment, VideoAnnotation
+    from ratscore.labels import RacineMap
+    from ratscore.metrics import true_episodes
+
+    segments = [Segment(10.0, 15.0, 1), Segment(15.0, 20.0, 6), Segment(40.0, 42.0, 3)]
+    episodes = true_episodes(VideoAnnotation("v", "testing", 60.0, segments, 30.0), RacineMap())
+    assert episodes[["onset_s", "offset_s"]].values.tolist() == [[10.0, 20.0], [40.0, 42.0]]
+    assert episodes.max_stage.iloc[0] == 3 and episodes.max_stage.isna().iloc[1]

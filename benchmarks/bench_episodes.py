@@ -1,0 +1,112 @@
+"""Episode accuracy of a model on synthetic long recordings, over a grid of scoring options.
+
+    .venv/bin/python benchmarks/bench_episodes.py RECORDINGS_DIR... --work /tmp/episodes
+        [--model models/] [--threshold 0.3 0.4] [--episode-gap 10 20] [-o report.json]
+
+RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and the videos). The
+features of each video are extracted once with the model's front end and kept under
+`--work/<model id>/`, so trying scoring options costs seconds. The localizer's events are then
+scored with every combination of the options given, and the detected episodes are compared with
+the true ones as `bench_analyze.py` does (onset within 2 s, same max stage).
+
+Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
+`bench_analyze.py` on its held-out seeds to measure the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TRUE_EPISODE_GAP_S = 10.0  # the true episodes are grouped with the default gap, whatever the detection uses
+
+
+def cached_features(video: Path, cache: Path, front) -> tuple[np.ndarray, float]:
+    """(T, D) features and duration of a video, extracted once."""
+    from ratscore.features import extract_features
+    from ratscore.writers import atomic_write
+
+    target = cache / f"{video.stem}.npy"
+    meta = cache / f"{video.stem}.json"
+    if not (target.exists() and meta.exists()):
+        result = extract_features(video, front, "cpu", progress=False)
+        atomic_write(target, lambda f: np.save(f, result.features))
+        meta.write_text(json.dumps({"duration_s": result.duration_s}))
+    return np.load(target), json.loads(meta.read_text())["duration_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recordings", type=Path, nargs="+")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the cached features")
+    parser.add_argument("--model", type=Path, default=ROOT / "models")
+    parser.add_argument("--threshold", type=float, nargs="+", default=None,
+                        help="event thresholds to try (default: the model's own)")
+    parser.add_argument("--episode-gap", type=float, nargs="+", default=[10.0])
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+
+    from ratscore.annotations import read_annotations
+    from ratscore.export import OnnxLocalizer
+    from ratscore.features import load_front_end
+    from ratscore.labels import RacineMap
+    from ratscore.model import read_manifest
+    from ratscore.pipeline import model_identity
+    from ratscore.timeline import ScoringOptions, score_events
+
+    manifest = read_manifest(args.model)
+    model_id = model_identity(args.model, manifest)
+    cache = args.work / model_id.replace("@", "_")
+    cache.mkdir(parents=True, exist_ok=True)
+    localizer = OnnxLocalizer(args.model, device="cpu")
+    front = None
+    racine = RacineMap()
+    videos = []  # (annotation, events, duration)
+    for folder in args.recordings:
+        for annotation in read_annotations(folder / "annotations.json").values():
+            video = folder / f"{annotation.video_id}.mp4"
+            if not (cache / f"{video.stem}.npy").exists() and front is None:
+                front = load_front_end(args.model, device="cpu")
+            features, duration = cached_features(video, cache, front)
+            videos.append((annotation, localizer.detect(features, duration), duration))
+
+    thresholds = args.threshold or [float(manifest.get("threshold", 0.0))]
+    rows = []
+    for threshold, gap in itertools.product(thresholds, args.episode_gap):
+        options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
+        totals = {"true_episodes": 0, "found_episodes": 0, "matched": 0, "onset": 0.0, "stage": 0.0, "both": 0.0}
+        for annotation, events, duration in videos:
+            found = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options).episodes
+            truth = true_episodes(annotation, racine, TRUE_EPISODE_GAP_S)
+            m = match_episodes(truth, found)
+            n = m["true_episodes"]
+            for key in ("true_episodes", "found_episodes", "matched"):
+                totals[key] += m[key]
+            totals["onset"] += m["onset_within_2s"] * n
+            totals["stage"] += m["same_max_stage"] * n
+            totals["both"] += m["onset_and_stage"] * n
+        n = max(1, totals["true_episodes"])
+        row = {"threshold": threshold, "episode_gap_s": gap, "true_episodes": totals["true_episodes"],
+               "found_episodes": totals["found_episodes"], "matched": totals["matched"],
+               "onset_within_2s": round(totals["onset"] / n, 3), "same_max_stage": round(totals["stage"] / n, 3),
+               "onset_and_stage": round(totals["both"] / n, 3)}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    if args.output:
+        args.output.write_text(json.dumps({"model": model_id, "recordings": [str(r) for r in args.recordings],
+                                           "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
