@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from ratscore.errors import InputError
 
@@ -32,6 +34,20 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     result = train_detector(synth_dir, tmp_path / "det", epochs=1, imgsz=64, frame_step=15, batch=4)
     assert result.onnx.is_file() and result.n_train_frames > 0 and result.n_val_frames > 0
+    run_args = yaml.safe_load((tmp_path / "det" / "detector_training" / "run" / "args.yaml").read_text())
+    assert run_args["optimizer"] == "AdamW" and run_args["warmup_bias_lr"] == 0.1
+    # Continuing from a checkpoint starts from its weights (at a learning rate of ~0 they stay
+    # put), and without ultralytics' bias warm-up from 0.1.
+    more = train_detector(synth_dir, tmp_path / "det_more", epochs=1, imgsz=64, frame_step=15, batch=4,
+                          init_from=result.checkpoint, lr0=1e-12)
+    assert more.onnx.is_file()
+    more_args = yaml.safe_load((tmp_path / "det_more" / "detector_training" / "run" / "args.yaml").read_text())
+    assert more_args["warmup_bias_lr"] == 0.0 and more_args["warmup_epochs"] == 1
+    from ultralytics import YOLO
+
+    before, after = (YOLO(str(r.checkpoint)).model.state_dict() for r in (result, more))
+    convs = [k for k in before if k.endswith("conv.weight")]
+    assert convs and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in convs)
     detector = Detector(result.onnx, 64, ["rat", "reflection"], conf=0.0)
     dets = detector(np.zeros((240, 320, 3), np.uint8))
     assert dets.ndim == 2 and dets.shape[1] == 6
