@@ -34,14 +34,14 @@ TRUE_EPISODE_GAP_S = 10.0  # the true episodes are grouped with the default gap,
 def cached_features(video: Path, cache: Path, front) -> tuple[np.ndarray, float]:
     """(T, D) features and duration of a video, extracted once."""
     from ratscore.features import extract_features
-    from ratscore.writers import atomic_write
+    from ratscore.writers import atomic_write, atomic_write_text
 
     target = cache / f"{video.stem}.npy"
     meta = cache / f"{video.stem}.json"
     if not (target.exists() and meta.exists()):
         result = extract_features(video, front, "cpu", progress=False)
         atomic_write(target, lambda f: np.save(f, result.features))
-        meta.write_text(json.dumps({"duration_s": result.duration_s}))
+        atomic_write_text(meta, json.dumps({"duration_s": result.duration_s}))
     return np.load(target), json.loads(meta.read_text())["duration_s"]
 
 
