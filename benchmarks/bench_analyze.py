@@ -70,7 +70,7 @@ def main() -> None:
             sys.exit(f"analyze failed: {proc.stderr.strip()[-500:]}")
         rss_mb = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_MB")))
         found = pd.read_csv(out / f"{annotation.video_id}.episodes.csv")
-        truth = true_episodes(annotation, RacineMap(), 10.0)
+        truth = true_episodes(annotation, RacineMap())
         row = {"minutes": minutes, "resolution": args.resolution, "wall_s": round(wall, 1),
                "wall_s_per_video_minute": round(wall / minutes, 1),
                "real_time_factor": round(minutes * 60 / wall, 2), "peak_rss_mb": round(rss_mb),

@@ -16,6 +16,7 @@ Use it to choose scoring defaults on recordings of seeds of their own (a validat
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -25,21 +26,21 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
+from ratscore.metrics import count_episode_matches, episode_shares, true_episodes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-TRUE_EPISODE_GAP_S = 10.0  # the true episodes are grouped with the default gap, whatever the detection uses
 
 
-def cached_features(video: Path, cache: Path, front) -> tuple[np.ndarray, float]:
-    """(T, D) features and duration of a video, extracted once."""
+def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, float]:
+    """(T, D) features and duration of a video, extracted once; `front_end()` gives the model's
+    front end (loaded only when something must be extracted)."""
     from ratscore.features import extract_features
     from ratscore.writers import atomic_write, atomic_write_text
 
     target = cache / f"{video.stem}.npy"
     meta = cache / f"{video.stem}.json"
     if not (target.exists() and meta.exists()):
-        result = extract_features(video, front, "cpu", progress=False)
+        result = extract_features(video, front_end(), "cpu", progress=False)
         atomic_write(target, lambda f: np.save(f, result.features))
         atomic_write_text(meta, json.dumps({"duration_s": result.duration_s}))
     return np.load(target), json.loads(meta.read_text())["duration_s"]
@@ -69,37 +70,26 @@ def main() -> None:
     cache = args.work / model_id.replace("@", "_")
     cache.mkdir(parents=True, exist_ok=True)
     localizer = OnnxLocalizer(args.model, device="cpu")
-    front = None
+    front_end = functools.cache(lambda: load_front_end(args.model, device="cpu"))
     racine = RacineMap()
     videos = []  # (annotation, events, duration)
     for folder in args.recordings:
         for annotation in read_annotations(folder / "annotations.json").values():
             video = folder / f"{annotation.video_id}.mp4"
-            if not (cache / f"{video.stem}.npy").exists() and front is None:
-                front = load_front_end(args.model, device="cpu")
-            features, duration = cached_features(video, cache, front)
+            features, duration = cached_features(video, cache, front_end)
             videos.append((annotation, localizer.detect(features, duration), duration))
 
     thresholds = args.threshold or [float(manifest.get("threshold", 0.0))]
     rows = []
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
-        totals = {"true_episodes": 0, "found_episodes": 0, "matched": 0, "onset": 0.0, "stage": 0.0, "both": 0.0}
+        totals = dict.fromkeys(("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok"), 0)
         for annotation, events, duration in videos:
             found = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options).episodes
-            truth = true_episodes(annotation, racine, TRUE_EPISODE_GAP_S)
-            m = match_episodes(truth, found)
-            n = m["true_episodes"]
-            for key in ("true_episodes", "found_episodes", "matched"):
-                totals[key] += m[key]
-            totals["onset"] += m["onset_within_2s"] * n
-            totals["stage"] += m["same_max_stage"] * n
-            totals["both"] += m["onset_and_stage"] * n
-        n = max(1, totals["true_episodes"])
-        row = {"threshold": threshold, "episode_gap_s": gap, "true_episodes": totals["true_episodes"],
-               "found_episodes": totals["found_episodes"], "matched": totals["matched"],
-               "onset_within_2s": round(totals["onset"] / n, 3), "same_max_stage": round(totals["stage"] / n, 3),
-               "onset_and_stage": round(totals["both"] / n, 3)}
+            # the true episodes keep the default gap, whatever gap the detection is scored with
+            for key, count in count_episode_matches(true_episodes(annotation, racine), found).items():
+                totals[key] += count
+        row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals)}
         rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))

@@ -174,7 +174,8 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
         model = YOLO(str(definition), task="detect")
     except FileNotFoundError:
         raise InputError(f"{model_yaml}: no such model YAML") from None
-    if init_from is not None:
+    continuing = init_from is not None
+    if continuing:
         if not Path(init_from).is_file():
             raise InputError(f"{init_from}: no such detector checkpoint")
         model.load(str(init_from))  # weights of our own earlier run, matched layer by layer
@@ -183,14 +184,13 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
                     seed=seed, deterministic=True, plots=False, project=str(work), name="run", exist_ok=True,
                     # pretrained=False would make ultralytics drop the weights loaded above and start
                     # from the YAML again: init_from then silently trained from scratch
-                    pretrained=init_from is not None, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic, cache="disk",
+                    pretrained=continuing, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic, cache="disk",
                     close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW", lr0=lr0,
                     # ultralytics warms biases up from 0.1 unless it picks the optimizer itself: with
                     # AdamW that is 50x lr0 on every bias, not for a checkpoint's trained head. From
                     # scratch it is left as the bundled detector was trained (a run with 0.0 was no
                     # better: IoU >= 0.7 on 73% of held-out frames against 85%).
-                    warmup_epochs=1 if init_from is not None else 3,
-                    warmup_bias_lr=0.0 if init_from is not None else 0.1)
+                    warmup_epochs=1 if continuing else 3, warmup_bias_lr=0.0 if continuing else 0.1)
     except (RuntimeError, OSError) as e:
         raise RunError(f"detector training failed: {str(e).splitlines()[0]}") from None
     best = work / "run" / "weights" / "best.pt"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import LABELS
+from .timeline import Event, ScoringOptions, score_events
 
 TIOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 DUPLICATE_TOLERANCE_S = 1e-3
@@ -168,39 +169,48 @@ def evaluate(ground_truth: list[GroundTruth], detections: list[Detection],
 EPISODE_ONSET_TOLERANCE_S = 2.0
 
 
-def true_episodes(annotation, racine, episode_gap_s: float = 10.0):
+def true_episodes(annotation, racine, episode_gap_s: float = ScoringOptions.episode_gap_s):
     """The episodes table of an annotated video's ground truth, grouped by the same code as analyze."""
-    from .timeline import Event, ScoringOptions, score_events
-
     events = [Event(s.start_s, s.end_s, s.au_id, 1.0) for s in annotation.segments]
     return score_events(events, annotation.video_id, annotation.duration, annotation.fps or 30.0, "truth", racine,
                         ScoringOptions(episode_gap_s=episode_gap_s)).episodes
 
 
-def match_episodes(truth, found) -> dict:
+def count_episode_matches(truth, found) -> dict:
     """Each true episode against the detected episode that overlaps it with the nearest onset.
 
-    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS). Max stages are the same
-    when both are equal or both are empty (episodes of wet dog shakes only, which have no Racine
-    stage). Shares are of the true episodes."""
+    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS) of one video. Max stages
+    are the same when both are equal or both are empty (episodes of wet dog shakes only, which
+    have no Racine stage). Counts, so that several videos add up (see episode_shares)."""
     import pandas as pd
 
-    onset_ok = stage_ok = both_ok = matched = 0
+    counts = {"true_episodes": len(truth), "found_episodes": len(found), "matched": 0,
+              "onset_ok": 0, "stage_ok": 0, "both_ok": 0}
     for t in truth.itertuples(index=False):
         overlapping = found[(found.onset_s < t.offset_s) & (found.offset_s > t.onset_s)]
         if overlapping.empty:
             continue
-        matched += 1
         best = overlapping.iloc[int((overlapping.onset_s - t.onset_s).abs().to_numpy().argmin())]
         onset = bool(abs(best.onset_s - t.onset_s) <= EPISODE_ONSET_TOLERANCE_S)
         if pd.isna(best.max_stage) or pd.isna(t.max_stage):
             stage = bool(pd.isna(best.max_stage) and pd.isna(t.max_stage))
         else:
             stage = bool(int(best.max_stage) == int(t.max_stage))
-        onset_ok += onset
-        stage_ok += stage
-        both_ok += onset and stage
-    n = max(1, len(truth))
-    return {"true_episodes": len(truth), "found_episodes": len(found), "matched": matched,
-            "onset_within_2s": round(onset_ok / n, 3), "same_max_stage": round(stage_ok / n, 3),
-            "onset_and_stage": round(both_ok / n, 3)}
+        counts["matched"] += 1
+        counts["onset_ok"] += onset
+        counts["stage_ok"] += stage
+        counts["both_ok"] += onset and stage
+    return counts
+
+
+def episode_shares(counts: dict) -> dict:
+    """Counts (summed over any number of videos) -> the reported figures: shares of true episodes."""
+    n = max(1, counts["true_episodes"])
+    return {"true_episodes": counts["true_episodes"], "found_episodes": counts["found_episodes"],
+            "matched": counts["matched"], "onset_within_2s": round(counts["onset_ok"] / n, 3),
+            "same_max_stage": round(counts["stage_ok"] / n, 3), "onset_and_stage": round(counts["both_ok"] / n, 3)}
+
+
+def match_episodes(truth, found) -> dict:
+    """The episode figures of one video (count_episode_matches, as shares)."""
+    return episode_shares(count_episode_matches(truth, found))

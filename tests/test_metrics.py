@@ -173,3 +173,13 @@ def test_true_episodes_group_the_annotation_like_analyze():
     episodes = true_episodes(VideoAnnotation("v", "testing", 60.0, segments, 30.0), RacineMap())
     assert episodes[["onset_s", "offset_s"]].values.tolist() == [[10.0, 20.0], [40.0, 42.0]]
     assert episodes.max_stage.iloc[0] == 3 and episodes.max_stage.isna().iloc[1]
+
+
+def test_episode_counts_of_several_videos_add_up_before_the_shares():
+    from ratscore.metrics import count_episode_matches, episode_shares
+
+    first = count_episode_matches(_episodes([(10.0, 20.0, 3)]), _episodes([(10.5, 20.0, 3)]))  # right
+    second = count_episode_matches(_episodes([(10.0, 20.0, 3), (50.0, 60.0, 2)]), _episodes([(13.0, 20.0, 3)]))
+    total = {k: first[k] + second[k] for k in first}
+    assert total == {"true_episodes": 3, "found_episodes": 2, "matched": 2, "onset_ok": 1, "stage_ok": 2, "both_ok": 1}
+    assert episode_shares(total)["onset_and_stage"] == round(1 / 3, 3)
