@@ -99,4 +99,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ratscore.errors import InputError
+
+    try:
+        main()
+    except InputError as e:  # a missing folder, an unreadable annotation or video: one line, exit 2
+        print(f"bench_episodes: {e}", file=sys.stderr)
+        sys.exit(2)
