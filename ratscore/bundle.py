@@ -36,6 +36,7 @@ class BundleRecipe:
     detector_every_k: int = 10  # at analysis, the detector runs on every k-th frame (boxes interpolated between)
     i3d_width: float = 0.125  # channel multiplier of the small I3D (128-d features)
     i3d_input_size: int = 80  # crop side given to the I3D, pixels
+    i3d_subtract_temporal_mean: bool = True  # the I3D sees motion only (see I3DConfig)
     crop_margin: float = 0.25  # margin around the rat's box, as a share of its longer side
     classifier_epochs: int = 12  # epochs of 14-class clip classification
     classifier_stride: int = 12  # frames between training windows
@@ -154,7 +155,8 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
     class_weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / NUM_CLASSES, 0.0),
                                 dtype=torch.float32, device=device)
 
-    config = I3DConfig(width=recipe.i3d_width, input_size=recipe.i3d_input_size, num_classes=NUM_CLASSES)
+    config = I3DConfig(width=recipe.i3d_width, input_size=recipe.i3d_input_size, num_classes=NUM_CLASSES,
+                       subtract_temporal_mean=recipe.i3d_subtract_temporal_mean)
     model = InceptionI3d(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.classifier_lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(samples) / recipe.classifier_batch)
@@ -321,7 +323,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         if front_dir.exists():
             shutil.rmtree(front_dir)
         ckpt = torch.load(work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
-        add_i3d_to_model_dir(front_dir, ckpt["state_dict"], input_size=recipe.i3d_input_size)
+        add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
         add_detector_to_model_dir(front_dir, Path(det["onnx"]), recipe.detector_imgsz, every_k=recipe.detector_every_k,
                                   margin=recipe.crop_margin)
         return {}

@@ -21,7 +21,7 @@ import queue
 import threading
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, TypeVar, Union
 
@@ -104,7 +104,7 @@ def load_i3d_weights(weights, input_size: int = 224) -> tuple[I3DConfig, dict]:
 
 
 def build_i3d(config: I3DConfig, state_dict: dict) -> InceptionI3d:
-    model = InceptionI3d(I3DConfig(width=config.width, input_size=config.input_size))
+    model = InceptionI3d(replace(config, num_classes=0))
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
@@ -446,10 +446,10 @@ def add_i3d_to_model_dir(model_dir, i3d_weights, input_size: int = 224, keep_tor
     onnx_bytes = export_i3d_onnx(model)
     atomic_write(model_dir / "i3d.onnx", lambda f: f.write(onnx_bytes))
     spec = {"onnx": "i3d.onnx", "input_size": config.input_size, "width": config.width,
-            "normalisation": NORMALISATION, "feature_dim": model.feature_dim,
-            "clip_frames": CLIP_FRAMES}
+            "normalisation": NORMALISATION, "subtract_temporal_mean": config.subtract_temporal_mean,
+            "feature_dim": model.feature_dim, "clip_frames": CLIP_FRAMES}
     if keep_torch_weights:
-        checkpoint = {"config": I3DConfig(width=config.width, input_size=config.input_size).to_dict(), "state_dict": state}
+        checkpoint = {"config": model.config.to_dict(), "state_dict": state}
         atomic_write(model_dir / "i3d.pt", lambda f: torch.save(checkpoint, f))
         spec["weights"] = "i3d.pt"
     front = dict(manifest.get("front_end") or {})

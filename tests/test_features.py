@@ -86,6 +86,23 @@ def test_torch_and_onnx_paths_agree(video, model_dir):
     assert np.abs(a - b).mean() <= 1e-4
 
 
+def test_motion_only_i3d_keeps_its_config_through_the_model_folder(tmp_path):
+    # the bundled recipe's I3D subtracts each clip's temporal mean inside the network; the model
+    # folder's ONNX graph and its i3d.pt must both do the same, or the two backends would differ
+    config = I3DConfig(width=0.125, input_size=SIZE, subtract_temporal_mean=True)
+    model = calibrated_i3d(config, seed=2)
+    add_i3d_to_model_dir(tmp_path, {"config": config.to_dict(), "state_dict": model.state_dict()})
+    assert read_manifest(tmp_path)["front_end"]["i3d"]["subtract_temporal_mean"] is True
+    clips = np.random.default_rng(0).integers(0, 256, (3, 16, SIZE, SIZE, 3), dtype=np.uint8)
+    expected = ClipEncoder(SIZE, 128, model=model)(clips)
+    onnx_front = load_front_end(tmp_path, device="cpu", no_roi=True, backend="onnx")
+    torch_front = load_front_end(tmp_path, device="cpu", no_roi=True, backend="torch")
+    assert torch_front.encoder.model.config.subtract_temporal_mean is True
+    scale = float(np.abs(expected).max())  # noise clips drive this network far: judge relative to it
+    assert np.abs(onnx_front.encoder(clips) - expected).max() <= 1e-4 * scale
+    assert np.abs(torch_front.encoder(clips) - expected).max() <= 1e-5 * scale
+
+
 def test_streamed_equals_whole_read(video, weights):
     model = weights[0]
     # the whole video in memory, clips cut by index, one network call
@@ -109,7 +126,7 @@ def test_manifest_records_the_front_end(model_dir):
     assert manifest["feature_dim"] == 128
     i3d = manifest["front_end"]["i3d"]
     assert i3d == {"onnx": "i3d.onnx", "input_size": SIZE, "width": 0.125, "normalisation": "rgb_minus1_1",
-                   "feature_dim": 128, "clip_frames": 16, "weights": "i3d.pt"}
+                   "subtract_temporal_mean": False, "feature_dim": 128, "clip_frames": 16, "weights": "i3d.pt"}
     assert manifest["front_end"]["detector"] is None
     assert (model_dir / "i3d.onnx").stat().st_size > 10_000
 

@@ -150,3 +150,20 @@ def test_weights_with_code_are_refused(tmp_path):
     torch.save({"Conv3d_1a_7x7.conv3d.weight": _Gadget()}, path)
     with pytest.raises(InputError, match="pickled.pt: not a PyTorch weights file that loads safely"):
         load_i3d_weights(path)
+
+
+def test_subtract_temporal_mean_sees_only_what_moves():
+    config = I3DConfig(width=0.125, input_size=64, subtract_temporal_mean=True)
+    moving = calibrated_i3d(config, seed=5)
+    plain = InceptionI3d(I3DConfig(width=0.125, input_size=64))
+    plain.load_state_dict(moving.state_dict())
+    plain.eval()
+    x = torch.rand(2, 3, 16, 64, 64) * 1.2 - 0.6
+    still = (torch.rand(2, 3, 1, 64, 64) - 0.5) * 0.6  # the same picture added to every frame
+    with torch.no_grad():
+        a, b = moving(x), moving(x + still)
+        assert a.abs().mean() > 0.05
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)  # a changed background changes nothing
+        assert (plain(x) - plain(x + still)).abs().max() > 1e-2  # without it, it does
+    # a pytorch-i3d state_dict knows nothing of it: published weights load with it off
+    assert config_from_state_dict(moving.state_dict(), 64).subtract_temporal_mean is False
