@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
 
 
 def main() -> None:

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ratscore.metrics import count_episode_matches, episode_shares, true_episodes  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ratscore.metrics import count_episode_matches, episode_shares, true_episodes  # noqa: E402
 
 
 def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, float]:

