@@ -88,10 +88,6 @@ class RacineMap:
     def stage(self, au_id: int) -> Optional[int]:
         return self.stages[au_id]
 
-    def is_seizure(self, au_id: int) -> bool:
-        """Every action unit but normal behaviour is a seizure event (wet dog shakes included)."""
-        return au_id != NORMAL_ID
-
     def as_dict(self) -> dict[str, Optional[int]]:
         return {LABELS[i]: s for i, s in enumerate(self.stages)}
 

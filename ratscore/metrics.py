@@ -179,11 +179,8 @@ def true_episodes(annotation, racine, episode_gap_s: float = ScoringOptions.epis
 def count_episode_matches(truth, found) -> dict:
     """Each true episode against the detected episode that overlaps it with the nearest onset.
 
-    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS) of one video. Max stages
-    are the same when both are equal or both are empty (episodes of wet dog shakes only, which
-    have no Racine stage). Counts, so that several videos add up (see episode_shares)."""
-    import pandas as pd
-
+    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS) of one video. Counts, so
+    that several videos add up (see episode_shares)."""
     counts = {"true_episodes": len(truth), "found_episodes": len(found), "matched": 0,
               "onset_ok": 0, "stage_ok": 0, "both_ok": 0}
     for t in truth.itertuples(index=False):
@@ -192,10 +189,7 @@ def count_episode_matches(truth, found) -> dict:
             continue
         best = overlapping.iloc[int((overlapping.onset_s - t.onset_s).abs().to_numpy().argmin())]
         onset = bool(abs(best.onset_s - t.onset_s) <= EPISODE_ONSET_TOLERANCE_S)
-        if pd.isna(best.max_stage) or pd.isna(t.max_stage):
-            stage = bool(pd.isna(best.max_stage) and pd.isna(t.max_stage))
-        else:
-            stage = bool(int(best.max_stage) == int(t.max_stage))
+        stage = bool(int(best.max_stage) == int(t.max_stage))
         counts["matched"] += 1
         counts["onset_ok"] += onset
         counts["stage_ok"] += stage

@@ -116,16 +116,18 @@ def racine_timeline(table: pd.DataFrame, video: str, duration_s: float,
 
 def seizure_episodes(table: pd.DataFrame, video: str,
                      options: ScoringOptions = ScoringOptions()) -> pd.DataFrame:
-    """Seizure events (all but "others") whose gaps are shorter than episode_gap_s form one episode.
+    """Seizure events whose gaps are shorter than episode_gap_s form one episode.
 
-    max_stage is empty for an episode of unstaged events only (wet dog shakes); aus lists the
-    AUs seen, by id, joined with ';'.
+    A seizure event is one with a Racine stage of 1 or more. Unstaged events (wet dog shakes,
+    by default) are counted in the summary on their own: they neither start, extend nor join an
+    episode, so a shake before a seizure does not move its onset. aus lists the AUs seen, by id,
+    joined with ';'.
     """
-    seizure = sorted((e for e in _events_of(table) if e[2] != NORMAL_ID), key=lambda e: (e[0], e[1], e[2]))
+    seizure = sorted((e for e in _events_of(table) if e[3]), key=lambda e: (e[0], e[1], e[2]))
     groups: list[list] = []
     offset = -math.inf
     for e in seizure:
-        if groups and e[0] - offset < options.episode_gap_s:
+        if groups and (e[0] <= offset or e[0] - offset < options.episode_gap_s):  # touching events join at gap 0 too
             groups[-1].append(e)
             offset = max(offset, e[1])
         else:
@@ -135,10 +137,9 @@ def seizure_episodes(table: pd.DataFrame, video: str,
     for i, group in enumerate(groups, start=1):
         onset = min(e[0] for e in group)
         off = max(e[1] for e in group)
-        stages = [e[3] for e in group if e[3] is not None]
         aus = ";".join(LABELS[a] for a in sorted({e[2] for e in group}))
         rows.append([video, i, round(onset, 3), round(off, 3), round(off - onset, 3),
-                     max(stages) if stages else pd.NA, aus, len(group)])
+                     max(e[3] for e in group), aus, len(group)])
     out = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
     return out.astype({"episode": "int64", "max_stage": "Int64", "n_events": "int64",
                        "onset_s": "float64", "offset_s": "float64", "duration_s": "float64"})

@@ -143,10 +143,10 @@ def _episodes(rows):
 def test_episode_matching_takes_the_overlapping_episode_with_the_nearest_onset():
     from ratscore.metrics import match_episodes
 
-    truth = _episodes([(100.0, 130.0, 5), (300.0, 303.0, None), (500.0, 520.0, 2)])
+    truth = _episodes([(100.0, 130.0, 5), (300.0, 303.0, 1), (500.0, 520.0, 2)])
     found = _episodes([(95.0, 112.0, 1),  # overlaps the first, onset 5 s early
                        (101.5, 128.0, 5),  # overlaps it too, onset 1.5 s late: this one is compared
-                       (299.0, 302.0, None),  # wet dog shakes only, as is the truth: same (empty) stage
+                       (299.0, 302.0, 1),  # onset 1 s early, same stage
                        (700.0, 710.0, 3)])  # a false alarm; the third true episode is missed
     m = match_episodes(truth, found)
     assert (m["true_episodes"], m["found_episodes"], m["matched"]) == (3, 4, 2)
@@ -169,10 +169,11 @@ def test_true_episodes_group_the_annotation_like_analyze():
     from ratscore.labels import RacineMap
     from ratscore.metrics import true_episodes
 
-    segments = [Segment(10.0, 15.0, 1), Segment(15.0, 20.0, 6), Segment(40.0, 42.0, 3)]
+    segments = [Segment(7.0, 9.0, 3), Segment(10.0, 15.0, 1), Segment(15.0, 20.0, 6), Segment(40.0, 42.0, 3),
+                Segment(50.0, 52.0, 4)]
     episodes = true_episodes(VideoAnnotation("v", "testing", 60.0, segments, 30.0), RacineMap())
-    assert episodes[["onset_s", "offset_s"]].values.tolist() == [[10.0, 20.0], [40.0, 42.0]]
-    assert episodes.max_stage.iloc[0] == 3 and episodes.max_stage.isna().iloc[1]
+    # The wet dog shakes (id 3, not staged) start no episode and do not move an onset.
+    assert episodes[["onset_s", "offset_s", "max_stage"]].values.tolist() == [[10.0, 20.0, 3], [50.0, 52.0, 2]]
 
 
 def test_episode_counts_of_several_videos_add_up_before_the_shares():

@@ -32,12 +32,11 @@ def test_hand_computed_example():
     assert list(s.racine.racine_stage[:5]) == [0, 1, 4, 4, 0]
     assert list(s.racine.au[:5]) == ["", "staring", "rearing", "rearing", ""]
     assert list(s.episodes.columns) == EPISODE_COLUMNS
-    # 4.0 -> 20.0 is a gap of 16 s >= 10 s: two episodes.
-    assert list(s.episodes.onset_s) == [1.0, 20.0] and list(s.episodes.offset_s) == [4.0, 22.0]
-    assert s.episodes.max_stage[0] == 4 and pd.isna(s.episodes.max_stage[1])
-    assert s.episodes.aus[0] == "staring;rearing"
+    # The wet dog shakes are not staged: counted, but no episode of their own.
+    assert list(s.episodes.onset_s) == [1.0] and list(s.episodes.offset_s) == [4.0]
+    assert s.episodes.max_stage[0] == 4 and s.episodes.aus[0] == "staring;rearing"
     summ = s.summary
-    assert summ["n_episodes"] == 2 and summ["max_stage"] == 4 and summ["wet_dog_shakes"] == 1
+    assert summ["n_episodes"] == 1 and summ["max_stage"] == 4 and summ["wet_dog_shakes"] == 1
     assert summ["latency_s"] == {"1": 1.0, "2": 2.5, "3": 2.5, "4": 2.5, "5": None, "6": None, "7": None}
     assert summ["per_au"]["staring"] == {"count": 1, "total_s": 2.0}
     assert summ["per_stage"]["4"] == {"count": 1, "total_s": 1.5}
@@ -62,6 +61,22 @@ def test_custom_racine_map_changes_stages():
     racine = RacineMap.from_mapping({"wet dog shakes": 3})
     s = score_events([Event(0.0, 2.0, 3)], "v", 5.0, 30.0, "m", racine)
     assert s.summary["max_stage"] == 3 and s.racine.racine_stage[0] == 3
+    assert list(s.episodes.max_stage) == [3]  # staged by the lab's map, the shakes are a seizure event
+
+
+def test_unstaged_events_neither_start_nor_join_episodes():
+    shake, staring, nodding = 3, 1, 4
+    events = [Event(0.0, 2.0, shake), Event(5.0, 9.0, staring), Event(12.0, 15.0, nodding),
+              Event(20.0, 22.0, shake), Event(30.0, 31.0, shake)]
+    s = _score(events, duration=40.0, episode_gap_s=10.0)
+    # The shake 3 s before staring does not move the onset; the one 5 s after nodding does not
+    # extend the episode, and the one at 30 s (within the gap of it) does not make it longer either.
+    assert list(s.episodes.onset_s) == [5.0] and list(s.episodes.offset_s) == [15.0]
+    assert s.episodes.aus[0] == "staring;head nodding" and s.episodes.n_events[0] == 2
+    assert s.summary["wet_dog_shakes"] == 3 and s.summary["n_events"] == 5
+    zero = RacineMap.from_mapping({"staring": 0})  # a lab that does not stage staring
+    s = score_events(events, "v", 40.0, 30.0, "m", zero, ScoringOptions(episode_gap_s=10.0))
+    assert list(s.episodes.onset_s) == [12.0] and list(s.episodes.max_stage) == [2]
 
 
 @pytest.mark.parametrize("opts", [{"bin_s": 0}, {"bin_s": -1}, {"episode_gap_s": -1}, {"threshold": 1.5},
@@ -101,13 +116,16 @@ def test_properties(events, threshold, gap, bin_s):
         if row.racine_stage > 0:
             assert _supported(s, row.t_start_s, row.t_end_s, row.racine_stage)
             assert row.au != ""
-    # Episodes never overlap and cover every seizure event.
+    # Episodes never overlap and cover every staged event; an episode's max stage is its events'.
     eps = list(s.episodes.itertuples())
     for a, b in zip(eps, eps[1:]):
         assert a.offset_s < b.onset_s and b.onset_s - a.offset_s >= gap - 1e-9
-    for ev in s.events.itertuples():
+    staged = s.events[s.events.racine_stage.fillna(0) > 0]
+    for ev in staged.itertuples():
         assert sum(ep.onset_s <= ev.start_s and ev.end_s <= ep.offset_s for ep in eps) == 1
-    assert s.episodes.n_events.sum() == len(s.events)
+    assert s.episodes.n_events.sum() == len(staged)
+    if eps:
+        assert s.episodes.max_stage.max() == staged.racine_stage.max()
     # The order of the input events changes nothing.
     shuffled = list(events)
     random.Random(len(events)).shuffle(shuffled)
