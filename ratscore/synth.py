@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from .annotations import Segment, VideoAnnotation, write_annotations
+from .annotations import Segment, VideoAnnotation, read_annotations, write_annotations
 from .config import read_yaml_mapping
 from .errors import InputError, RunError
 from .labels import LABELS, NORMAL_ID, NUM_CLASSES
@@ -339,14 +339,51 @@ def render_clip_frames(plan: VideoPlan, config: SynthConfig = SynthConfig(), wit
 
     Boxes are (x0, y0, x1, y1) in pixels; reflection_box is None while no reflection shows.
     """
-    from .synth_rat import build_timeline, make_scene, render_frames
+    from .synth_rat import render_frames
+
+    rng, scene, timeline, spans = _scene_and_timeline(plan, config)
+    n_frames = int(round(plan.duration * config.fps))
+    return render_frames(scene, timeline, spans, config.fps, n_frames, rng, with_masks)
+
+
+def _scene_and_timeline(plan: VideoPlan, config: SynthConfig):
+    """The generator, scene, pose timeline and (start, end, au) spans a plan renders with."""
+    from .synth_rat import build_timeline, make_scene
 
     rng = np.random.default_rng(plan.render_seed)
     scene = make_scene(rng, config)
     spans = [(s.start_s, s.end_s, s.au_id) for s in plan.segments]
-    timeline = build_timeline(spans, rng, config.transition_seconds)
-    n_frames = int(round(plan.duration * config.fps))
-    return render_frames(scene, timeline, spans, config.fps, n_frames, rng, with_masks)
+    return rng, scene, build_timeline(spans, rng, config.transition_seconds), spans
+
+
+_PLAN_KINDS = {"clip": 0, "long": 1}  # the `kind` of _render_seed for each kind of video
+
+
+def planned_motions(synth_dir: str | Path) -> dict[str, Callable[[float], str]]:
+    """For each video of a `ratscore synth` folder: time in seconds -> the motion drawn then.
+
+    The name is the motion's class: an action unit's (WetDogShakes, HeadNodding, ...) or, under
+    normal behaviour, the everyday motion (Walk, Explore, Groom, Sit, ExploreRear, TurnInPlace).
+    Rebuilt from the folder's manifest and annotations without rendering a pixel, to see what a
+    model's false alarms fall on.
+    """
+    synth_dir = Path(synth_dir)
+    try:
+        manifest = json.loads((synth_dir / "synth_manifest.json").read_text())
+        config = make_config(manifest["config"], f"{synth_dir}/synth_manifest.json")
+        seed = int(manifest["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{synth_dir}: not a `ratscore synth` folder with a readable synth_manifest.json ({e})") from None
+    annotations = read_annotations(synth_dir / "annotations.json")
+    motions = {}
+    for video_id, entry in manifest["videos"].items():
+        index = int(video_id.rsplit("_", 1)[1])
+        a = annotations[video_id]
+        plan = VideoPlan(video_id, a.subset, a.duration, tuple(a.segments),
+                         _render_seed(seed, _PLAN_KINDS[entry["kind"]], index), entry["kind"])
+        timeline = _scene_and_timeline(plan, config)[2]
+        motions[video_id] = lambda t, timeline=timeline: type(timeline.motion_at(t)).__name__
+    return motions
 
 
 def _yolo_line(cls: int, box, w: int, h: int) -> str:

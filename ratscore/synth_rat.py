@@ -214,6 +214,12 @@ class Sequence(Motion):
     def index(self, t: float) -> int:
         return min(max(bisect_right(self.starts, t) - 1, 0), len(self.starts) - 1)
 
+    def motion_at(self, t: float) -> Motion:
+        """The motion playing at t, looked up through nested sequences (normal behaviour is one)."""
+        i = self.index(t)
+        m = self.motions[i]
+        return m.motion_at(t - self.starts[i]) if isinstance(m, Sequence) else m
+
     def pose(self, t):
         i = self.index(t)
         p = self.motions[i].pose(t - self.starts[i])

@@ -297,3 +297,23 @@ def test_synthesize_api_defaults_to_ten_clips_without_rendering_twice(tmp_path, 
     videos = synthesize(tmp_path, seed=2, config=TINY, long_minutes=2.0, long_count=2)
     assert list(videos) == ["long_2_0", "long_2_1"]
     assert LABELS[NORMAL_ID] == "others"
+
+
+def test_planned_motions_rebuild_what_was_rendered(tmp_path):
+    from ratscore.synth import _scene_and_timeline, plan_videos, planned_motions
+    from ratscore.synth_rat import _EVERYDAY, MOTIONS
+
+    synthesize(tmp_path, clips=2, seed=4, config=TINY, long_minutes=0.5)
+    motions = planned_motions(tmp_path)
+    everyday = {kind.__name__ for kind, _ in _EVERYDAY}
+    for plan in plan_videos(2, 4, TINY, long_minutes=0.5):
+        rendered = _scene_and_timeline(plan, TINY)[2]  # the timeline the video was rendered from
+        times = np.arange(0.05, plan.duration, 0.1)
+        assert [motions[plan.video_id](t) for t in times] == [type(rendered.motion_at(t)).__name__ for t in times]
+        for s in plan.segments:
+            middle = motions[plan.video_id]((s.start_s + s.end_s) / 2)
+            assert middle in everyday if s.au_id == NORMAL_ID else middle == MOTIONS[s.au_id].__name__
+    assert len(motions) == 3
+    (tmp_path / "synth_manifest.json").write_text("{")
+    with pytest.raises(InputError, match="synth_manifest.json"):
+        planned_motions(tmp_path)
