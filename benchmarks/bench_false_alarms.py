@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ratscore.annotations import read_annotations  # noqa: E402
 from ratscore.errors import InputError  # noqa: E402
-from ratscore.labels import NORMAL_ID  # noqa: E402
+from ratscore.labels import LABELS, NORMAL_ID  # noqa: E402
 from ratscore.synth import planned_motions  # noqa: E402
 from ratscore.writers import read_events_csv  # noqa: E402
 
@@ -54,10 +54,9 @@ def main() -> None:
                 mid = (e.start_s + e.end_s) / 2
                 if any(start <= mid < end for start, end in normal):
                     alarms[(e.au_id, motion_at(mid))] += 1
-    except InputError as e:
-        raise SystemExit(f"error: {e}") from None
-    from ratscore.labels import LABELS
-
+    except InputError as e:  # a missing folder, an unreadable manifest or events file: one line, exit 2
+        print(f"bench_false_alarms: {e}", file=sys.stderr)
+        sys.exit(2)
     table = pd.DataFrame([{"au": LABELS[au], "motion": motion, "false_alarms": n}
                           for (au, motion), n in alarms.items()], columns=["au", "motion", "false_alarms"])
     by_motion = table.groupby("motion").false_alarms.sum() if len(table) else pd.Series(dtype=int)

@@ -168,8 +168,11 @@ class VideoPlan:
         return VideoAnnotation(self.video_id, self.subset, self.duration, list(self.segments), fps)
 
 
-def _render_seed(seed: int, kind: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, kind, index]).generate_state(1)[0])
+_SEED_KINDS = {"clip": 0, "long": 1, "sheet": 2}  # VideoPlan.kind -> its part of the render seed
+
+
+def _render_seed(seed: int, kind: str, index: int) -> int:
+    return int(np.random.SeedSequence([seed, _SEED_KINDS[kind], index]).generate_state(1)[0])
 
 
 def _grid(x: float) -> float:
@@ -244,7 +247,7 @@ def plan_clips(clips: int, seed: int, config: SynthConfig = SynthConfig()) -> li
         durations = _split_durations(clip_rng, duration, k, config.min_segment_seconds)
         labels = _clip_labels(clip_rng, primaries[i], len(durations))
         return VideoPlan(f"clip_{seed}_{i:04d}", subsets[i], duration, _segments(labels, durations, duration),
-                         _render_seed(seed, 0, i))
+                         _render_seed(seed, "clip", i))
 
     plans = [one(i) for i in range(clips)]
     if max_k >= 2:  # normal behaviour must be in both subsets too
@@ -284,7 +287,7 @@ def plan_long(minutes: float, seed: int, index: int = 0, config: SynthConfig = S
             durations.append(d)
     segments = _segments(labels, durations, duration)
     segments = tuple(s for s in segments if s.end_s > s.start_s)
-    return VideoPlan(f"long_{seed}_{index}", "testing", duration, segments, _render_seed(seed, 1, index), "long")
+    return VideoPlan(f"long_{seed}_{index}", "testing", duration, segments, _render_seed(seed, "long", index), "long")
 
 
 def _episode(rng, config: SynthConfig) -> list[tuple[int, float]]:
@@ -356,33 +359,32 @@ def _scene_and_timeline(plan: VideoPlan, config: SynthConfig):
     return rng, scene, build_timeline(spans, rng, config.transition_seconds), spans
 
 
-_PLAN_KINDS = {"clip": 0, "long": 1}  # the `kind` of _render_seed for each kind of video
-
-
 def planned_motions(synth_dir: str | Path) -> dict[str, Callable[[float], str]]:
     """For each video of a `ratscore synth` folder: time in seconds -> the motion drawn then.
 
     The name is the motion's class: an action unit's (WetDogShakes, HeadNodding, ...) or, under
     normal behaviour, the everyday motion (Walk, Explore, Groom, Sit, ExploreRear, TurnInPlace).
-    Rebuilt from the folder's manifest and annotations without rendering a pixel, to see what a
+    Rebuilt from the folder's manifest and annotations without rendering a frame, to see what a
     model's false alarms fall on.
     """
     synth_dir = Path(synth_dir)
+    annotations = read_annotations(synth_dir / "annotations.json")
     try:
         manifest = json.loads((synth_dir / "synth_manifest.json").read_text())
         config = make_config(manifest["config"], f"{synth_dir}/synth_manifest.json")
         seed = int(manifest["seed"])
+        plans = []
+        for video_id, entry in manifest["videos"].items():
+            a = annotations[video_id]
+            index = int(video_id.rsplit("_", 1)[1])  # the index plan_clips / plan_long put in the id
+            plans.append(VideoPlan(video_id, a.subset, a.duration, tuple(a.segments),
+                                   _render_seed(seed, entry["kind"], index), entry["kind"]))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{synth_dir}: not a `ratscore synth` folder with a readable synth_manifest.json ({e})") from None
-    annotations = read_annotations(synth_dir / "annotations.json")
     motions = {}
-    for video_id, entry in manifest["videos"].items():
-        index = int(video_id.rsplit("_", 1)[1])
-        a = annotations[video_id]
-        plan = VideoPlan(video_id, a.subset, a.duration, tuple(a.segments),
-                         _render_seed(seed, _PLAN_KINDS[entry["kind"]], index), entry["kind"])
+    for plan in plans:
         timeline = _scene_and_timeline(plan, config)[2]
-        motions[video_id] = lambda t, timeline=timeline: type(timeline.motion_at(t)).__name__
+        motions[plan.video_id] = lambda t, timeline=timeline: type(timeline.motion_at(t)).__name__
     return motions
 
 
@@ -460,7 +462,7 @@ def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfi
     sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
     for au in range(NUM_CLASSES):
         seconds = 1.6
-        plan = VideoPlan(f"sheet_{au}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, 2, au), "sheet")
+        plan = VideoPlan(f"sheet_{au}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, "sheet", au), "sheet")
         frames = list(render_clip_frames(plan, config))
         # jumping: the frame with the rat highest in the air; everything else: the last one
         pick = min(frames, key=lambda f: f.rat_box[3]) if LABELS[au] == "jumping" else frames[-1]
