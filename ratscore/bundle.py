@@ -28,6 +28,8 @@ class BundleRecipe:
     train_long_recordings: int = 12  # long synthetic recordings (mostly normal behaviour) for the localizer only
     train_long_minutes: float = 2.0  # length of each (one seizure episode in each)
     train_long_seed: int = 3000  # their seed (analyze's episode benchmark uses 4242 and up)
+    localizer_clips: int = 0  # more 10 s clips for the localizer only (not the detector or the I3D)
+    localizer_clips_seed: int = 2000  # their seed
     test_clips: int = 40  # unseen clips for the benchmark
     test_seed: int = 9000  # a seed the training never sees
     detector_epochs: int = 24  # YOLO epochs over the training frames
@@ -284,6 +286,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         return info
 
     train_dir, test_dir, long_dir = work / "synth_train", work / "synth_test", work / "synth_long"
+    extra_dir = work / "synth_localizer"
     renders = [("synth_train", train_dir, dict(clips=recipe.train_clips, seed=recipe.train_seed)),
                ("synth_test", test_dir, dict(clips=recipe.test_clips, seed=recipe.test_seed))]
     if recipe.train_long_recordings:
@@ -293,6 +296,10 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         renders.append(("synth_long", long_dir, dict(clips=0, seed=recipe.train_long_seed,
                                                      long_minutes=recipe.train_long_minutes,
                                                      long_count=recipe.train_long_recordings)))
+    if recipe.localizer_clips:
+        # More segments of every action for the localizer, whose features are cheap next to the
+        # detector's and the classifier's training on more frames.
+        renders.append(("synth_localizer", extra_dir, dict(clips=recipe.localizer_clips, seed=recipe.localizer_clips_seed)))
     for name, folder, how in renders:
         def make(folder=folder, how=how):
             if folder.exists():
@@ -335,7 +342,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         from .writers import atomic_write
 
         front = load_front_end(front_dir, device=device)
-        for folder in (train_dir, test_dir, long_dir):
+        for folder in (train_dir, test_dir, long_dir, extra_dir):
             for video in sorted(folder.glob("*.mp4")):
                 target = features_dir / f"{video.stem}.npy"
                 if target.exists():
@@ -345,7 +352,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         return {"videos": len(list(features_dir.glob("*.npy")))}
     stage("features", features)
 
-    annotations = _combined_annotations([train_dir, long_dir], test_dir, work / "annotations.json")
+    annotations = _combined_annotations([train_dir, long_dir, extra_dir], test_dir, work / "annotations.json")
 
     def localizer(keep_ratio):
         def run():
@@ -386,6 +393,9 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         manifest["front_end"]["i3d"].pop("weights", None)
         long = (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
                 f"(seed {recipe.train_long_seed}) for the localizer" if recipe.train_long_recordings else "")
+        if recipe.localizer_clips:
+            long += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
+                     "for the localizer")
         manifest["trained_on"] = (
             f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
             f"for the detector, the I3D classifier and the localizer{long}; benchmarked on {recipe.test_clips} "

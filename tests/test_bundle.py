@@ -13,6 +13,7 @@ train_clips: 3
 test_clips: 2
 train_long_recordings: 1
 train_long_minutes: 0.5
+localizer_clips: 1
 detector_epochs: 1
 detector_frame_step: 30
 detector_imgsz: 128
@@ -49,12 +50,16 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert isinstance(bench["neighbour_confusion"], dict) and bench["localizer_speed"]["videos"] == 2
     training = json.loads((work / "annotations.json").read_text())["database"]
     assert [v for v, a in training.items() if a["subset"] == "training" and v.startswith("long_")]
+    # the localizer's own clips: training, with features, and said so in the manifest
+    assert training["clip_2000_0000"]["subset"] == "training" and (work / "features" / "clip_2000_0000.npy").is_file()
+    assert "plus 1 clips of 10 s (seed 2000) for the localizer" in manifest["trained_on"]
 
     # Run again: every stage is found done and skipped; the model is rebuilt the same way.
     result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert result.stdout.count("skipped") >= 7 and "[synth_long] done before" in result.stdout
+    assert "[synth_localizer] done before" in result.stdout
 
     # The model it made analyses a video.
     video = sorted((work / "synth_test").glob("*.mp4"))[0]
