@@ -391,14 +391,16 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         manifest = read_manifest(model_out)
         manifest["front_end"] = read_manifest(front_dir)["front_end"]
         manifest["front_end"]["i3d"].pop("weights", None)
-        long = (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
-                f"(seed {recipe.train_long_seed}) for the localizer" if recipe.train_long_recordings else "")
+        localizer_only = ""
+        if recipe.train_long_recordings:
+            localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
+                               f"(seed {recipe.train_long_seed}) for the localizer")
         if recipe.localizer_clips:
-            long += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
-                     "for the localizer")
+            localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
+                               "for the localizer")
         manifest["trained_on"] = (
             f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
-            f"for the detector, the I3D classifier and the localizer{long}; benchmarked on {recipe.test_clips} "
+            f"for the detector, the I3D classifier and the localizer{localizer_only}; benchmarked on {recipe.test_clips} "
             f"clips of the unseen seed {recipe.test_seed}. Never trained on a real rat.")
         manifest["recipe"] = asdict(recipe)
         manifest["benchmark"] = {"machine": _machine(),

@@ -70,7 +70,6 @@ def test_analyze_writes_every_output(analysed):
     assert html.count("class='still'") == len(episodes) > 0  # a still of the rat at each episode's peak
 
 
-
 def test_bundled_model_on_a_sample(tmp_path):
     """README's first command: the bundled model, its detector and its threshold, on a sample clip."""
     manifest = json.loads((BUNDLED_MODEL_DIR / "manifest.json").read_text())
@@ -84,6 +83,7 @@ def test_bundled_model_on_a_sample(tmp_path):
     assert summary["trust"]["familiar"] is True and summary["trust"]["rat_found_fraction"] > 0.9
     events = pd.read_csv(tmp_path / "clip_7_0003.events.csv")
     assert (events.score >= manifest["threshold"]).all()
+
 
 def test_analyze_bad_inputs(tmp_path, tiny_model):
     not_video = tmp_path / "notes.mp4"
