@@ -2,7 +2,9 @@
 
 `ratscore train --bundle WORK_DIR -o MODEL_DIR` runs every stage in order. Each stage leaves a
 marker in WORK_DIR when it is done and the I3D classifier checkpoints every epoch, so a run that
-is interrupted picks up where it stopped: run the same command again.
+is interrupted picks up where it stopped: run the same command again. Each marker, checkpoint and
+feature file records the recipe fields it was made from (`stage_inputs`): a stage whose fields
+changed since is done again, and so is every stage after it that depends on it.
 """
 
 from __future__ import annotations
@@ -64,9 +66,40 @@ class BundleRecipe:
         return cls(**doc)
 
 
-def _stage_done(work: Path, stage: str) -> Optional[dict]:
+# The recipe fields each stage's output depends on, its own and those of the stages it builds on.
+_RENDER_FIELDS = {
+    "synth_train": ("train_clips", "train_seed"),
+    "synth_test": ("test_clips", "test_seed"),
+    "synth_long": ("train_long_recordings", "train_long_minutes", "train_long_seed"),
+    "synth_localizer": ("localizer_clips", "localizer_clips_seed"),
+}
+_DETECTOR_FIELDS = ("detector_epochs", "detector_imgsz", "detector_frame_step", "seed")
+_CLASSIFIER_FIELDS = ("i3d_width", "i3d_input_size", "i3d_subtract_temporal_mean", "crop_margin", "classifier_epochs",
+                      "classifier_stride", "classifier_batch", "classifier_lr", "seed")
+_STAGE_FIELDS = {
+    **_RENDER_FIELDS,
+    "detector": _RENDER_FIELDS["synth_train"] + _RENDER_FIELDS["synth_test"] + _DETECTOR_FIELDS,
+    "i3d_classifier": _RENDER_FIELDS["synth_train"] + _CLASSIFIER_FIELDS,
+    "front_end": _RENDER_FIELDS["synth_train"] + _DETECTOR_FIELDS + _CLASSIFIER_FIELDS + ("detector_every_k",),
+}
+_STAGE_FIELDS["features"] = _STAGE_FIELDS["front_end"] + sum(_RENDER_FIELDS.values(), ())
+_STAGE_FIELDS["localizer_topk"] = _STAGE_FIELDS["localizer_plain"] = (
+    _STAGE_FIELDS["features"] + ("localizer_epochs", "localizer_dim", "localizer_lr"))
+
+
+def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
+    """The recipe fields a stage's output was made from, as stored in its marker."""
+    return {name: getattr(recipe, name) for name in sorted(set(_STAGE_FIELDS[stage]))}
+
+
+def _stage_done(work: Path, stage: str, inputs: dict) -> Optional[dict]:
+    """The stage's marker if it is done from these recipe fields. A marker written before markers
+    recorded their fields is taken as it is."""
     marker = work / f"{stage}.done.json"
-    return json.loads(marker.read_text()) if marker.exists() else None
+    if not marker.exists():
+        return None
+    done = json.loads(marker.read_text())
+    return done if done.get("inputs", inputs) == inputs else None
 
 
 def _mark_done(work: Path, stage: str, info: dict) -> None:
@@ -166,9 +199,13 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.classifier_lr, total_steps=total,
                                                     pct_start=0.1)
     ckpt_path = out / "i3d_classifier.pt"
+    inputs = stage_inputs(recipe, "i3d_classifier")
     start_epoch = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    if ckpt is not None and ckpt.get("inputs", inputs) != inputs:
+        log("i3d classifier: the recipe changed since its checkpoint, training from the start")
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -215,7 +252,7 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
             f"train accuracy {metrics['train_accuracy']:.3f} ({metrics['seconds']} s)")
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "metrics": metrics}, tmp)
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "metrics": metrics, "inputs": inputs}, tmp)
         tmp.replace(ckpt_path)
     return metrics
 
@@ -271,15 +308,18 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     timings = {}
 
     def stage(name, run):
-        done = _stage_done(work, name)
+        inputs = stage_inputs(recipe, name)
+        done = _stage_done(work, name, inputs)
         if done is not None:
             log(f"[{name}] done before ({done.get('seconds')} s), skipped")
             timings[name] = done
             return done
-        log(f"[{name}] ...")
+        redo = (work / f"{name}.done.json").exists()
+        log(f"[{name}] ..." + (" (the recipe changed since it ran)" if redo else ""))
         t0 = time.time()
         info = run() or {}
         info["seconds"] = round(time.time() - t0, 1)
+        info["inputs"] = inputs
         _mark_done(work, name, info)
         timings[name] = info
         log(f"[{name}] done in {info['seconds']} s")
@@ -339,17 +379,26 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     features_dir = work / "features"
 
     def features():
-        from .writers import atomic_write
+        from .writers import atomic_write, atomic_write_text
 
+        # Resumable: each video's features are written whole or not at all, and kept only while
+        # the front end and the video's render are those of this recipe (stamps.json).
+        stamps_path = features_dir / "stamps.json"
+        stamps = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
         front = load_front_end(front_dir, device=device)
-        for folder in (train_dir, test_dir, long_dir, extra_dir):
+        done = 0
+        for render, folder in (("synth_train", train_dir), ("synth_test", test_dir), ("synth_long", long_dir),
+                               ("synth_localizer", extra_dir)):
+            stamp = {**stage_inputs(recipe, "front_end"), **stage_inputs(recipe, render)}
             for video in sorted(folder.glob("*.mp4")):
                 target = features_dir / f"{video.stem}.npy"
-                if target.exists():
-                    continue  # resumable: each video's features are written whole or not at all
-                result = extract_features(video, front, device, progress=False)
-                atomic_write(target, lambda f: np.save(f, result.features))
-        return {"videos": len(list(features_dir.glob("*.npy")))}
+                if not (target.exists() and stamps.get(video.stem) == stamp):
+                    result = extract_features(video, front, device, progress=False)
+                    atomic_write(target, lambda f: np.save(f, result.features))
+                    stamps[video.stem] = stamp
+                    atomic_write_text(stamps_path, json.dumps(stamps, indent=1) + "\n")
+                done += 1
+        return {"videos": done}
     stage("features", features)
 
     annotations = _combined_annotations([train_dir, long_dir, extra_dir], test_dir, work / "annotations.json")
@@ -406,7 +455,8 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         manifest["benchmark"] = {"machine": _machine(),
                                  "timings_s": {k: v.get("seconds") for k, v in timings.items()},
                                  "detector_heldout": det.get("heldout"),
-                                 "i3d_classifier": timings.get("i3d_classifier"),
+                                 "i3d_classifier": {k: v for k, v in (timings.get("i3d_classifier") or {}).items()
+                                                    if k != "inputs"},
                                  "localizer_topk_0.5": topk.get("benchmark"), **extra_benchmark}
         if not test_split:  # the same Top-K localizer each time finish runs: measure it once
             threshold, f1 = _event_threshold(model_out)

@@ -61,6 +61,24 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert result.stdout.count("skipped") >= 7 and "[synth_long] done before" in result.stdout
     assert "[synth_localizer] done before" in result.stdout
 
+    # A recipe with one more localizer clip: that render, the features and the localizer are done
+    # again, but only the re-rendered clips go through the front end; the detector and I3D stay.
+    features = work / "features"
+    kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if not p.name.startswith("clip_2000_")}
+    recipe.write_text(TOY_RECIPE.replace("localizer_clips: 1", "localizer_clips: 2"))
+    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for name in ("synth_localizer", "features", "localizer_topk"):
+        assert f"[{name}] ... (the recipe changed since it ran)" in result.stdout
+    for name in ("synth_train", "detector", "i3d_classifier", "front_end"):
+        assert f"[{name}] done before" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if p.name in kept} == kept
+    assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"clip_2000_0000.npy", "clip_2000_0001.npy"}
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert "plus 2 clips of 10 s (seed 2000) for the localizer" in manifest["trained_on"]
+    assert "inputs" not in manifest["benchmark"]["i3d_classifier"]
+
     # The model it made analyses a video.
     video = sorted((work / "synth_test").glob("*.mp4"))[0]
     result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path / "out"), "--model", str(model),
