@@ -387,8 +387,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         stamps = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
         front = load_front_end(front_dir, device=device)
         done = 0
-        for render, folder in (("synth_train", train_dir), ("synth_test", test_dir), ("synth_long", long_dir),
-                               ("synth_localizer", extra_dir)):
+        for render, folder, _ in renders:  # those of this recipe: a folder left by an earlier recipe is not used
             stamp = {**stage_inputs(recipe, "front_end"), **stage_inputs(recipe, render)}
             for video in sorted(folder.glob("*.mp4")):
                 target = features_dir / f"{video.stem}.npy"
@@ -401,7 +400,8 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         return {"videos": done}
     stage("features", features)
 
-    annotations = _combined_annotations([train_dir, long_dir, extra_dir], test_dir, work / "annotations.json")
+    annotations = _combined_annotations([folder for _, folder, _ in renders if folder != test_dir], test_dir,
+                                        work / "annotations.json")
 
     def localizer(keep_ratio):
         def run():
