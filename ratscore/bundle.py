@@ -30,7 +30,7 @@ class BundleRecipe:
     train_long_recordings: int = 12  # long synthetic recordings (mostly normal behaviour) for the localizer only
     train_long_minutes: float = 2.0  # length of each (one seizure episode in each)
     train_long_seed: int = 3000  # their seed (analyze's episode benchmark uses 4242 and up)
-    localizer_clips: int = 100  # more 10 s clips for the localizer only (not the detector or the I3D)
+    localizer_clips: int = 200  # more 10 s clips for the localizer only (not the detector or the I3D)
     localizer_clips_seed: int = 2000  # their seed
     test_clips: int = 40  # unseen clips for the benchmark
     test_seed: int = 9000  # a seed the training never sees
@@ -46,7 +46,7 @@ class BundleRecipe:
     classifier_stride: int = 12  # frames between training windows
     classifier_batch: int = 16
     classifier_lr: float = 2e-3
-    localizer_epochs: int = 54  # RaSeformer epochs (warm-up included): as many steps as 80 were without localizer_clips
+    localizer_epochs: int = 41  # RaSeformer epochs (warm-up included): as many steps as 80 were without localizer_clips
     localizer_dim: int = 128  # RaSeformer embedding, neck and head width (the release: 512)
     localizer_lr: float = 5e-4  # AdamW peak learning rate (the release: 1e-4, for 1024-d I3D features)
     seed: int = 0  # torch seed for every training stage
