@@ -71,7 +71,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("synth_localizer", "features", "localizer_topk"):
         assert f"[{name}] ... (the recipe changed since it ran)" in result.stdout
-    for name in ("synth_train", "detector", "i3d_classifier", "front_end"):
+    for name in ("synth_train", "detector", "detector_heldout", "i3d_classifier", "front_end"):
         assert f"[{name}] done before" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if p.name in kept} == kept
     assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"clip_2000_0000.npy", "clip_2000_0001.npy"}
