@@ -28,6 +28,22 @@ sys.path.insert(0, str(ROOT))
 from ratscore.metrics import match_episodes, true_episodes  # noqa: E402
 
 
+def run_analyze(video: Path, out: Path, model: Path, device: str, extra: list[str] = ()) -> tuple[float, float]:
+    """`ratscore analyze VIDEO` in a fresh process: (wall seconds, the process's peak RSS in MB)."""
+    script = ("import sys; from ratscore.cli import main; from ratscore.runtime import peak_rss_mb\n"
+              "sys.argv = sys.argv[1:]\n"
+              "try:\n    main()\nfinally:\n"
+              "    print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr)")
+    cmd = [sys.executable, "-c", script, "ratscore", "analyze", str(video), "-o", str(out), "--model", str(model),
+           "--device", device, *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"analyze failed: {proc.stderr.strip()[-500:]}")
+    return wall, float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_MB")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -54,20 +70,8 @@ def main() -> None:
         annotation = next(iter(read_annotations(folder / "annotations.json").values()))
         video = folder / f"{annotation.video_id}.mp4"
         out = args.work / f"out_{minutes:g}min"
-        script = ("import sys; from ratscore.cli import main; from ratscore.runtime import peak_rss_mb\n"
-                  "sys.argv = sys.argv[1:]\n"
-                  "try:\n    main()\nfinally:\n"
-                  "    print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr)")
-        cmd = [sys.executable, "-c", script, "ratscore", "analyze", str(video), "-o", str(out), "--model",
-               str(args.model), "--device", "cpu"]
-        if args.threshold is not None:
-            cmd += ["--threshold", str(args.threshold)]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(f"analyze failed: {proc.stderr.strip()[-500:]}")
-        rss_mb = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_MB")))
+        extra = ["--threshold", str(args.threshold)] if args.threshold is not None else []
+        wall, rss_mb = run_analyze(video, out, args.model, "cpu", extra)
         found = pd.read_csv(out / f"{annotation.video_id}.episodes.csv")
         truth = true_episodes(annotation, RacineMap())
         row = {"minutes": minutes, "resolution": args.resolution, "wall_s": round(wall, 1),

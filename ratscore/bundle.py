@@ -439,11 +439,10 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         if model_out.exists():
             shutil.rmtree(model_out)
         shutil.copytree(topk["model_dir"], model_out)
-        for name in ("i3d.onnx", "detector.onnx"):
+        for name in ("i3d.onnx", "i3d.pt", "detector.onnx"):  # i3d.pt: the I3D in torch on a GPU (1 MB)
             shutil.copy2(front_dir / name, model_out / name)
         manifest = read_manifest(model_out)
         manifest["front_end"] = read_manifest(front_dir)["front_end"]
-        manifest["front_end"]["i3d"].pop("weights", None)
         localizer_only = ""
         if recipe.train_long_recordings:
             localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "

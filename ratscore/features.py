@@ -31,7 +31,7 @@ from .errors import InputError, RunError
 from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
 from .roi import Detector, RoiOptions, RoiTracker
-from .runtime import cores_beside_one_thread, onnx_session, resolve_device
+from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
 from .video import MODEL_FPS, expected_frames, probe_video, read_frames
 
 CLIP_FRAMES = 16
@@ -152,13 +152,16 @@ class ClipEncoder:
         return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
-        x = self.normalise(clips)
         if self.session is not None:
-            return self.session.run(None, {"clips": x})[0].astype(np.float32)
+            return self.session.run(None, {"clips": self.normalise(clips)})[0].astype(np.float32)
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+            # the same arithmetic as normalise, on the model's device: a GPU gets a quarter of the
+            # bytes (uint8, not float32) and the CPU is spared the conversion
+            x = torch.from_numpy(np.ascontiguousarray(clips)).to(self.device, non_blocking=True)
+            x = (x.float() * (2.0 / 255.0) - 1.0).permute(0, 4, 1, 2, 3).contiguous()
+            return self.model(x).float().cpu().numpy()
 
 
 # --- the front end: what a model folder (or a weights file) provides -------------------------
@@ -184,8 +187,10 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     """The I3D and ROI detector for extraction.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
-    PyTorch. A model folder's I3D runs in ONNX Runtime (`backend="torch"` uses its i3d.pt when
-    it has one). Without `no_roi` the folder must hold a detector.
+    PyTorch. A model folder's I3D runs in ONNX Runtime on the CPU, and in PyTorch on a GPU when the
+    folder has its weights (i3d.pt): torch's convolutions on CUDA need nothing beyond torch, where
+    ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
+    `no_roi` the folder must hold a detector.
     """
     from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, model_file, read_manifest
 
@@ -211,7 +216,8 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
             raise InputError(f"{model_dir}: I3D normalisation {spec.get('normalisation')!r} is not supported "
                              f"(only {NORMALISATION})")
         size, dim = int(spec["input_size"]), int(spec["feature_dim"])
-        if backend == "torch" or (backend == "auto" and not spec.get("onnx")):
+        torch_on_gpu = device == "cuda" and bool(spec.get("weights"))
+        if backend == "torch" or (backend == "auto" and (torch_on_gpu or not spec.get("onnx"))):
             if not spec.get("weights"):
                 raise InputError(f"{model_dir}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend")
             config, state = load_i3d_weights(model_file(model_dir, spec["weights"]), size)
@@ -340,7 +346,10 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
 
         def crops():
             nonlocal n_frames
-            for roi_frame in tracker.crops(read_frames(path, MODEL_FPS, warnings)):
+            frames = read_frames(path, MODEL_FPS, warnings)
+            if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it (README)
+                frames = run_ahead(frames, depth=8)
+            for roi_frame in tracker.crops(frames):
                 n_frames += 1
                 boxes.append(roi_frame.box)
                 if bar is not None and n_frames % 8 == 0:

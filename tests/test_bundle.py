@@ -35,9 +35,10 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((model / "manifest.json").read_text())
-    for name in ("localizer.onnx", "i3d.onnx", "detector.onnx", "feature_stats.npz"):
+    for name in ("localizer.onnx", "i3d.onnx", "i3d.pt", "detector.onnx", "feature_stats.npz"):
         assert (model / name).is_file()
     assert manifest["front_end"]["i3d"]["feature_dim"] == manifest["feature_dim"] == 128
+    assert manifest["front_end"]["i3d"]["weights"] == "i3d.pt"  # the I3D in torch on a GPU
     assert "synthetic videos only" in manifest["trained_on"]
     assert manifest["recipe"]["train_clips"] == 3
     bench = manifest["benchmark"]

@@ -1,0 +1,76 @@
+"""Checks that need a CUDA GPU: marked `gpu`, skipped without one (CI has none; run them with
+`pytest -m gpu` where there is one). On a GPU the I3D runs in PyTorch (cuDNN, TF32 allowed), so
+its features differ from the CPU's in the third digit, not more; the events must be the same."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ratscore.cli import app
+from ratscore.model import BUNDLED_MODEL_DIR
+
+pytestmark = pytest.mark.gpu
+SAMPLE = BUNDLED_MODEL_DIR.parent / "sample_videos" / "clip_7_0003.mp4"
+
+
+def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_auto_takes_the_gpu():
+    from ratscore.runtime import resolve_device
+
+    assert resolve_device("auto") == "cuda"
+
+
+def test_bundled_i3d_runs_in_torch_on_the_gpu_and_gives_the_cpu_features():
+    from ratscore.features import load_front_end
+
+    gpu = load_front_end(BUNDLED_MODEL_DIR, device="cuda").encoder
+    cpu = load_front_end(BUNDLED_MODEL_DIR, device="cpu").encoder
+    assert gpu.backend == "torch" and next(gpu.model.parameters()).is_cuda
+    assert cpu.backend == "onnx"
+    clips = np.random.default_rng(0).integers(0, 256, (4, 16, gpu.input_size, gpu.input_size, 3), dtype=np.uint8)
+    assert _relative_error(gpu(clips), cpu(clips)) < 1e-2
+
+
+def test_full_size_i3d_on_the_gpu_gives_the_cpu_features(tmp_path):
+    import torch
+
+    from ratscore.features import load_front_end
+    from ratscore.i3d import I3DConfig, InceptionI3d
+
+    torch.manual_seed(0)
+    torch.save(InceptionI3d(I3DConfig()).state_dict(), tmp_path / "rgb_like.pt")  # pytorch-i3d's layout
+    gpu = load_front_end(i3d_weights=tmp_path / "rgb_like.pt", device="cuda", no_roi=True).encoder
+    cpu = load_front_end(i3d_weights=tmp_path / "rgb_like.pt", device="cpu", no_roi=True).encoder
+    clips = np.random.default_rng(1).integers(0, 256, (2, 16, 224, 224, 3), dtype=np.uint8)
+    features = gpu(clips)
+    assert features.shape == (2, 1024)
+    assert _relative_error(features, cpu(clips)) < 1e-2
+
+
+def test_analyze_on_the_gpu_finds_the_cpu_events(tmp_path):
+    runner = CliRunner()
+    events = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        result = runner.invoke(app, ["analyze", str(SAMPLE), "-o", str(out), "--device", device])
+        assert result.exit_code == 0, result.output
+        events[device] = pd.read_csv(out / f"{SAMPLE.stem}.events.csv")
+    cpu, gpu = events["cpu"], events["cuda"]
+    assert len(cpu) > 0 and list(gpu["au"]) == list(cpu["au"])
+    np.testing.assert_allclose(gpu[["start_s", "end_s"]].to_numpy(), cpu[["start_s", "end_s"]].to_numpy(), atol=0.2)
+    np.testing.assert_allclose(gpu["score"].to_numpy(), cpu["score"].to_numpy(), atol=0.02)
+
+
+def test_onnx_runtime_takes_its_cuda_provider_when_it_has_one():
+    import onnxruntime as ort
+
+    from ratscore.runtime import onnx_session
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip(f"this ONNX Runtime ({ort.__version__}) has no CUDA provider (onnxruntime-gpu brings it)")
+    session = onnx_session(BUNDLED_MODEL_DIR / "localizer.onnx", "cuda")
+    assert session.get_providers()[0] == "CUDAExecutionProvider"
