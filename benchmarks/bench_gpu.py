@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_analyze import run_analyze  # noqa: E402
-from bench_front_end import make_video  # noqa: E402
+from bench_front_end import make_video, timed  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -74,11 +74,8 @@ def i3d_sweep(weights: Path, batches=BATCHES) -> list[dict]:
         torch.cuda.reset_peak_memory_stats()
         encoder(clips), encoder(clips)
         reps = max(3, 256 // batch)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            encoder(clips)  # returns numpy: synchronised
-        per_call = (time.perf_counter() - t0) / reps
-        row = {"batch": batch, "clips_per_s": round(batch / per_call, 1), "fps": round(4 * batch / per_call),
+        clips_per_s = timed(lambda: [encoder(clips) for _ in range(reps)], batch * reps)  # numpy out: synchronised
+        row = {"batch": batch, "clips_per_s": round(clips_per_s, 1), "fps": round(4 * clips_per_s),
                "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20)}
         x = torch.randn(batch, 3, 16, 224, 224, device="cuda")
         with torch.inference_mode():
@@ -97,7 +94,7 @@ def front_end_run(video: Path, model: Path, weights: Path, batch: int) -> dict:
     t0 = time.perf_counter()
     result = extract_features(video, front, "cuda", progress=False)
     wall = time.perf_counter() - t0
-    return {"batch": batch, "wall_s": round(wall, 1), "fps": round(result.duration_s * 30 / wall),
+    return {"batch": batch, "wall_s": round(wall, 1), "fps": round(result.n_frames / wall),
             "x_real_time": round(result.duration_s / wall, 1), "features": list(result.features.shape)}
 
 
@@ -129,12 +126,11 @@ def main() -> None:
         for batch in sorted({8, best}):
             report["front_end_full_i3d"].append(front_end_run(videos[0], args.model, weights, batch))
             print(json.dumps(report["front_end_full_i3d"][-1]), flush=True)
-        import av
+        from ratscore.video import probe_video
 
         runs = []
         for i, video in enumerate(videos):
-            with av.open(str(video)) as container:
-                seconds = float(container.duration / av.time_base)
+            seconds = probe_video(video).duration_s
             for device in ("cuda", "cpu") if i == 0 else ("cuda",):
                 wall, rss = run_analyze(video, tmp / f"out_{i}_{device}", args.model, device)
                 runs.append({"video": video.name, "minutes": round(seconds / 60, 2), "device": device,

@@ -315,7 +315,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         if done is not None:
             log(f"[{name}] done before ({done.get('seconds')} s), skipped")
             timings[name] = {k: v for k, v in done.items() if k != "inputs"}
-            return done
+            return timings[name]  # the same shape as a stage just run
         redo = (work / f"{name}.done.json").exists()
         log(f"[{name}] ..." + (" (the recipe changed since it ran)" if redo else ""))
         t0 = time.time()
