@@ -32,8 +32,11 @@ class BundleRecipe:
     train_long_seed: int = 3000  # their seed (analyze's episode benchmark uses 4242 and up)
     localizer_clips: int = 200  # more 10 s clips for the localizer only (not the detector or the I3D)
     localizer_clips_seed: int = 2000  # their seed
-    test_clips: int = 40  # unseen clips for the benchmark
-    test_seed: int = 9000  # a seed the training never sees
+    validation_clips: int = 40  # unseen clips that choose the event threshold and check the detector
+    validation_seed: int = 9000  # a seed the training never sees
+    test_clips: int = 120  # unseen clips for the benchmark: enough segments of each class for its own AP
+    test_seed: int = 9100  # another seed the training never sees
+    front_end: str = ""  # a model folder whose detector and I3D to use instead of training them ("": train)
     detector_epochs: int = 24  # YOLO epochs over the training frames
     detector_imgsz: int = 256  # YOLO input side, pixels
     detector_frame_step: int = 10  # train the detector on every n-th frame of each clip
@@ -69,6 +72,7 @@ class BundleRecipe:
 # The recipe fields each stage's output depends on, its own and those of the stages it builds on.
 _RENDER_FIELDS = {
     "synth_train": ("train_clips", "train_seed"),
+    "synth_validation": ("validation_clips", "validation_seed"),
     "synth_test": ("test_clips", "test_seed"),
     "synth_long": ("train_long_recordings", "train_long_minutes", "train_long_seed"),
     "synth_localizer": ("localizer_clips", "localizer_clips_seed"),
@@ -81,17 +85,37 @@ _STAGE_FIELDS = {
     "detector": _RENDER_FIELDS["synth_train"] + _DETECTOR_FIELDS,
     "i3d_classifier": _RENDER_FIELDS["synth_train"] + _CLASSIFIER_FIELDS,
 }
-# the detector measured on the test clips: other test clips measure it again, without retraining it
-_STAGE_FIELDS["detector_heldout"] = _STAGE_FIELDS["detector"] + _RENDER_FIELDS["synth_test"]
-_STAGE_FIELDS["front_end"] = _STAGE_FIELDS["detector"] + _STAGE_FIELDS["i3d_classifier"] + ("detector_every_k",)
+_STAGE_FIELDS["front_end"] = (_STAGE_FIELDS["detector"] + _STAGE_FIELDS["i3d_classifier"]
+                               + ("detector_every_k", "front_end"))
+# the detector measured on the validation clips: other clips measure it again, without retraining it
+_STAGE_FIELDS["detector_heldout"] = _STAGE_FIELDS["front_end"] + _RENDER_FIELDS["synth_validation"]
 _STAGE_FIELDS["features"] = _STAGE_FIELDS["front_end"] + sum(_RENDER_FIELDS.values(), ())
 _STAGE_FIELDS["localizer_topk"] = _STAGE_FIELDS["localizer_plain"] = (
     _STAGE_FIELDS["features"] + ("localizer_epochs", "localizer_dim", "localizer_lr"))
 
 
 def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
-    """The recipe fields a stage's output was made from, as stored in its marker."""
-    return {name: getattr(recipe, name) for name in sorted(set(_STAGE_FIELDS[stage]))}
+    """The recipe fields a stage's output was made from, as stored in its marker. A front end taken
+    from a model folder is also recorded by its files' digest: the same path with other weights
+    in it is another front end."""
+    inputs = {name: getattr(recipe, name) for name in sorted(set(_STAGE_FIELDS[stage]))}
+    if recipe.front_end and "front_end" in inputs:
+        inputs["front_end_sha256"] = _front_end_digest(Path(recipe.front_end))
+    return inputs
+
+
+def _front_end_digest(model_dir: Path) -> str:
+    import hashlib
+
+    from .model import model_file, read_manifest
+
+    front = read_manifest(model_dir).get("front_end") or {}
+    if not (front.get("detector") and front.get("i3d")):
+        raise InputError(f"{model_dir}: the recipe's front_end must be a model folder with a detector and an I3D")
+    digest = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
+    for name in (front["detector"]["onnx"], front["i3d"]["onnx"]):
+        digest.update(model_file(model_dir, name).read_bytes())
+    return digest.hexdigest()
 
 
 def _stage_done(work: Path, stage: str, inputs: dict) -> Optional[dict]:
@@ -278,12 +302,12 @@ def rat_boxes(synth_dir: Path, video_id: str):
     return boxes_of_frame
 
 
-def _combined_annotations(train_dirs: list[Path], test_dir: Path, out: Path) -> Path:
-    """Every training-seed video as 'training', every unseen-seed clip as 'testing'."""
+def _combined_annotations(folders: list[tuple[Path, str]], out: Path) -> Path:
+    """One annotation file: every video of each (folder, subset) under that subset ('training',
+    'validation', 'testing'), whatever subset synth gave it inside its folder."""
     from .annotations import VideoAnnotation, read_annotations, write_annotations
 
     videos = []
-    folders = [(d, "training") for d in train_dirs if (d / "annotations.json").exists()] + [(test_dir, "testing")]
     for folder, subset in folders:
         for v in read_annotations(folder / "annotations.json").values():
             videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
@@ -300,16 +324,16 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
 
     from .detector import add_detector_to_model_dir, evaluate_detector, train_detector
     from .features import add_i3d_to_model_dir, extract_features, load_front_end
-    from .runtime import resolve_device
+    from .model import read_manifest, write_manifest
+    from .runtime import cpu_cores, resolve_device, worker_processes
     from .synth import synthesize
-    from .train import train_localizer
 
     torch_device = resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     work, model_out = Path(work_dir), Path(model_out)
     work.mkdir(parents=True, exist_ok=True)
     timings = {}
 
-    def stage(name, run):
+    def stage(name, run, started=None):
         inputs = stage_inputs(recipe, name)
         done = _stage_done(work, name, inputs)
         if done is not None:
@@ -318,7 +342,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
             return timings[name]  # the same shape as a stage just run
         redo = (work / f"{name}.done.json").exists()
         log(f"[{name}] ..." + (" (the recipe changed since it ran)" if redo else ""))
-        t0 = time.time()
+        t0 = started or time.time()  # a stage run in a process of its own counts from that process's start
         info = run() or {}
         info["seconds"] = round(time.time() - t0, 1)
         _mark_done(work, name, {**info, "inputs": inputs})
@@ -327,8 +351,9 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         return info
 
     train_dir, test_dir, long_dir = work / "synth_train", work / "synth_test", work / "synth_long"
-    extra_dir = work / "synth_localizer"
+    extra_dir, validation_dir = work / "synth_localizer", work / "synth_validation"
     renders = [("synth_train", train_dir, dict(clips=recipe.train_clips, seed=recipe.train_seed)),
+               ("synth_validation", validation_dir, dict(clips=recipe.validation_clips, seed=recipe.validation_seed)),
                ("synth_test", test_dir, dict(clips=recipe.test_clips, seed=recipe.test_seed))]
     if recipe.train_long_recordings:
         # The clips hold an action almost all the time; without hours of ordinary behaviour the
@@ -345,22 +370,18 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         def make(folder=folder, how=how):
             if folder.exists():
                 shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
-            synthesize(folder, **how)
+            synthesize(folder, **how, jobs=cpu_cores())  # the same files whatever the number of jobs
             return dict(how)
         stage(name, make)
 
     front_dir = work / "front_end"
 
+    reused = Path(recipe.front_end) if recipe.front_end else None  # a front end taken as it is, not trained
+
     def detector():
         trained = train_detector(train_dir, work / "detector", epochs=recipe.detector_epochs,
                                  imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
         return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames}
-    det = stage("detector", detector)
-
-    def detector_heldout():
-        quality = evaluate_detector(Path(det["onnx"]), test_dir, recipe.detector_imgsz, frame_step=5, max_videos=20)
-        return {"heldout": {k: v for k, v in quality.items() if isinstance(v, (int, float))}}
-    heldout = stage("detector_heldout", detector_heldout)
 
     def classifier():
         from .annotations import read_annotations
@@ -368,17 +389,29 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         ann = read_annotations(train_dir / "annotations.json")
         videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
         return train_i3d_classifier(videos, work, recipe, torch_device, log)
-    stage("i3d_classifier", classifier)
+
+    if reused is None:
+        det = stage("detector", detector)
+        stage("i3d_classifier", classifier)
 
     def front_end():
         if front_dir.exists():
             shutil.rmtree(front_dir)
+        if reused is not None:
+            _copy_front_end(reused, front_dir)
+            return {"from": str(reused)}
         ckpt = torch.load(work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
         add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
         add_detector_to_model_dir(front_dir, Path(det["onnx"]), recipe.detector_imgsz, every_k=recipe.detector_every_k,
                                   margin=recipe.crop_margin)
         return {}
     stage("front_end", front_end)
+
+    def detector_heldout():
+        spec = read_manifest(front_dir)["front_end"]["detector"]
+        quality = evaluate_detector(front_dir / spec["onnx"], validation_dir, spec["imgsz"], frame_step=5, max_videos=20)
+        return {"heldout": {k: v for k, v in quality.items() if isinstance(v, (int, float))}}
+    heldout = stage("detector_heldout", detector_heldout)
 
     features_dir = work / "features"
 
@@ -404,94 +437,130 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
         return {"videos": done}
     stage("features", features)
 
-    annotations = _combined_annotations([folder for _, folder, _ in renders if folder != test_dir], test_dir,
+    subset_of = {validation_dir: "validation", test_dir: "testing"}
+    annotations = _combined_annotations([(folder, subset_of.get(folder, "training")) for _, folder, _ in renders],
                                         work / "annotations.json")
 
-    def localizer(keep_ratio):
-        def run():
-            from dataclasses import replace
+    # The finished model: the Top-K localizer with the front end beside it. It is written as soon as
+    # that localizer is done, so an interrupted ablation never costs the model.
+    scored: dict = {}  # the model's threshold and test-split figures, filled by the first finish
 
-            from .train import read_config
-
-            setup = read_config(None)
-            dim = int(np.load(next(features_dir.glob("*.npy"))).shape[1])
-            d = recipe.localizer_dim
-            setup = replace(setup, localizer=replace(setup.localizer, input_dim=dim, embd_dim=d, fpn_dim=d, head_dim=d,
-                                                     attn_keep_ratio=keep_ratio),
-                            train=replace(setup.train, learning_rate=recipe.localizer_lr, seed=recipe.seed,
-                                          cover_long_videos=True))
-            out = train_localizer(annotations, features_dir, work / f"localizer_k{keep_ratio}", config=setup,
-                                  epochs=recipe.localizer_epochs, device=device, progress=False,
-                                  name="ratscore-synthetic")
-            from .model import read_manifest
-
-            return {"model_dir": str(out), "benchmark": read_manifest(out).get("benchmark", {})}
-        return run
-    topk = stage("localizer_topk", localizer(0.5))
-
-    # The finished model: the Top-K localizer with the front end beside it. It is written before the
-    # ablation runs, so an interrupted ablation never costs the model.
-    from .model import read_manifest, write_manifest
-
-    test_split: dict = {}  # the model's threshold and test-split figures, filled by the first finish
-
-    def finish(extra_benchmark: dict) -> dict:
+    def finish(topk: dict, extra_benchmark: dict) -> dict:
         if model_out.exists():
             shutil.rmtree(model_out)
         shutil.copytree(topk["model_dir"], model_out)
-        for name in ("i3d.onnx", "i3d.pt", "detector.onnx"):  # i3d.pt: the I3D in torch on a GPU (1 MB)
+        front = read_manifest(front_dir)["front_end"]
+        for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU (1 MB)
             shutil.copy2(front_dir / name, model_out / name)
         manifest = read_manifest(model_out)
-        manifest["front_end"] = read_manifest(front_dir)["front_end"]
-        localizer_only = ""
-        if recipe.train_long_recordings:
-            localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
-                               f"(seed {recipe.train_long_seed}) for the localizer")
-        if recipe.localizer_clips:
-            localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
-                               "for the localizer")
-        manifest["trained_on"] = (
-            f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
-            f"for the detector, the I3D classifier and the localizer{localizer_only}; benchmarked on {recipe.test_clips} "
-            f"clips of the unseen seed {recipe.test_seed}. Never trained on a real rat.")
+        manifest["front_end"] = front
+        manifest["trained_on"] = _trained_on(recipe)
         manifest["recipe"] = asdict(recipe)
         manifest["benchmark"] = {"machine": _machine(),
                                  "timings_s": {k: v.get("seconds") for k, v in timings.items()},
                                  "detector_heldout": heldout.get("heldout"),
-                                 "i3d_classifier": timings.get("i3d_classifier"),
+                                 "i3d_classifier": timings.get("i3d_classifier", reused_classifier),
                                  "localizer_topk_0.5": topk.get("benchmark"), **extra_benchmark}
-        if not test_split:  # the same Top-K localizer each time finish runs: measure it once
-            threshold, f1 = _event_threshold(model_out)
-            test_split.update(threshold=threshold, figures={"event_f1_at_threshold": round(f1, 4),
-                                                            **_test_split_figures(model_out)})
-        manifest["threshold"] = test_split["threshold"]
-        manifest["benchmark"].update(test_split["figures"])
+        if not scored:  # the same Top-K localizer each time finish runs: measure it once
+            scored.update(_threshold_and_test_figures(model_out, annotations, features_dir, device))
+        manifest["threshold"] = scored["threshold"]
+        manifest["benchmark"].update(scored["figures"])
         manifest.pop("format_version", None)
         manifest.pop("classes", None)
         write_manifest(model_out, manifest)
         return manifest["benchmark"]
 
-    def _event_threshold(model_dir: Path) -> tuple[float, float]:
-        from .annotations import read_annotations, split
-        from .benchmark import ground_truth_of, predict
+    # A reused front end brings its classifier's figures along.
+    reused_classifier = (read_manifest(reused).get("benchmark") or {}).get("i3d_classifier") if reused else None
 
-        test_videos = split(read_annotations(annotations), "testing")
-        dets = [d for d in predict(model_dir, test_videos, features_dir, device, progress=False) if d.au_id != 0]
-        truth = [g for g in ground_truth_of(test_videos) if g.au_id != 0]  # seizure action units only
-        return best_event_threshold(truth, dets)
+    # The two localizers train at once, one process and one thread each: at batch 2 a second
+    # thread makes a step slower, not faster (96 against 140 ms on 2 cores), and two processes
+    # take the 2 cores for the price of one.
+    keep_ratios = {"localizer_topk": 0.5, **({"localizer_plain": 1.0} if recipe.ablation else {})}
+    to_train = {name: k for name, k in keep_ratios.items() if _stage_done(work, name, stage_inputs(recipe, name)) is None}
+    pool = worker_processes(len(to_train))
+    try:
+        started = time.time()
+        training = {name: pool.submit(train_recipe_localizer, annotations, features_dir, work / f"localizer_k{k}",
+                                      recipe, k, device) for name, k in to_train.items()}
+        if len(training) > 1:
+            log(f"[{', '.join(training)}] training at once, one process each")
 
-    def _test_split_figures(model_dir: Path) -> dict:
-        from .benchmark import benchmark_model
+        def trained(name):
+            return training[name].result if name in training else None  # a stage found done never asks
 
-        report = benchmark_model(model_dir, annotations, features_dir, speed=True, device=device, progress=False)
-        return {"ap_per_class_at_0.5": {c: ap["0.5"] for c, ap in report["ap_per_class"].items()},
-                "neighbour_confusion": report["neighbour_confusion"], "localizer_speed": report["speed"]}
+        topk = stage("localizer_topk", trained("localizer_topk"), started)
+        figures = finish(topk, {})
+        if recipe.ablation:
+            plain = stage("localizer_plain", trained("localizer_plain"), started)
+            figures = finish(topk, {"localizer_plain_1.0": plain.get("benchmark")})
+    except BaseException:
+        # not waiting for the other localizer: its process ends with this one (see worker_processes)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return figures
 
-    finish({})
-    if not recipe.ablation:
-        return read_manifest(model_out)["benchmark"]
-    plain = stage("localizer_plain", localizer(1.0))
-    return finish({"localizer_plain_1.0": plain.get("benchmark")})
+
+def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path, recipe: BundleRecipe,
+                           keep_ratio: float, device: str) -> dict:
+    """One RaSeformer of the recipe (in a process of its own): returns its model folder and benchmark."""
+    from dataclasses import replace
+
+    import torch
+
+    from .model import read_manifest
+    from .runtime import resolve_device
+    from .train import read_config, train_localizer
+
+    if resolve_device(device) == "cpu":
+        torch.set_num_threads(1)  # see build_bundle: faster at this batch size, and the other core is the other's
+    setup = read_config(None)
+    dim = int(np.load(next(Path(features_dir).glob("*.npy"))).shape[1])
+    d = recipe.localizer_dim
+    setup = replace(setup, localizer=replace(setup.localizer, input_dim=dim, embd_dim=d, fpn_dim=d, head_dim=d,
+                                             attn_keep_ratio=keep_ratio),
+                    train=replace(setup.train, learning_rate=recipe.localizer_lr, seed=recipe.seed,
+                                  cover_long_videos=True))
+    out = train_localizer(annotations, features_dir, out_dir, config=setup, epochs=recipe.localizer_epochs,
+                          device=device, progress=False, name="ratscore-synthetic")
+    return {"model_dir": str(out), "benchmark": read_manifest(out).get("benchmark", {})}
+
+
+def _trained_on(recipe: BundleRecipe) -> str:
+    localizer_only = ""
+    if recipe.train_long_recordings:
+        localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
+                           f"(seed {recipe.train_long_seed}) for the localizer")
+    if recipe.localizer_clips:
+        localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
+                           "for the localizer")
+    trained = (f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
+               if recipe.front_end else f"the detector, the I3D classifier and the localizer{localizer_only}")
+    return (f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
+            f"for {trained}; event threshold chosen on {recipe.validation_clips} clips of the unseen seed "
+            f"{recipe.validation_seed}; benchmarked on {recipe.test_clips} clips of the unseen seed {recipe.test_seed}. "
+            "Never trained on a real rat.")
+
+
+def _threshold_and_test_figures(model_dir: Path, annotations: Path, features_dir: Path, device: str) -> dict:
+    """The event threshold, chosen on the validation clips, and the model's figures on the test clips."""
+    from .annotations import read_annotations, split
+    from .benchmark import benchmark_model, ground_truth_of, predict
+
+    videos = read_annotations(annotations)
+    events = {}
+    for subset in ("validation", "testing"):
+        chosen = split(videos, subset)
+        dets = [d for d in predict(model_dir, chosen, features_dir, device, progress=False) if d.au_id != 0]
+        events[subset] = ([g for g in ground_truth_of(chosen) if g.au_id != 0], dets)  # seizure action units only
+    threshold, f1_validation = best_event_threshold(*events["validation"])
+    report = benchmark_model(model_dir, annotations, features_dir, speed=True, device=device, progress=False)
+    return {"threshold": threshold,
+            "figures": {"event_f1_at_threshold": {"validation": round(f1_validation, 4),
+                                                  "testing": round(event_f1(*events["testing"], threshold), 4)},
+                        "ap_per_class_at_0.5": {c: ap["0.5"] for c, ap in report["ap_per_class"].items()},
+                        "neighbour_confusion": report["neighbour_confusion"], "localizer_speed": report["speed"]}}
 
 
 def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
@@ -502,20 +571,49 @@ def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 
 
     best = (0.3, -1.0)
     for threshold in candidates:
-        kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
-        used, hits = set(), 0
-        for d in kept:
-            for i, g in enumerate(ground_truth):
-                if i in used or g.video != d.video or g.au_id != d.au_id:
-                    continue
-                if segment_iou(np.array([g.start_s, g.end_s]), np.array([[d.start_s, d.end_s]]))[0] >= tiou:
-                    used.add(i)
-                    hits += 1
-                    break
-        f1 = 2 * hits / max(1, len(kept) + len(ground_truth))
+        f1 = event_f1(ground_truth, detections, threshold, tiou)
         if f1 > best[1]:
             best = (threshold, f1)
     return best
+
+
+def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
+    """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
+    true segment matched once, best-scoring events first)."""
+    from .metrics import segment_iou
+
+    kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
+    used, hits = set(), 0
+    for d in kept:
+        for i, g in enumerate(ground_truth):
+            if i in used or g.video != d.video or g.au_id != d.au_id:
+                continue
+            if segment_iou(np.array([g.start_s, g.end_s]), np.array([[d.start_s, d.end_s]]))[0] >= tiou:
+                used.add(i)
+                hits += 1
+                break
+    return 2 * hits / max(1, len(kept) + len(ground_truth))
+
+
+def _front_end_files(front: dict) -> list[str]:
+    """The files a manifest's front_end section names (ONNX models, and the I3D's torch weights)."""
+    return [name for part in (front.get("detector") or {}, front.get("i3d") or {})
+            for name in (part.get("onnx"), part.get("weights")) if name]
+
+
+def _copy_front_end(source: Path, front_dir: Path) -> None:
+    """A model folder's front end (detector, I3D, clip layout) as a front-end folder of its own."""
+    from .model import model_file, read_manifest, write_manifest
+
+    manifest = read_manifest(source)
+    front = manifest.get("front_end") or {}
+    if not (front.get("detector") and front.get("i3d")):
+        raise InputError(f"{source}: the recipe's front_end must be a model folder with a detector and an I3D")
+    front_dir.mkdir(parents=True)
+    for name in _front_end_files(front):
+        shutil.copy2(model_file(source, name), front_dir / name)
+    write_manifest(front_dir, {"name": "front_end", "front_end": front,
+                               **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride", "feature_dim")}})
 
 
 def _machine() -> str:

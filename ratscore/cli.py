@@ -225,6 +225,7 @@ def synth(
     long_minutes: float = typer.Option(0.0, "--long-minutes", help="Also make long recordings of this many minutes (normal behaviour with escalating seizure episodes)."),
     long_count: int = typer.Option(1, "--long-count", help="How many long recordings --long-minutes makes."),
     config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="YAML file overriding synth settings (resolutions, noise, view, ...)."),
+    jobs: int = typer.Option(1, "--jobs", help="Videos rendered at once (one core each); the files are the same whatever it is."),
 ):
     """Make synthetic RatSeizure-style videos of a rat with exact ground truth."""
     from .synth import load_synth_config, synthesize
@@ -233,7 +234,8 @@ def synth(
         console.print(f"{info['file']}: {info['width']}x{info['height']}, {plan.duration:g} s, {plan.subset}, "
                       f"{len(plan.segments)} segments")
 
-    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report)
+    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report,
+                        jobs=jobs)
     n_test = sum(v.subset == "testing" for v in videos.values())
     console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "
                   f"{sum(len(v.segments) for v in videos.values())} segments -> {output}")

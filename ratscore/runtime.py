@@ -39,6 +39,28 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_processes(count: int):
+    """A pool of `count` worker processes for work that keeps one core busy each (rendering,
+    training). Spawned, not forked: the caller may hold torch's or ONNX Runtime's threads, which a
+    fork does not copy. On Linux each worker ends with the process that made it, so a run killed
+    outright (SIGKILL) leaves no worker behind to write into the folder a resumed run uses."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max(1, count), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent)
+
+
+def _end_with_parent() -> None:
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the worker ends when its work queue closes
+        pass
+
+
 def cores_beside_one_thread() -> int:
     """Threads for a network that runs while one other busy thread (decoding) needs a core."""
     return max(1, cpu_cores() - 1)

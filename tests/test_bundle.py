@@ -10,6 +10,7 @@ runner = CliRunner()
 
 TOY_RECIPE = """\
 train_clips: 3
+validation_clips: 1
 test_clips: 2
 train_long_recordings: 1
 train_long_minutes: 0.5
@@ -49,7 +50,12 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert bench["timings_s"]["synth_long"] is not None
     assert set(bench["ap_per_class_at_0.5"]) <= set(manifest["classes"])
     assert isinstance(bench["neighbour_confusion"], dict) and bench["localizer_speed"]["videos"] == 2
+    assert set(bench["event_f1_at_threshold"]) == {"validation", "testing"}
     training = json.loads((work / "annotations.json").read_text())["database"]
+    # the threshold is chosen on the validation clip (seed 9000), the benchmark is the test clips' (9100)
+    assert training["clip_9000_0000"]["subset"] == "validation"
+    assert [training[f"clip_9100_{i:04d}"]["subset"] for i in range(2)] == ["testing", "testing"]
+    assert "event threshold chosen on 1 clips of the unseen seed 9000" in manifest["trained_on"]
     assert [v for v, a in training.items() if a["subset"] == "training" and v.startswith("long_")]
     # the localizer's own clips: training, with features, and said so in the manifest
     assert training["clip_2000_0000"]["subset"] == "training" and (work / "features" / "clip_2000_0000.npy").is_file()
@@ -86,6 +92,49 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / f"{video.stem}.report.html").is_file()
+
+
+def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
+    """`front_end: DIR` takes that model's detector and I3D as they are (no detector or classifier
+    training), and the Top-K localizer and its keep ratio 1.0 ablation train in two processes."""
+    from ratscore.model import BUNDLED_MODEL_DIR as bundled
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: true\nfront_end: {bundled}"))
+    work, model = tmp_path / "work", tmp_path / "model"
+    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "training at once" in result.stdout
+    assert not (work / "detector.done.json").exists() and not (work / "i3d_classifier.done.json").exists()
+    manifest = json.loads((model / "manifest.json").read_text())
+    source = json.loads((bundled / "manifest.json").read_text())
+    assert manifest["front_end"] == source["front_end"]
+    assert (model / "detector.onnx").read_bytes() == (bundled / "detector.onnx").read_bytes()
+    bench = manifest["benchmark"]
+    assert "average" in bench["localizer_topk_0.5"]["testing"] and "average" in bench["localizer_plain_1.0"]["testing"]
+    assert bench["timings_s"]["localizer_plain"] > 0 and "detector" not in bench["timings_s"]
+    assert f"with the front end (detector and I3D) of {bundled}" in manifest["trained_on"]
+    # other weights in the same folder are another front end: the stages that used it are redone
+    marker = json.loads((work / "features.done.json").read_text())
+    assert len(marker["inputs"]["front_end_sha256"]) == 64
+
+
+def test_event_threshold_is_the_one_with_the_best_f1():
+    from ratscore.bundle import best_event_threshold, event_f1
+    from ratscore.metrics import Detection, GroundTruth
+
+    truth = [GroundTruth("v", 0.0, 2.0, 4), GroundTruth("v", 5.0, 8.0, 7)]
+    detections = [Detection("v", 0.1, 2.0, 4, 0.9),  # right
+                  Detection("v", 5.0, 7.5, 7, 0.35),  # right, low score
+                  Detection("v", 5.0, 7.5, 7, 0.3),  # the same segment again: a false alarm
+                  Detection("v", 3.0, 4.0, 4, 0.2)]  # nothing there
+    assert event_f1(truth, detections, 0.5) == 2 * 1 / (1 + 2)
+    assert event_f1(truth, detections, 0.35) == 2 * 2 / (2 + 2)
+    assert event_f1(truth, detections, 0.05) == 2 * 2 / (4 + 2)
+    assert event_f1(truth, [Detection("v", 0.0, 2.0, 7, 0.9)], 0.1) == 0.0  # the wrong action unit
+    # 0.25 and 0.3 keep the two right events and one false alarm (F1 0.8); the lowest such wins
+    assert best_event_threshold(truth, detections) == (0.25, 2 * 2 / (3 + 2))
 
 
 def test_bad_recipe_is_one_line(tmp_path):

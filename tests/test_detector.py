@@ -32,7 +32,19 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    result = train_detector(synth_dir, tmp_path / "det", epochs=1, imgsz=64, frame_step=15, batch=4)
+    import os
+
+    import torch
+
+    theirs = min(8, max(1, os.cpu_count() - 1))  # what ultralytics sets for its training (its NUM_THREADS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(theirs + 1)
+    try:
+        result = train_detector(synth_dir, tmp_path / "det", epochs=1, imgsz=64, frame_step=15, batch=4)
+        # the stages after it (the I3D classifier) keep their threads
+        assert torch.get_num_threads() == theirs + 1
+    finally:
+        torch.set_num_threads(threads)
     assert result.onnx.is_file() and result.n_train_frames > 0 and result.n_val_frames > 0
     run_args = yaml.safe_load((tmp_path / "det" / "detector_training" / "run" / "args.yaml").read_text())
     assert run_args["optimizer"] == "AdamW" and run_args["warmup_bias_lr"] == 0.1

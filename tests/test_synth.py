@@ -251,11 +251,14 @@ def test_cli_end_to_end(tmp_path):
         assert table[0] == "frame,cls,cx,cy,w,h"
         assert sum(1 for line in table[1:] if line.split(",")[1] == "0") == len(frames)
     assert (out / "contact_sheet.png").stat().st_size > 10_000
-    # the same command again gives the same files
+    # the same command again, rendering two videos at once, gives the same files
     again = tmp_path / "again"
-    assert CliRunner().invoke(app, ["synth", "-o", str(again), "--clips", "2", "--seed", "5", "--config", str(cfg),
-                                    "--long-minutes", "0.1"]).exit_code == 0
-    for name in ("annotations.json", "clip_5_0000.mp4", "long_5_0.mp4", "labels/clip_5_0001/000123.txt"):
+    result = CliRunner().invoke(app, ["synth", "-o", str(again), "--clips", "2", "--seed", "5", "--config", str(cfg),
+                                      "--long-minutes", "0.1", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(again)) for p in again.rglob("*") if p.is_file())
+    for name in names:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
@@ -266,6 +269,7 @@ def test_cli_end_to_end(tmp_path):
     (["--long-minutes", "nan"], "--long-minutes"),
     (["--long-minutes", "1", "--long-count", "0"], "--long-count"),
     (["--config", "/no/such/synth.yaml"], "no such synth config"),
+    (["--jobs", "0"], "--jobs"),
 ])
 def test_cli_bad_options(tmp_path, args, words):
     result = CliRunner().invoke(app, ["synth", "-o", str(tmp_path / "o")] + args)
