@@ -192,6 +192,14 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
         model = YOLO(str(definition), task="detect")
     except FileNotFoundError:
         raise InputError(f"{model_yaml}: no such model YAML") from None
+    if train_device == "cpu":
+        import torch
+
+        from .runtime import cpu_cores
+
+        # ultralytics trains on one thread fewer than the cores (one, on 2 cores); on all of them
+        # the recipe's epochs ran 1.5x faster here (2 epochs: 134 s against 204 s)
+        model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(cpu_cores()))
     continuing = init_from is not None
     if continuing:
         if not Path(init_from).is_file():
