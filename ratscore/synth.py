@@ -534,11 +534,11 @@ def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, 
         raise InputError(f"--clips must be a non-negative integer, got {clips!r}")
     if clips == 0 and long_minutes == 0:
         raise InputError("nothing to make: --clips is 0 and no --long-minutes given")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a positive integer, got {jobs!r}")
     plans = plan_videos(clips, seed, config, long_minutes, long_count)
     out_dir = Path(out_dir)
     _check_output(out_dir)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"--jobs must be a positive integer, got {jobs!r}")
     manifest = {"seed": seed, "config": _untuple(dataclasses.asdict(config)), "videos": {}}
     for plan, info in _render_all(plans, out_dir, config, jobs):
         manifest["videos"][plan.video_id] = info

@@ -276,7 +276,7 @@ def test_cli_bad_options(tmp_path, args, words):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0]
-    assert not (tmp_path / "o" / "annotations.json").exists()
+    assert not (tmp_path / "o").exists()  # refused before the output folder is made
 
 
 def test_cli_unwritable_output(tmp_path):
