@@ -107,13 +107,11 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
 def _front_end_digest(model_dir: Path) -> str:
     import hashlib
 
-    from .model import model_file, read_manifest
+    from .model import model_file
 
-    front = read_manifest(model_dir).get("front_end") or {}
-    if not (front.get("detector") and front.get("i3d")):
-        raise InputError(f"{model_dir}: the recipe's front_end must be a model folder with a detector and an I3D")
+    front = _front_end_of(model_dir)["front_end"]
     digest = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
-    for name in (front["detector"]["onnx"], front["i3d"]["onnx"]):
+    for name in _front_end_files(front):
         digest.update(model_file(model_dir, name).read_bytes())
     return digest.hexdigest()
 
@@ -601,14 +599,23 @@ def _front_end_files(front: dict) -> list[str]:
             for name in (part.get("onnx"), part.get("weights")) if name]
 
 
-def _copy_front_end(source: Path, front_dir: Path) -> None:
-    """A model folder's front end (detector, I3D, clip layout) as a front-end folder of its own."""
-    from .model import model_file, read_manifest, write_manifest
+def _front_end_of(model_dir: Path) -> dict:
+    """The manifest of the model folder a recipe's `front_end` names; it must have a detector and an I3D."""
+    from .model import read_manifest
 
-    manifest = read_manifest(source)
+    manifest = read_manifest(model_dir)
     front = manifest.get("front_end") or {}
     if not (front.get("detector") and front.get("i3d")):
-        raise InputError(f"{source}: the recipe's front_end must be a model folder with a detector and an I3D")
+        raise InputError(f"{model_dir}: the recipe's front_end must be a model folder with a detector and an I3D")
+    return manifest
+
+
+def _copy_front_end(source: Path, front_dir: Path) -> None:
+    """A model folder's front end (detector, I3D, clip layout) as a front-end folder of its own."""
+    from .model import model_file, write_manifest
+
+    manifest = _front_end_of(source)
+    front = manifest["front_end"]
     front_dir.mkdir(parents=True)
     for name in _front_end_files(front):
         shutil.copy2(model_file(source, name), front_dir / name)
