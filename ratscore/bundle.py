@@ -327,6 +327,8 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     from .synth import synthesize
 
     torch_device = resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
+    if recipe.front_end:
+        _front_end_of(Path(recipe.front_end))  # so does a front_end folder without a detector and an I3D
     work, model_out = Path(work_dir), Path(model_out)
     work.mkdir(parents=True, exist_ok=True)
     timings = {}

@@ -137,6 +137,19 @@ def test_event_threshold_is_the_one_with_the_best_f1():
     assert best_event_threshold(truth, detections) == (0.25, 2 * 2 / (3 + 2))
 
 
+def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp_path, tiny_model):
+    for folder, words in ((tiny_model, "must be a model folder with a detector and an I3D"),
+                          (tmp_path / "nowhere", "no such model folder")):
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text(f"front_end: {folder}\n")
+        work = tmp_path / "work"
+        result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(tmp_path / "m"), "--config", str(recipe),
+                                     "--device", "cpu"])
+        assert result.exit_code == 2 and words in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (work / "synth_train").exists()
+
+
 def test_bad_recipe_is_one_line(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("train_clipz: 3\n")
