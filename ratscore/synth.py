@@ -9,7 +9,9 @@ Output folder layout (DIR):
     DIR/<video_id>.mp4               clip_<seed>_<i:04d> (10 s) and long_<seed>_<i> recordings, 30 fps
     DIR/annotations.json             RatSeizure format, fps 30.0, every frame covered by a segment
     DIR/labels/<video_id>/<frame:06d>.txt   YOLO boxes of frame <frame> (0-based decode order):
-                                     "0 cx cy w h" the rat, "1 cx cy w h" its reflection (when visible)
+                                     "0 cx cy w h" the rat, "1 cx cy w h" its reflection (when visible);
+                                     a box bounds the body (head to rump, paws, implant), not the
+                                     tail (drawn 1-2 px wide, often unseen) or the cable
     DIR/boxes/<video_id>.csv         the same boxes in one table: frame,cls,cx,cy,w,h (normalised)
     DIR/synth_manifest.json          per video: file, width, height, fps, frames, grayscale, subset
     DIR/contact_sheet.png            one labelled frame per action unit

@@ -569,6 +569,15 @@ _PRIMS = [(0, i, i, r, FUR) for i, r in enumerate(_SPINE_R)] + [
 _CAP_PRIMS = [(0, 17, 17, 0.055, CAP), (0, 18, 18, 0.03, PLUG)]
 
 
+def _without_tail(prims: np.ndarray) -> np.ndarray:
+    """The primitives a label box bounds. The tail is drawn, but left out of the boxes, as the cable
+    is: a line 1-2 px wide that the camera often cannot resolve (pink on a grey floor turns to the
+    floor's grey in monochrome video), 0.85 body lengths long, so that a box that held it was
+    stretched by a part no detector can see, and a crop around it made the body small."""
+    is_tail = (prims[:, 0] == 1) & (prims[:, 1] >= 28)
+    return prims[~is_tail]
+
+
 def _rot_z(p, a, pivot):
     c, s = np.cos(a), np.sin(a)
     x, y = p[..., 0] - pivot[0], p[..., 1] - pivot[1]
@@ -828,10 +837,10 @@ def _paint_background(scene: Scene, rng, brightness: float) -> None:
 
 class SynthFrame(NamedTuple):
     image: np.ndarray                 # (H, W, 3) uint8 RGB
-    rat_box: tuple                    # (x0, y0, x1, y1) pixels, the whole rat (cable left out)
-    reflection_box: Optional[tuple]   # (x0, y0, x1, y1) pixels of the visible reflection, or None
+    rat_box: tuple                    # (x0, y0, x1, y1) pixels, the rat's body (tail and cable left out)
+    reflection_box: Optional[tuple]   # (x0, y0, x1, y1) pixels of the visible reflection's body, or None
     label_id: int                     # the ground-truth action unit at this frame
-    rat_mask: Optional[np.ndarray]    # (H, W) uint8 pixels the rat was drawn on (only when asked for)
+    rat_mask: Optional[np.ndarray]    # (H, W) uint8 pixels the rat's body was drawn on, as rat_box bounds it (only when asked for)
 
 
 class _Body:
@@ -923,6 +932,7 @@ def render_frames(scene: Scene, timeline: Sequence, labels: list, fps: float, n_
                   rng: np.random.Generator, with_masks: bool = False) -> Iterator[SynthFrame]:
     """Yield the video's frames one at a time. labels: (start_s, end_s, au_id) for SynthFrame.label_id."""
     prims = np.array(_PRIMS + (_CAP_PRIMS if scene.cap else []), dtype=float)
+    boxed = _without_tail(prims)
     body = _Body(rng, scene)
     dt = 1.0 / fps
     w, h = scene.width, scene.height
@@ -945,14 +955,14 @@ def render_frames(scene: Scene, timeline: Sequence, labels: list, fps: float, n_
         u, v, k, depth = scene.project(world)
         light = float(scene.illum[int(min(max(np.median(v), 0), h - 1)), int(min(max(np.median(u), 0), w - 1))])
         colours = [tuple(float(x) for x in np.minimum(col * light, 255)) for col in scene.colours]
-        box = _extent(u, v, k, prims, scene.rat_len, w, h)
+        box = _extent(u, v, k, prims, scene.rat_len, w, h)  # all that is drawn, tail included
         frame = scene.bg.copy()
         # region the rat, its shadow and the wall overlay touch: restore the plain background there
         rx0, ry0 = int(max(0, box[0] - 4)), int(max(0, box[1] - 4))
         rx1, ry1 = int(min(w, box[2] + 4)), int(min(h, box[3] + 4))
         if rx1 > rx0 and ry1 > ry0:
             frame[ry0:ry1, rx0:rx1] = scene.bg_plain[ry0:ry1, rx0:rx1]
-        reflection_box = _draw_reflection(frame, scene, world, prims, colours, body)
+        reflection_box = _draw_reflection(frame, scene, world, prims, boxed, colours, body)
         _draw_shadow(frame, scene, body, p)
         _draw_prims(frame, u, v, k, depth, prims, colours, scene.rat_len)
         if rx1 > rx0 and ry1 > ry0:
@@ -972,9 +982,10 @@ def render_frames(scene: Scene, timeline: Sequence, labels: list, fps: float, n_
         mask = None
         if with_masks:
             mask = np.zeros((h, w), np.uint8)
-            _draw_prims(mask, u, v, k, depth, prims, [255] * 6, scene.rat_len)
+            _draw_prims(mask, u, v, k, depth, boxed, [255] * 6, scene.rat_len)
         label = labels[min(max(bisect_right(starts, t) - 1, 0), len(labels) - 1)][2]
-        yield SynthFrame(frame, _clip_box(box, w, h), reflection_box, label, mask)
+        rat_box = _clip_box(_extent(u, v, k, boxed, scene.rat_len, w, h), w, h)
+        yield SynthFrame(frame, rat_box, reflection_box, label, mask)
 
 
 def _draw_shadow(frame, scene: Scene, body: _Body, p) -> None:
@@ -994,8 +1005,9 @@ def _draw_shadow(frame, scene: Scene, body: _Body, p) -> None:
     cv2.addWeighted(dark, strength, roi, 1 - strength, 0, dst=roi)
 
 
-def _draw_reflection(frame, scene: Scene, world, prims, colours, body: _Body) -> Optional[tuple]:
-    """The rat mirrored about the wall tangent nearest to it, faded, seen only on the wall band."""
+def _draw_reflection(frame, scene: Scene, world, prims, boxed, colours, body: _Body) -> Optional[tuple]:
+    """The rat mirrored about the wall tangent nearest to it, faded, seen only on the wall band.
+    Returns the box of the visible part of the primitives `boxed` (the body: see _without_tail)."""
     r = math.hypot(body.x, body.y)
     near = min(1.0, max(0.0, 1.0 - (body.reach - r) / 0.45)) ** 1.5
     strength = scene.reflection * near
@@ -1020,7 +1032,10 @@ def _draw_reflection(frame, scene: Scene, world, prims, colours, body: _Body) ->
     _draw_prims(mask, u - x0, v - y0, k, depth, prims, [255] * 6, scene.rat_len)
     alpha = cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
     roi[:] = (roi * (1 - alpha[..., None]) + drawn * alpha[..., None]).astype(np.uint8)
-    ys, xs = np.nonzero(alpha > 0.08)  # fainter than this, a person would not call it a reflection
+    mask[:] = 0
+    _draw_prims(mask, u - x0, v - y0, k, depth, boxed, [255] * 6, scene.rat_len)
+    seen = cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
+    ys, xs = np.nonzero(seen > 0.08)  # fainter than this, a person would not call it a reflection
     if len(xs) < 12:
         return None
     return (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))

@@ -184,6 +184,18 @@ def test_transitions_have_no_brightness_jump():
     assert steps[40:50].max() < 3 * np.median(steps) + 0.5
 
 
+def test_boxes_leave_the_tail_out():
+    """The label boxes bound the body: every primitive but the tail's segments, which are drawn."""
+    from ratscore.synth_rat import _CAP_PRIMS, _PRIMS, TAIL_N, _without_tail
+
+    prims = np.array(_PRIMS + _CAP_PRIMS, dtype=float)
+    boxed = _without_tail(prims)
+    left_out = {tuple(p) for p in prims} - {tuple(p) for p in boxed}
+    assert len(boxed) == len(prims) - (TAIL_N - 1) and len(left_out) == TAIL_N - 1
+    assert all(kind == 1 and a >= 28 and b == a + 1 for kind, a, b, _, _ in left_out)  # the tail's chain of lines
+    assert not any(kind == 1 and a >= 28 for kind, a, *_ in boxed)
+
+
 @pytest.mark.parametrize("au", [0, 9, 10, 11, 12, 13, 3])
 def test_boxes_cover_the_rendered_rat(au):
     for frame in list(render_clip_frames(_single(au, 1.5, 3), TINY, with_masks=True))[::4]:
