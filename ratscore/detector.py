@@ -99,38 +99,52 @@ def read_yolo_labels(path: Path, width: int, height: int) -> np.ndarray:
     return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
-def build_dataset(synth_dir: Path, dataset_dir: Path, imgsz: int, frame_step: int, val_fraction: float,
+def _synth_dirs(synth_dirs) -> list[Path]:
+    """One folder of synthetic videos, or several (a str or Path, or a list of them)."""
+    folders = [Path(synth_dirs)] if isinstance(synth_dirs, (str, Path)) else [Path(d) for d in synth_dirs]
+    if not folders:
+        raise InputError("no folder of synthetic videos to train the detector on")
+    for folder in folders:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder of synthetic videos")
+    return folders
+
+
+def build_dataset(synth_dirs, dataset_dir: Path, imgsz: int, frame_step: int, val_fraction: float,
                   seed: int) -> tuple[Path, int, int]:
     """Frames (every frame_step-th, longer side resized to imgsz) and labels in ultralytics'
-    layout, split by video; returns (data.yaml, n_train, n_val)."""
+    layout, split by video; returns (data.yaml, n_train, n_val). Several folders are pooled (each
+    seed names its clips alike, so their frames are told apart by the folder's place in the list)."""
     import cv2
 
-    videos = _synth_videos(synth_dir)
+    folders = _synth_dirs(synth_dirs)
+    videos = [(i, video) for i, folder in enumerate(folders) for video in _synth_videos(folder)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(videos))
     n_val = max(1, int(round(len(videos) * val_fraction))) if len(videos) > 1 else 0
-    val_ids = {videos[i].stem for i in order[:n_val]}
+    val_videos = {videos[i] for i in order[:n_val]}
     counts = {"train": 0, "val": 0}
-    for video in videos:
-        split = "val" if video.stem in val_ids else "train"
+    for folder_index, video in videos:
+        split = "val" if (folder_index, video) in val_videos else "train"
         images, labels = dataset_dir / "images" / split, dataset_dir / "labels" / split
         images.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
+        prefix = f"{folder_index}_" if len(folders) > 1 else ""  # one folder: the names it always had
         for n, image in _decoded_frames(video):
             if n % frame_step:
                 continue
-            label = synth_dir / "labels" / video.stem / f"{n:06d}.txt"
+            label = video.parent / "labels" / video.stem / f"{n:06d}.txt"
             if not label.is_file():
                 continue
             h, w = image.shape[:2]
             scale = imgsz / max(h, w)
             small = cv2.resize(image, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
-            name = f"{video.stem}_{n:06d}"
+            name = f"{prefix}{video.stem}_{n:06d}"
             cv2.imwrite(str(images / f"{name}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             shutil.copyfile(label, labels / f"{name}.txt")  # normalised coordinates survive the resize
             counts[split] += 1
     if counts["train"] == 0:
-        raise InputError(f"{synth_dir}: no labelled frames to train on")
+        raise InputError(f"{', '.join(map(str, folders))}: no labelled frames to train on")
     if counts["val"] == 0:  # a single video: validate on its own frames rather than not at all
         shutil.copytree(dataset_dir / "images" / "train", dataset_dir / "images" / "val", dirs_exist_ok=True)
         shutil.copytree(dataset_dir / "labels" / "train", dataset_dir / "labels" / "val", dirs_exist_ok=True)
@@ -158,11 +172,14 @@ def _keeps_torch_threads(function):
 
 
 @_keeps_torch_threads
-def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed: int = 0,
+def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed: int = 0,
                    model_yaml: str = PICO, frame_step: int = 4, batch: int = 16, val_fraction: float = 0.15,
                    workers: int = 0, init_from=None, mosaic: float = 0.0, lr0: float = 0.002,
                    device: str = "auto") -> DetectorTraining:
     """Train a YOLO detector from scratch on synthetic frames; export `detector.onnx` into out_dir.
+
+    `synth_dirs`: a folder of `ratscore synth` videos with their labels, or a list of folders
+    whose frames are pooled (more scenes for the same number of frames, with a larger frame_step).
 
     `model_yaml`: "pico" (default), an ultralytics model name such as "yolov8n.yaml", or a path
     to a model YAML. Never downloads weights: a ".pt" name is refused. `init_from`: a checkpoint
@@ -170,9 +187,7 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
     augmentation is off by default: synthetic frames already vary (scene, light, size, pose), and
     without it a from-scratch detector converges in far fewer epochs, which CPUs need.
     """
-    synth_dir, out_dir = Path(synth_dir), Path(out_dir)
-    if not synth_dir.is_dir():
-        raise InputError(f"{synth_dir}: no such folder of synthetic videos")
+    synth_dirs, out_dir = _synth_dirs(synth_dirs), Path(out_dir)
     if str(model_yaml).endswith(".pt"):
         raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
     if epochs < 1 or imgsz < 32 or imgsz % 32:
@@ -186,7 +201,7 @@ def train_detector(synth_dir, out_dir, epochs: int = 15, imgsz: int = 192, seed:
     _offline_ultralytics(work / "ultralytics_settings")
     from ultralytics import YOLO
 
-    data, n_train, n_val = build_dataset(synth_dir, work / "dataset", imgsz, frame_step, val_fraction, seed)
+    data, n_train, n_val = build_dataset(synth_dirs, work / "dataset", imgsz, frame_step, val_fraction, seed)
     definition = _pico_yaml(work / "yolov8p.yaml", len(CLASSES)) if model_yaml == PICO else model_yaml
     try:
         model = YOLO(str(definition), task="detect")

@@ -59,7 +59,11 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert [v for v, a in training.items() if a["subset"] == "training" and v.startswith("long_")]
     # the localizer's own clips: training, with features, and said so in the manifest
     assert training["clip_2000_0000"]["subset"] == "training" and (work / "features" / "clip_2000_0000.npy").is_file()
-    assert "plus 1 clips of 10 s (seed 2000) for the localizer" in manifest["trained_on"]
+    assert "plus 1 clips of 10 s (seed 2000) for the localizer and the detector" in manifest["trained_on"]
+    # the detector's frames come from the training clips and the localizer's clip, pooled
+    detector_frames = {p.name.split("_clip_")[1][:4] for p in (work / "detector" / "detector_training" / "dataset" / "images").rglob("*.jpg")}
+    assert detector_frames == {"1000", "2000"}
+    assert "ultralytics " in bench["machine"] and "torch " in bench["machine"]  # a rebuild's versions are known
 
     # Run again: every stage is found done and skipped; the model is rebuilt the same way.
     result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
@@ -68,23 +72,28 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert result.stdout.count("skipped") >= 7 and "[synth_long] done before" in result.stdout
     assert "[synth_localizer] done before" in result.stdout
 
-    # A recipe with one more localizer clip: that render, the features and the localizer are done
-    # again, but only the re-rendered clips go through the front end; the detector and I3D stay.
+    # A recipe with one more training recording: that render, the features and the localizer are
+    # done again, but only the re-rendered recordings go through the front end; the detector and I3D stay.
+    # (More localizer clips would redo the detector too: it trains on them.)
     features = work / "features"
-    kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if not p.name.startswith("clip_2000_")}
-    recipe.write_text(TOY_RECIPE.replace("localizer_clips: 1", "localizer_clips: 2"))
+    kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if not p.name.startswith("long_")}
+    recipe.write_text(TOY_RECIPE.replace("train_long_recordings: 1", "train_long_recordings: 2"))
     result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    for name in ("synth_localizer", "features", "localizer_topk"):
+    for name in ("synth_long", "features", "localizer_topk"):
         assert f"[{name}] ... (the recipe changed since it ran)" in result.stdout
-    for name in ("synth_train", "detector", "detector_heldout", "i3d_classifier", "front_end"):
+    for name in ("synth_train", "synth_localizer", "detector", "detector_heldout", "i3d_classifier", "front_end"):
         assert f"[{name}] done before" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if p.name in kept} == kept
-    assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"clip_2000_0000.npy", "clip_2000_0001.npy"}
+    assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"long_3000_0.npy", "long_3000_1.npy"}
     manifest = json.loads((model / "manifest.json").read_text())
-    assert "plus 2 clips of 10 s (seed 2000) for the localizer" in manifest["trained_on"]
+    assert "plus 2 recordings of 0.5 min (seed 3000) for the localizer" in manifest["trained_on"]
     assert "inputs" not in manifest["benchmark"]["i3d_classifier"]
+    from ratscore.bundle import BundleRecipe, stage_inputs
+
+    assert "localizer_clips" in stage_inputs(BundleRecipe(), "detector")
+    assert "localizer_clips" not in stage_inputs(BundleRecipe(), "i3d_classifier")
 
     # The model it made analyses a video.
     video = sorted((work / "synth_test").glob("*.mp4"))[0]

@@ -80,3 +80,22 @@ def test_refuses_pretrained_weights_and_missing_data(tmp_path):
         train_detector(tmp_path, tmp_path / "out", model_yaml="yolov8n.pt")
     with pytest.raises(InputError, match="no synthetic videos"):
         train_detector(tmp_path, tmp_path / "out", epochs=1)
+
+
+def test_dataset_pools_several_folders(tmp_path, synth_dir):
+    """Two folders' frames go into one dataset, each video wholly in train or val, none lost to a
+    name shared across the folders (here the same folder twice: every name is shared)."""
+    from ratscore.detector import build_dataset
+
+    _, n_train_one, n_val_one = build_dataset(synth_dir, tmp_path / "one", 64, 15, 0.5, seed=0)
+    _, n_train, n_val = build_dataset([synth_dir, synth_dir], tmp_path / "two", 64, 15, 0.5, seed=0)
+    assert n_train + n_val == 2 * (n_train_one + n_val_one) and n_train > 0 and n_val > 0
+    for split in ("train", "val"):
+        images = sorted(p.stem for p in (tmp_path / "two" / "images" / split).glob("*.jpg"))
+        labels = sorted(p.stem for p in (tmp_path / "two" / "labels" / split).glob("*.txt"))
+        assert images == labels
+    videos_of = {split: {name.rsplit("_", 1)[0] for name in (p.stem for p in (tmp_path / "two" / "images" / split).glob("*.jpg"))}
+                 for split in ("train", "val")}
+    assert not videos_of["train"] & videos_of["val"]
+    with pytest.raises(InputError, match="no such folder"):
+        build_dataset([synth_dir, tmp_path / "absent"], tmp_path / "three", 64, 15, 0.5, seed=0)
