@@ -124,12 +124,12 @@ def build_dataset(synth_dirs, dataset_dir: Path, imgsz: int, frame_step: int, va
     n_val = max(1, int(round(len(videos) * val_fraction))) if len(videos) > 1 else 0
     val_videos = {videos[i] for i in order[:n_val]}
     counts = {"train": 0, "val": 0}
+    pooled = len(folders) > 1  # one folder: the frame names it always had
     for folder_index, video in videos:
         split = "val" if (folder_index, video) in val_videos else "train"
         images, labels = dataset_dir / "images" / split, dataset_dir / "labels" / split
         images.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
-        prefix = f"{folder_index}_" if len(folders) > 1 else ""  # one folder: the names it always had
         for n, image in _decoded_frames(video):
             if n % frame_step:
                 continue
@@ -139,7 +139,7 @@ def build_dataset(synth_dirs, dataset_dir: Path, imgsz: int, frame_step: int, va
             h, w = image.shape[:2]
             scale = imgsz / max(h, w)
             small = cv2.resize(image, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
-            name = f"{prefix}{video.stem}_{n:06d}"
+            name = f"{folder_index}_{video.stem}_{n:06d}" if pooled else f"{video.stem}_{n:06d}"
             cv2.imwrite(str(images / f"{name}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             shutil.copyfile(label, labels / f"{name}.txt")  # normalised coordinates survive the resize
             counts[split] += 1
