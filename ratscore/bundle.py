@@ -38,7 +38,7 @@ class BundleRecipe:
     test_seed: int = 9100  # another seed the training never sees
     front_end: str = ""  # a model folder whose detector and I3D to use instead of training them ("": train)
     detector_epochs: int = 24  # YOLO epochs over the training frames
-    detector_imgsz: int = 256  # YOLO input side, pixels
+    detector_imgsz: int = 320  # YOLO input side, pixels: 320x240 video keeps its own resolution
     detector_frame_step: int = 30  # train the detector on every n-th frame of each clip
     detector_localizer_clips: bool = True  # the detector also trains on the localizer clips: 3x the scenes, same frames
     detector_every_k: int = 10  # at analysis, the detector runs on every k-th frame (boxes interpolated between)
