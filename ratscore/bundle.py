@@ -94,12 +94,19 @@ _STAGE_FIELDS["features"] = _STAGE_FIELDS["front_end"] + sum(_RENDER_FIELDS.valu
 _STAGE_FIELDS["localizer_topk"] = _STAGE_FIELDS["localizer_plain"] = (
     _STAGE_FIELDS["features"] + ("localizer_epochs", "localizer_dim", "localizer_lr"))
 
+# the stages that read the localizer clips themselves (the others only through the detector)
+_READ_LOCALIZER_CLIPS = {"synth_localizer", "features", "localizer_topk", "localizer_plain"}
+
 
 def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     """The recipe fields a stage's output was made from, as stored in its marker. A front end taken
     from a model folder is also recorded by its files' digest: the same path with other weights
     in it is another front end."""
-    inputs = {name: getattr(recipe, name) for name in sorted(set(_STAGE_FIELDS[stage]))}
+    fields = set(_STAGE_FIELDS[stage])
+    if not recipe.detector_localizer_clips and stage not in _READ_LOCALIZER_CLIPS:
+        # the detector then never saw those clips: a change to them redoes only what reads them
+        fields -= set(_RENDER_FIELDS["synth_localizer"])
+    inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = _front_end_digest(Path(recipe.front_end))
     return inputs

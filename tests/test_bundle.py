@@ -90,10 +90,6 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     manifest = json.loads((model / "manifest.json").read_text())
     assert "plus 2 recordings of 0.5 min (seed 3000) for the localizer" in manifest["trained_on"]
     assert "inputs" not in manifest["benchmark"]["i3d_classifier"]
-    from ratscore.bundle import BundleRecipe, stage_inputs
-
-    assert "localizer_clips" in stage_inputs(BundleRecipe(), "detector")
-    assert "localizer_clips" not in stage_inputs(BundleRecipe(), "i3d_classifier")
 
     # The model it made analyses a video.
     video = sorted((work / "synth_test").glob("*.mp4"))[0]
@@ -101,6 +97,19 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / f"{video.stem}.report.html").is_file()
+
+
+def test_stage_inputs_name_the_localizer_clips_only_where_they_are_read():
+    from ratscore.bundle import BundleRecipe, stage_inputs
+
+    assert "localizer_clips" in stage_inputs(BundleRecipe(), "detector")  # pooled into its frames
+    assert "localizer_clips" not in stage_inputs(BundleRecipe(), "i3d_classifier")
+    apart = BundleRecipe(detector_localizer_clips=False)  # the detector never sees the localizer clips
+    for stage in ("detector", "front_end", "detector_heldout"):
+        assert "localizer_clips" not in stage_inputs(apart, stage)
+    for stage in ("synth_localizer", "features", "localizer_topk"):
+        assert "localizer_clips" in stage_inputs(apart, stage)
+    assert stage_inputs(apart, "features")["detector_localizer_clips"] is False
 
 
 def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
