@@ -21,7 +21,7 @@ import torch
 from ratscore.annotations import read_annotations, split
 from ratscore.benchmark import benchmark_model, make_label_features, speed_benchmark
 from ratscore.train import (Setup, _Losses, _batch, _make_clips, assign_targets, load_features, make_optimizer,
-                            make_points, random_crop, read_config, train_localizer, ModelEma)
+                            make_points, random_crop, train_localizer, ModelEma)
 
 
 def time_full_size(annotations, features_dir, steps: int) -> dict:

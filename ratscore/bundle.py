@@ -579,8 +579,6 @@ def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 
                          tiou: float = 0.5) -> tuple[float, float]:
     """The score threshold whose reported events best match the truth (F1 at tIoU >= 0.5, same AU,
     each true segment matched once), and that F1: the default `--threshold` of the model."""
-    from .metrics import segment_iou
-
     best = (0.3, -1.0)
     for threshold in candidates:
         f1 = event_f1(ground_truth, detections, threshold, tiou)

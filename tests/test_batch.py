@@ -5,7 +5,6 @@ scorer that reads events from a text file beside each "video" stands in for the 
 bookkeeping is tested fast and on its own.
 """
 
-import json
 import multiprocessing
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from ratscore import writers
 from conftest import one_line_error
 from ratscore.cli import app
 from ratscore.errors import InputError, RunError
-from ratscore.timeline import EPISODE_COLUMNS, EVENT_COLUMNS, RACINE_COLUMNS
+from ratscore.timeline import EPISODE_COLUMNS, RACINE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sample_videos" / "example.events.csv"
