@@ -45,6 +45,7 @@ class BundleRecipe:
     i3d_width: float = 0.125  # channel multiplier of the small I3D (128-d features)
     i3d_input_size: int = 80  # crop side given to the I3D, pixels
     i3d_subtract_temporal_mean: bool = True  # the I3D sees motion only (see I3DConfig)
+    i3d_still_share: float = 0.0  # ... but for this share of the still picture (see I3DConfig)
     crop_margin: float = 0.25  # margin around the rat's box, as a share of its longer side
     classifier_epochs: int = 12  # epochs of 14-class clip classification
     classifier_stride: int = 12  # frames between training windows
@@ -79,7 +80,7 @@ _RENDER_FIELDS = {
     "synth_localizer": ("localizer_clips", "localizer_clips_seed"),
 }
 _DETECTOR_FIELDS = ("detector_epochs", "detector_imgsz", "detector_frame_step", "detector_localizer_clips", "seed")
-_CLASSIFIER_FIELDS = ("i3d_width", "i3d_input_size", "i3d_subtract_temporal_mean", "crop_margin", "classifier_epochs",
+_CLASSIFIER_FIELDS = ("i3d_width", "i3d_input_size", "i3d_subtract_temporal_mean", "i3d_still_share", "crop_margin", "classifier_epochs",
                       "classifier_stride", "classifier_batch", "classifier_lr", "seed")
 _STAGE_FIELDS = {
     **_RENDER_FIELDS,
@@ -223,7 +224,7 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
                                 dtype=torch.float32, device=device)
 
     config = I3DConfig(width=recipe.i3d_width, input_size=recipe.i3d_input_size, num_classes=NUM_CLASSES,
-                       subtract_temporal_mean=recipe.i3d_subtract_temporal_mean)
+                       subtract_temporal_mean=recipe.i3d_subtract_temporal_mean, still_share=recipe.i3d_still_share)
     model = InceptionI3d(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.classifier_lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(samples) / recipe.classifier_batch)

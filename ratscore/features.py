@@ -456,6 +456,7 @@ def add_i3d_to_model_dir(model_dir, i3d_weights, input_size: int = 224, keep_tor
     atomic_write(model_dir / "i3d.onnx", lambda f: f.write(onnx_bytes))
     spec = {"onnx": "i3d.onnx", "input_size": config.input_size, "width": config.width,
             "normalisation": NORMALISATION, "subtract_temporal_mean": config.subtract_temporal_mean,
+            "still_share": config.still_share,
             "feature_dim": model.feature_dim, "clip_frames": CLIP_FRAMES}
     if keep_torch_weights:
         checkpoint = {"config": model.config.to_dict(), "state_dict": state}

@@ -13,7 +13,8 @@ over time and space: 1024-d at width 1.0 (for 16 frames at 224 px this equals py
 With `subtract_temporal_mean` the network first takes each pixel's mean over the clip's frames
 away, so that what stays still (the cage, the bedding, the rat's colour) is gone and what moves is
 left. The published weights were trained without it, so it is off unless a checkpoint's config
-turns it on.
+turns it on. `still_share` keeps that share of the mean: a little of the still picture, for
+postures that do not move.
 
 `width` scales every channel count and `input_size` is the side of the square input, which
 together give a small variant for CPUs. `num_classes` > 0 adds a clip classification head (a
@@ -38,6 +39,10 @@ class I3DConfig:
     # Why: a small I3D trained on 100 synthetic scenes learned each scene's look; on motion alone
     # it generalises to unseen scenes (see the bundled model in README).
     subtract_temporal_mean: bool = False
+    # With subtract_temporal_mean, the share of each pixel's mean that stays: 0 is motion only. A
+    # little of the still picture lets the network see a posture nothing moves in (tonic extension
+    # against staring) while the scene's look stays faint.
+    still_share: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,7 +159,7 @@ class InceptionI3d(nn.Module):
     def mixed_5c(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, 3, T, H, W) in [-1, 1] -> (B, D, T/8, H/32, W/32)
         if self.config.subtract_temporal_mean:
-            x = x - x.mean(dim=2, keepdim=True)
+            x = x - (1.0 - self.config.still_share) * x.mean(dim=2, keepdim=True)
         for name in self.backbone:
             x = getattr(self, name)(x)
         return x

@@ -14,7 +14,8 @@ A model is a folder with `manifest.json` and the files it names (ONNX graphs, we
       "front_end": {                      # absent in a localizer-only model (features in, events out)
         "detector": {"onnx": "detector.onnx", ...} | null,   # null: no ROI detector, whole frame
         "i3d": {"onnx": "i3d.onnx", "input_size": 224, "width": 1.0, "normalisation": "rgb_minus1_1",
-                "subtract_temporal_mean": false}   # true: the network sees motion only (in its ONNX graph)
+                "subtract_temporal_mean": false,   # true: the network sees motion only (in its ONNX graph)
+                "still_share": 0.0}               # ... but for this share of the still picture
       },
       "localizer": {"onnx": "localizer.onnx", "checkpoint": "localizer.pt", "config": {...},
                     "postprocess": {...}},

@@ -141,7 +141,7 @@ def test_manifest_records_the_front_end(model_dir):
     assert manifest["feature_dim"] == 128
     i3d = manifest["front_end"]["i3d"]
     assert i3d == {"onnx": "i3d.onnx", "input_size": SIZE, "width": 0.125, "normalisation": "rgb_minus1_1",
-                   "subtract_temporal_mean": False, "feature_dim": 128, "clip_frames": 16, "weights": "i3d.pt"}
+                   "subtract_temporal_mean": False, "still_share": 0.0, "feature_dim": 128, "clip_frames": 16, "weights": "i3d.pt"}
     assert manifest["front_end"]["detector"] is None
     assert (model_dir / "i3d.onnx").stat().st_size > 10_000
 

@@ -166,3 +166,16 @@ def test_subtract_temporal_mean_sees_only_what_moves():
         assert (plain(x) - plain(x + still)).abs().max() > 1e-2  # without it, it does
     # a pytorch-i3d state_dict knows nothing of it: published weights load with it off
     assert config_from_state_dict(moving.state_dict(), 64).subtract_temporal_mean is False
+
+
+def test_still_share_keeps_that_share_of_the_still_picture():
+    config = I3DConfig(width=0.125, input_size=64, subtract_temporal_mean=True, still_share=0.25)
+    part = calibrated_i3d(config, seed=6)
+    plain = InceptionI3d(I3DConfig(width=0.125, input_size=64))
+    plain.load_state_dict(part.state_dict())
+    part.eval(), plain.eval()
+    x = torch.rand(2, 3, 16, 64, 64) * 1.2 - 0.6
+    still = (torch.rand(2, 3, 1, 64, 64) - 0.5) * 0.6
+    with torch.no_grad():
+        torch.testing.assert_close(part(x), plain(x - 0.75 * x.mean(dim=2, keepdim=True)), rtol=0, atol=1e-5)
+        assert (part(x) - part(x + still)).abs().max() > 1e-3  # a posture that does not move still shows
