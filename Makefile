@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/ratscore analyze sample_videos/clip_7_0003.mp4 -o out/demo
+	$(BIN)/ratscore analyze sample_videos/clip_7_0001.mp4 -o out/demo
 
 test: setup
 	$(BIN)/python -m pytest -q
