@@ -11,7 +11,7 @@ from ratscore.cli import app
 from ratscore.model import BUNDLED_MODEL_DIR
 
 pytestmark = pytest.mark.gpu
-SAMPLE = BUNDLED_MODEL_DIR.parent / "sample_videos" / "clip_7_0003.mp4"
+SAMPLE = BUNDLED_MODEL_DIR.parent / "sample_videos" / "clip_7_0001.mp4"
 
 
 def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
