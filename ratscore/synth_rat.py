@@ -554,6 +554,7 @@ HEAD = slice(8, 20)
 NECK_PIVOT = np.array([0.27, 0.0, 0.12])
 HIP_PIVOT = np.array([-0.32, 0.0, 0.05])
 TAIL_N = 9
+TAIL_START = 28  # body point index of the tail's root; the tail's TAIL_N points follow it
 
 # colour slots
 FUR, PINK, EYE, CAP, PLUG, MOUTH = range(6)
@@ -565,7 +566,7 @@ _PRIMS = [(0, i, i, r, FUR) for i, r in enumerate(_SPINE_R)] + [
     (0, 15, 15, 0.013, EYE), (0, 16, 16, 0.013, EYE),
     (1, 20, 22, 0.045, FUR), (1, 21, 23, 0.045, FUR), (0, 22, 22, 0.022, PINK), (0, 23, 23, 0.022, PINK),
     (1, 24, 26, 0.055, FUR), (1, 25, 27, 0.055, FUR), (0, 26, 26, 0.025, PINK), (0, 27, 27, 0.025, PINK),
-] + [(1, 28 + i, 29 + i, 0.035 - 0.0025 * i, PINK) for i in range(TAIL_N - 1)]
+] + [(1, TAIL_START + i, TAIL_START + 1 + i, 0.035 - 0.0025 * i, PINK) for i in range(TAIL_N - 1)]
 _CAP_PRIMS = [(0, 17, 17, 0.055, CAP), (0, 18, 18, 0.03, PLUG)]
 
 
@@ -574,7 +575,7 @@ def _without_tail(prims: np.ndarray) -> np.ndarray:
     is: a line 1-2 px wide that the camera often cannot resolve (pink on a grey floor turns to the
     floor's grey in monochrome video), 0.85 body lengths long, so that a box that held it was
     stretched by a part no detector can see, and a crop around it made the body small."""
-    is_tail = (prims[:, 0] == 1) & (prims[:, 1] >= 28)
+    is_tail = (prims[:, 0] == 1) & (prims[:, 1] >= TAIL_START)
     return prims[~is_tail]
 
 
@@ -623,12 +624,13 @@ def body_points(p: np.ndarray, gait_phase: float) -> np.ndarray:
     curl = p[F["tail"]] + 0.3 * math.sin(gait_phase * 0.5) * amp - 0.8 * p[F["bend"]]
     ang = math.pi + np.cumsum(np.full(TAIL_N, curl / TAIL_N))
     seg = 0.85 / (TAIL_N - 1)
-    pts[28, :] = (-0.43, 0.0, 0.05)
-    pts[29:37, 0] = -0.43 + np.cumsum(seg * np.cos(ang[1:]))
-    pts[29:37, 1] = np.cumsum(seg * np.sin(ang[1:]))
-    pts[29:37, 2] = 0.015
+    tail = slice(TAIL_START + 1, TAIL_START + TAIL_N)
+    pts[TAIL_START, :] = (-0.43, 0.0, 0.05)
+    pts[tail, 0] = -0.43 + np.cumsum(seg * np.cos(ang[1:]))
+    pts[tail, 1] = np.cumsum(seg * np.sin(ang[1:]))
+    pts[tail, 2] = 0.015
     # body: lateral bend (front and back in opposite senses), twist about the long axis
-    body = slice(0, 28)
+    body = slice(0, TAIL_START)
     x = pts[body, 0]
     a = p[F["bend"]] * np.clip(x / 0.35, -1.0, 1.0)
     c, s = np.cos(a), np.sin(a)
@@ -1027,15 +1029,17 @@ def _draw_reflection(frame, scene: Scene, world, prims, boxed, colours, body: _B
         return None
     roi = frame[y0:y1, x0:x1]
     drawn = roi.copy()
-    mask = np.zeros(roi.shape[:2], np.uint8)
+
+    def faded(drawn_prims) -> np.ndarray:
+        # how strongly the reflection of these primitives shows at each pixel of the region
+        mask = np.zeros(roi.shape[:2], np.uint8)
+        _draw_prims(mask, u - x0, v - y0, k, depth, drawn_prims, [255] * 6, scene.rat_len)
+        return cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
+
     _draw_prims(drawn, u - x0, v - y0, k, depth, prims, colours, scene.rat_len)
-    _draw_prims(mask, u - x0, v - y0, k, depth, prims, [255] * 6, scene.rat_len)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
+    alpha = faded(prims)
     roi[:] = (roi * (1 - alpha[..., None]) + drawn * alpha[..., None]).astype(np.uint8)
-    mask[:] = 0
-    _draw_prims(mask, u - x0, v - y0, k, depth, boxed, [255] * 6, scene.rat_len)
-    seen = cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
-    ys, xs = np.nonzero(seen > 0.08)  # fainter than this, a person would not call it a reflection
+    ys, xs = np.nonzero(faded(boxed) > 0.08)  # fainter than this, a person would not call it a reflection
     if len(xs) < 12:
         return None
     return (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
