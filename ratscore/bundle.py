@@ -68,6 +68,10 @@ class BundleRecipe:
         unknown = sorted(set(doc) - known)
         if unknown:
             raise InputError(f"{path}: unknown recipe key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        share = doc.get("i3d_still_share", cls.i3d_still_share)
+        if not (isinstance(share, (int, float)) and 0 <= share < 1):
+            # 1 keeps the whole mean (the temporal-mean step then does nothing); above 1 adds it back
+            raise InputError(f"{path}: i3d_still_share must be a number from 0 up to (not including) 1, not {share!r}")
         return cls(**doc)
 
 

@@ -174,6 +174,13 @@ def test_bad_recipe_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                  "--config", str(recipe)])
     assert result.exit_code == 2 and "unknown recipe key(s) train_clipz" in result.stderr
+    for share in ("1.5", "-0.1", "1", "half"):
+        recipe.write_text(f"i3d_still_share: {share}\n")
+        result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+                                     "--config", str(recipe)])
+        assert result.exit_code == 2 and "i3d_still_share must be a number from 0" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists()
     result = runner.invoke(app, ["train", "-o", str(tmp_path / "m")])
     assert result.exit_code == 2 and "--annotations and --features" in result.stderr
 
