@@ -45,7 +45,7 @@ class BundleRecipe:
     i3d_width: float = 0.125  # channel multiplier of the small I3D (128-d features)
     i3d_input_size: int = 80  # crop side given to the I3D, pixels
     i3d_subtract_temporal_mean: bool = True  # the I3D sees motion only (see I3DConfig)
-    i3d_still_share: float = 0.25  # ... but for this share of the still picture: postures that do not move (see I3DConfig)
+    i3d_still_share: float = 0.5  # ... but for this share of the still picture: postures that do not move (see I3DConfig)
     crop_margin: float = 0.25  # margin around the rat's box, as a share of its longer side
     classifier_epochs: int = 12  # epochs of 14-class clip classification
     classifier_stride: int = 12  # frames between training windows
