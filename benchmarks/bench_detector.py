@@ -47,7 +47,7 @@ def main():
     report = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "imgsz": args.imgsz}
     onnx = args.onnx
     if onnx is None:
-        from ratscore.detector import train_detector
+        from ratscore.training.detector import train_detector
 
         train = synth_once(work / "synth_train", args.train_clips, 101)
         start = time.perf_counter()
@@ -57,7 +57,7 @@ def main():
                               "val_frames": result.n_val_frames, "minutes": (time.perf_counter() - start) / 60,
                               "val_metrics": result.metrics, "init_from": args.init_from}
         onnx = result.onnx
-    from ratscore.detector import evaluate_detector
+    from ratscore.training.detector import evaluate_detector
 
     report["held_out"] = evaluate_detector(onnx, test, args.imgsz)
     print(json.dumps(report, indent=1))

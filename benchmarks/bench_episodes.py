@@ -34,7 +34,7 @@ def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, fl
     """(T, D) features and duration of a video, extracted once; `front_end()` gives the model's
     front end (loaded only when something must be extracted)."""
     from ratscore.features import extract_features
-    from ratscore.writers import atomic_write, atomic_write_text
+    from ratscore.files import atomic_write, atomic_write_text
 
     target = cache / f"{video.stem}.npy"
     meta = cache / f"{video.stem}.json"
@@ -57,15 +57,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from ratscore.annotations import read_annotations
-    from ratscore.export import OnnxLocalizer
     from ratscore.features import load_front_end
     from ratscore.labels import RacineMap
-    from ratscore.model import read_manifest
-    from ratscore.pipeline import model_identity
+    from ratscore.model import load_model
+    from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import ScoringOptions, score_events
 
-    manifest = read_manifest(args.model)
-    model_id = model_identity(args.model, manifest)
+    model = load_model(args.model)
+    model_id = model.identity
     cache = args.work / model_id.replace("@", "_")
     cache.mkdir(parents=True, exist_ok=True)
     localizer = OnnxLocalizer(args.model, device="cpu")
@@ -78,7 +77,7 @@ def main() -> None:
             features, duration = cached_features(video, cache, front_end)
             videos.append((annotation, localizer.detect(features, duration), duration))
 
-    thresholds = args.threshold or [float(manifest.get("threshold", 0.0))]
+    thresholds = args.threshold or [model.threshold]
     rows = []
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)

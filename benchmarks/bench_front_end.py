@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ratscore.bundle import BundleRecipe  # noqa: E402
+from ratscore.training.bundle import BundleRecipe  # noqa: E402
 
 SMALL = {"width": BundleRecipe.i3d_width, "input_size": BundleRecipe.i3d_input_size}  # the bundled model's I3D
 SWEEP = [(0.25, 112), (0.25, 96), (0.25, 80), (0.125, 112), (0.125, 96), (0.125, 80), (0.125, 64)]
@@ -71,7 +71,9 @@ def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep
                  small: dict = SMALL) -> dict:
     import torch
 
-    from ratscore.features import ClipEncoder, export_i3d_onnx
+    from ratscore.features import ClipEncoder
+    from ratscore.grid import CLIP_FRAMES
+    from ratscore.training.export import i3d_onnx_bytes
     from ratscore.i3d import I3DConfig, InceptionI3d
     from ratscore.roi import Detector
     from ratscore.video import crop_square, read_frames
@@ -104,7 +106,7 @@ def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep
         clips = np.random.default_rng(0).integers(0, 255, (batch, 16, size, size, 3), dtype=np.uint8)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "i3d.onnx"
-            onnx_path.write_bytes(export_i3d_onnx(model))
+            onnx_path.write_bytes(i3d_onnx_bytes(model, CLIP_FRAMES))
             for backend, encoder in (("torch", ClipEncoder(size, model.feature_dim, model=model)),
                                      ("onnx", ClipEncoder(size, model.feature_dim, onnx_path=onnx_path))):
                 encoder(clips)  # warm up
@@ -118,7 +120,7 @@ def bench_stages(video: Path, detector_onnx, imgsz: int, every_k: int = 5, sweep
 def small_model_dir(folder: Path, detector_onnx, imgsz: int) -> Path:
     import torch
 
-    from ratscore.features import add_i3d_to_model_dir
+    from ratscore.training.export import add_i3d_to_model_dir
     from ratscore.i3d import I3DConfig, InceptionI3d
 
     torch.manual_seed(0)
@@ -127,7 +129,7 @@ def small_model_dir(folder: Path, detector_onnx, imgsz: int) -> Path:
     torch.save({"config": I3DConfig(**SMALL).to_dict(), "state_dict": InceptionI3d(I3DConfig(**SMALL)).state_dict()}, weights)
     add_i3d_to_model_dir(folder, weights, keep_torch_weights=False)
     if detector_onnx:
-        from ratscore.detector import add_detector_to_model_dir
+        from ratscore.training.detector import add_detector_to_model_dir
 
         add_detector_to_model_dir(folder, detector_onnx, imgsz)
     return folder

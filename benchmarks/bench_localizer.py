@@ -20,8 +20,9 @@ import torch
 
 from ratscore.annotations import read_annotations, split
 from ratscore.benchmark import benchmark_model, make_label_features, speed_benchmark
-from ratscore.train import (Setup, _Losses, _batch, _make_clips, assign_targets, load_features, make_optimizer,
-                            make_points, random_crop, train_localizer, ModelEma)
+from ratscore.features import load_features
+from ratscore.training.localizer import (Setup, _Losses, _batch, _make_clips, assign_targets, make_optimizer,
+                                        make_points, random_crop, train_localizer, ModelEma)
 
 
 def time_full_size(annotations, features_dir, steps: int) -> dict:
@@ -92,7 +93,7 @@ def main():
         print(json.dumps(results["testing_mAP"]))
     if "speed" not in args.skip:
         # speed of the full-size network (weights do not change its speed): a release-config model folder
-        from ratscore.export import write_model_dir
+        from ratscore.training.export import write_model_dir
         from ratscore.localizer import RaSeformer
 
         full_dir = work / "full_size_model"

@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 
 from .errors import InputError
 from .labels import LABEL_IDS, LABELS, NUM_CLASSES
-from .writers import atomic_write_text
+from .files import atomic_write_text
 
 # Segments may end a hair past the clip's end through float rounding of frame times.
 DURATION_TOLERANCE_S = 1e-3

@@ -8,7 +8,6 @@ at any point and run again ends with the same files as one that was never interr
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import hashlib
 import json
@@ -19,11 +18,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from .errors import InputError, RatscoreError, RunError
-from .writers import atomic_write_text
+from .files import atomic_write_text
+from .video import VIDEO_SUFFIXES
 
-VIDEO_PATTERNS = ("*.mp4", "*.avi", "*.mov", "*.mkv", "*.m4v", "*.mpg", "*.mpeg", "*.wmv", "*.webm")
 SUMMARY_NAME = "batch_summary.csv"
 FAILURES_NAME = "batch_failures.csv"
 SUMMARY_COLUMNS = (["video", "status", "duration_s", "n_events", "n_episodes", "max_stage",
@@ -48,12 +48,15 @@ def find_videos(folder: Path, recursive: bool = False, pattern: Optional[str] = 
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    patterns = (pattern,) if pattern else VIDEO_PATTERNS
     walker = folder.rglob("*") if recursive else folder.glob("*")
-    found = sorted(p.relative_to(folder) for p in walker
-                   if p.is_file() and not p.name.startswith(".")
-                   and any(fnmatch.fnmatch(p.name.lower(), pat.lower()) for pat in patterns))
-    return found
+
+    def wanted(name: str) -> bool:
+        if pattern:
+            return fnmatch.fnmatch(name.lower(), pattern.lower())
+        return Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+    return sorted(p.relative_to(folder) for p in walker
+                  if p.is_file() and not p.name.startswith(".") and wanted(p.name))
 
 
 def in_shard(relative: Path, shard: Optional[tuple[int, int]]) -> bool:
@@ -66,35 +69,45 @@ def in_shard(relative: Path, shard: Optional[tuple[int, int]]) -> bool:
 
 
 class OutputLock:
-    """One batch run per output folder (and shard): a kernel lock, released even on SIGKILL."""
+    """One batch run per output folder (and shard): a kernel lock (flock), released even on SIGKILL.
+
+    The holder writes its pid into the lock file, so a refused second batch can say who holds it.
+    """
 
     def __init__(self, out_dir: Path, name: str):
         self.path = Path(out_dir) / name
-        self._fd: Optional[int] = None
+        # No soft (existence-file) fallback where flock is missing: a killed batch would leave that
+        # file behind and shut the folder until someone deletes it by hand.
+        self._lock = FileLock(self.path, blocking=False, fallback_to_soft=False, preserve_lock_file=True,
+                              on_acquired=self._write_holder)
+
+    @staticmethod
+    def _write_holder(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+
+    def _holder(self) -> str:
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(200).decode(errors="replace").strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def __enter__(self):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock.acquire()
+        except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
+            raise InputError(f"{self.path.parent}: another ratscore batch is writing here ({self._holder()}); "
+                             "wait for it to finish, or use another output folder or --shard") from None
         except PermissionError:
             raise InputError(f"{self.path.parent}: output folder is not writable") from None
         except OSError as e:
             raise InputError(f"{self.path.parent}: cannot use as output folder ({e.strerror or e})") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self._fd)
-            raise InputError(f"{self.path.parent}: another ratscore batch is writing here ({holder}); "
-                             "wait for it to finish, or use another output folder or --shard") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
         return self
 
     def __exit__(self, *exc):
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+        self._lock.release()
         return False
 
 

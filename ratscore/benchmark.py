@@ -16,8 +16,8 @@ from .annotations import VideoAnnotation, read_annotations, split
 from .errors import InputError
 from .labels import LABELS, NUM_CLASSES
 from .metrics import TIOU_THRESHOLDS, Detection, GroundTruth, evaluate, segment_iou
-from .postprocess import FeatureGrid
-from .writers import atomic_write, atomic_write_text
+from .grid import FeatureGrid
+from .files import atomic_write, atomic_write_text
 
 DETECTION_COLUMNS = ["video", "start_s", "end_s", "au_id", "score"]
 
@@ -115,8 +115,8 @@ def predict(model_dir: str | Path, videos: dict[str, VideoAnnotation], features_
     """Detections of every video with the model directory's ONNX localizer."""
     from rich.progress import track
 
-    from .export import OnnxLocalizer
-    from .train import load_features
+    from .features import load_features
+    from .runner import OnnxLocalizer
 
     localizer = OnnxLocalizer(model_dir, device)
     features = load_features(features_dir, videos, localizer.feature_dim)
@@ -132,16 +132,16 @@ def benchmark_model(model_dir: str | Path, annotations: str | Path, features_dir
                     predictions: Optional[str | Path] = None, speed: bool = False, device: str = "auto",
                     progress: bool = True) -> dict:
     """mAP of a model on one subset (and optionally its speed); writes the report / detections if asked."""
-    from .model import read_manifest
+    from .model import load_model
 
     videos = split(read_annotations(annotations), subset)
-    manifest = read_manifest(model_dir)
+    model = load_model(model_dir)
     dets = predict(model_dir, videos, features_dir, device, progress)
     if predictions:
         write_detections(predictions, dets)
     result = evaluate(ground_truth_of(videos), dets, TIOU_THRESHOLDS)
     result.num_videos = len(videos)
-    extra = {"model": manifest.get("name", Path(model_dir).name), "features": str(features_dir),
+    extra = {"model": model.name, "features": str(features_dir),
              "neighbour_confusion": neighbour_confusion(ground_truth_of(videos), dets)}
     if speed:
         extra["speed"] = speed_benchmark(model_dir, videos, features_dir)
@@ -160,8 +160,8 @@ def speed_benchmark(model_dir: str | Path, videos: dict[str, VideoAnnotation], f
 
     import torch
 
-    from .export import OnnxLocalizer, TorchLocalizer
-    from .train import load_features
+    from .features import load_features
+    from .runner import OnnxLocalizer, TorchLocalizer
 
     onnx_loc, torch_loc = OnnxLocalizer(model_dir, "cpu"), TorchLocalizer(model_dir, "cpu")
     features = load_features(features_dir, videos, onnx_loc.feature_dim)

@@ -55,12 +55,31 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Score rat seizure videos on the Racine scale.")
 
 
+def _print_version(value: bool):
+    if value:
+        from . import __version__
+
+        typer.echo(f"ratscore {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors.")):
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")):
     """Score rat seizure videos on the Racine scale."""
     _debug["on"] = debug or os.environ.get("RATSCORE_DEBUG") == "1"
 
 
+ModelOption = typer.Option(None, "--model", help="Model folder (default: the bundled model in models/).")
+DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda.")
+ThresholdOption = typer.Option(None, "--threshold", help="Report events scoring at least this (default: the model's, else 0.3).")
+MaskOption = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions.")
+NoRoiOption = typer.Option(False, "--no-roi", help="Use the whole frame (camera framed on one animal).")
+BinOption = typer.Option(1.0, "--bin", help="Racine timeline bin width, seconds.")
+GapOption = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode.")
+KeepFeaturesOption = typer.Option(False, "--keep-features", help="Also write <stem>.features.npy.")
+IncludeNormalOption = typer.Option(False, "--include-normal", help="Also list 'others' (normal behaviour) events.")
 RacineConfigOption = typer.Option(None, "--racine-config", exists=False, dir_okay=False,
                                   help="YAML file overriding the default AU -> Racine stage map.")
 
@@ -115,7 +134,7 @@ def extract(
     i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
     no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOption,
 ):
     """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) from videos."""
     from .features import extract_to_folder
@@ -129,42 +148,59 @@ def extract(
             typer.echo(f"ratscore: warning: {result.video}: {warning}", err=True)
 
 
-@app.command()
+train_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                        help="Train a model: the localizer, the ROI detector, or the whole bundled model.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("localizer")
 @reports_errors
-def train(
+def train_localizer(
+    annotations: Path = typer.Option(..., "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
+    features: Path = typer.Option(..., "--features", help="Folder of <video_id>.npy features (T x D), e.g. from `ratscore extract`."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Folder of <video_id>.npy features (T x D)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Release-style YAML config (default: the RatSeizure release's); with --bundle, a recipe YAML."),
+    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="Release-style localizer YAML (default: the RatSeizure release's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (warm-up share as in the config)."),
-    detector: Optional[Path] = typer.Option(None, "--detector", help="Train the ROI detector instead, on this `ratscore synth` folder."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Build the whole bundled model (synth data, detector, I3D, localizer) in this work folder; resumes."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOption,
 ):
-    """Train the RaSeformer localizer on features (or --detector, or the whole --bundle) into a model folder."""
-    from .errors import InputError
+    """Train the RaSeformer localizer on cached features into a model folder."""
+    from .training.localizer import train_localizer as run
 
-    if bundle is not None:
-        from .bundle import BundleRecipe, build_bundle
-
-        # stage names are in brackets: printed as they are, not read as rich markup
-        figures = build_bundle(bundle, output, BundleRecipe.from_yaml(config), device=device,
-                               log=lambda line: console.print(line, markup=False, highlight=False))
-        console.print(f"bundled model written to {output}; timings (s): {figures.get('timings_s')}")
-        return
-    if detector is not None:
-        from .detector import add_detector_to_model_dir, train_detector
-
-        trained = train_detector(detector, output / "detector_training", epochs=epochs or 15)
-        add_detector_to_model_dir(output, trained.onnx, trained.imgsz)
-        console.print(f"detector written to {output / 'detector.onnx'} (validation: {trained.metrics})")
-        return
-    if annotations is None or features is None:
-        raise InputError("train needs --annotations and --features (or --detector SYNTH_DIR, or --bundle WORK_DIR)")
-    from .train import train_localizer
-
-    out = train_localizer(annotations, features, output, config=config, epochs=epochs, device=device)
+    out = run(annotations, features, output, config=config, epochs=epochs, device=device)
     console.print(f"model written to {out}")
+
+
+@train_app.command("detector")
+@reports_errors
+def train_detector(
+    synth: Path = typer.Option(..., "--synth", help="A `ratscore synth` folder (videos with their boxes)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write the detector into."),
+    epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
+    device: str = DeviceOption,
+):
+    """Train the ROI detector (YOLO) on synthetic videos into a model folder."""
+    from .training.detector import add_detector_to_model_dir, train_detector as run
+
+    trained = run(synth, output / "detector_training", epochs=epochs, device=device)
+    add_detector_to_model_dir(output, trained.onnx, trained.imgsz)
+    console.print(f"detector written to {output / 'detector.onnx'} (validation: {trained.metrics})")
+
+
+@train_app.command("bundle")
+@reports_errors
+def train_bundle(
+    work_dir: Path = typer.Argument(..., help="Work folder for the recipe's renders, checkpoints and markers; a second run resumes."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
+    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="Recipe YAML (fields of BundleRecipe; default: the bundled model's recipe)."),
+    device: str = DeviceOption,
+):
+    """Build the whole bundled model (synthetic data, detector, I3D, localizer); resumable."""
+    from .training.bundle import BundleRecipe, build_bundle
+
+    # stage names are in brackets: printed as they are, not read as rich markup
+    figures = build_bundle(work_dir, output, BundleRecipe.from_yaml(config), device=device,
+                           log=lambda line: console.print(line, markup=False, highlight=False))
+    console.print(f"bundled model written to {output}; timings (s): {figures.get('timings_s')}")
 
 
 @app.command()
@@ -178,7 +214,7 @@ def benchmark(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the report as JSON."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write the model's raw detections as CSV."),
     speed: bool = typer.Option(False, "--speed", help="Also time ONNX Runtime against eager PyTorch on these features."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOption,
 ):
     """mAP at tIoU 0.3..0.7 (and AP per class) of a model, or of any method's detections."""
     from .benchmark import benchmark_detections, benchmark_model, format_report
@@ -206,11 +242,11 @@ def import_checkpoint(
     i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="pytorch-i3d state_dict (e.g. rgb_imagenet.pt) to put in the folder as its I3D."),
 ):
     """Make a model folder from the RatSeizure release's checkpoint (EMA weights), optionally with an I3D."""
-    from .export import import_checkpoint as run_import
+    from .training.release import import_checkpoint as run_import
 
     out = run_import(checkpoint, config, output)
     if i3d_weights is not None:
-        from .features import add_i3d_to_model_dir
+        from .training.export import add_i3d_to_model_dir
 
         add_i3d_to_model_dir(out, i3d_weights)
     console.print(f"model written to {out}")
@@ -243,27 +279,17 @@ def synth(
 
 def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
                      racine_config):
-    from .model import BUNDLED_MODEL_DIR, read_manifest
+    from .model import BUNDLED_MODEL_DIR, load_model
     from .pipeline import AnalyzeOptions
     from .timeline import ScoringOptions
 
     model = model or BUNDLED_MODEL_DIR
-    if threshold is None:  # the model's own default, chosen on its test split
-        threshold = float(read_manifest(model).get("threshold", 0.3))
+    if threshold is None:  # the model's own default (chosen on its validation clips), else DEFAULT_THRESHOLD
+        threshold = load_model(model).threshold
     scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
     return AnalyzeOptions(model_dir=model, device=device, scoring=scoring, mask=mask,
                           no_roi=no_roi, keep_features=keep_features, racine_config=racine_config)
 
-
-ModelOption = typer.Option(None, "--model", help="Model folder (default: the bundled model in models/).")
-DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda.")
-ThresholdOption = typer.Option(None, "--threshold", help="Report events scoring at least this (default: the model's, else 0.3).")
-MaskOption = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions.")
-NoRoiOption = typer.Option(False, "--no-roi", help="Use the whole frame (camera framed on one animal).")
-BinOption = typer.Option(1.0, "--bin", help="Racine timeline bin width, seconds.")
-GapOption = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode.")
-KeepFeaturesOption = typer.Option(False, "--keep-features", help="Also write <stem>.features.npy.")
-IncludeNormalOption = typer.Option(False, "--include-normal", help="Also list 'others' (normal behaviour) events.")
 
 
 @app.command()

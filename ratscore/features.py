@@ -1,8 +1,8 @@
-"""Video -> I3D features: decode -> mask/ROI crop -> 16-frame clips, stride 4 -> I3D -> (T, D).
+"""Video -> I3D features: decode -> mask/ROI crop -> clips on the model's time grid -> I3D -> (T, D).
 
-The output follows the released RatSeizure features: float32 (T, D), feature i covering frames
-[4i, 4i + 16) of the video resampled to 30 fps, so its time is (4i + 8) / 30 s and
-T = (N - 16) // 4 + 1 for N frames.
+The output follows the released RatSeizure features: float32 (T, D), feature i covering the
+clip of frames [i * stride, i * stride + clip frames) of the video resampled to the grid's fps
+(grid.py; 16 frames, stride 4, 30 fps for the release and the bundled model).
 
 Everything streams: frames are decoded, cropped and dropped one at a time; a ring of the last 16
 crops makes the clips, and clips go through the network in batches. Memory is the network, one
@@ -16,10 +16,8 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
-import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,19 +30,16 @@ from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
 from .roi import Detector, RoiOptions, RoiTracker
 from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
-from .video import MODEL_FPS, expected_frames, probe_video, read_frames
+from .grid import DEFAULT_GRID, FeatureGrid
+from .video import VIDEO_SUFFIXES, expected_frames, probe_video, read_frames
 
-CLIP_FRAMES = 16
-CLIP_STRIDE = 4
-NORMALISATION = "rgb_minus1_1"  # RGB uint8 -> x / 127.5 - 1, as the TF/pytorch-i3d Kinetics weights expect
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv", ".mts", ".ts"}
 
 
 @dataclass
 class FeatureResult:
     video: str  # the video's id (file stem)
-    features: np.ndarray  # (T, D) float32; feature i covers frames [4i, 4i + 16) at fps
-    fps: float  # the model's frame rate (30)
+    features: np.ndarray  # (T, D) float32; feature i covers frames [i * stride, i * stride + clip) at fps
+    grid: FeatureGrid  # the model's time grid (fps, clip frames, stride)
     duration_s: float  # n_frames / fps
     n_frames: int  # frames on the model's time grid
     source_fps: float  # the container's frame rate
@@ -53,9 +48,14 @@ class FeatureResult:
     boxes: np.ndarray  # (n_frames, 4) float32 crop squares x0, y0, x1, y1 in upright source pixels
     decode_warnings: list[str] = field(default_factory=list)  # e.g. where a truncated file broke off
 
+    @property
+    def fps(self) -> float:
+        """The model's frame rate."""
+        return self.grid.fps
+
     def feature_time(self, i: int) -> float:
         """Centre time (s) of feature i."""
-        return (CLIP_STRIDE * i + CLIP_FRAMES / 2) / self.fps
+        return float(self.grid.feature_time(i))
 
 
 # --- I3D weights ----------------------------------------------------------------------------
@@ -109,23 +109,6 @@ def build_i3d(config: I3DConfig, state_dict: dict) -> InceptionI3d:
     return model.eval()
 
 
-def export_i3d_onnx(model: InceptionI3d, opset: int = 17) -> bytes:
-    """The feature network as ONNX bytes: input `clips` (B, 3, 16, S, S) in [-1, 1], output
-    `features` (B, D); batch size is dynamic."""
-    import torch
-
-    size = model.config.input_size
-    example = torch.zeros(1, 3, CLIP_FRAMES, size, size)
-    buffer = io.BytesIO()
-    with torch.inference_mode(), warnings.catch_warnings():
-        # the tracer notes that SAME padding is computed from the (fixed) input size: intended
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example,), buffer, input_names=["clips"], output_names=["features"],
-                          dynamic_axes={"clips": {0: "batch"}, "features": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
-    return buffer.getvalue()
-
-
 class ClipEncoder:
     """uint8 clips (B, 16, S, S, 3) RGB -> features (B, D) float32, in PyTorch or ONNX Runtime."""
 
@@ -171,6 +154,7 @@ class FrontEnd:
     encoder: ClipEncoder  # the I3D
     detector: Optional[Detector]  # None: whole frames (no ROI)
     roi_options: RoiOptions  # how the detector's boxes become crops
+    grid: FeatureGrid = DEFAULT_GRID  # frame rate, clip length and stride of the features
     batch_size: int = 8  # clips per network call
 
     @property
@@ -184,7 +168,7 @@ class FrontEnd:
 
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
                    backend: str = "auto", batch_size: int = 8, input_size: int = 224) -> FrontEnd:
-    """The I3D and ROI detector for extraction.
+    """The I3D and ROI detector for extraction, on the model's time grid.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
     PyTorch. A model folder's I3D runs in ONNX Runtime on the CPU, and in PyTorch on a GPU when the
@@ -192,55 +176,48 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
     `no_roi` the folder must hold a detector.
     """
-    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, model_file, read_manifest
+    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
 
     device = resolve_device(device)
-    if model_dir is None and (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = read_manifest(BUNDLED_MODEL_DIR)
-        if bundled.get("front_end"):
-            model_dir = BUNDLED_MODEL_DIR
-    front = {}
-    if model_dir is not None:
-        manifest = read_manifest(model_dir)
-        front = manifest.get("front_end") or {}
-        if not front and i3d_weights is None:
-            raise InputError(f"{model_dir}: the model has no front end (features in, events out); "
-                             f"give --i3d-weights FILE to extract features")
+    model: Optional[Model] = None
+    if isinstance(model_dir, Model):
+        model = model_dir
+    elif model_dir is not None:
+        model = load_model(model_dir)
+    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
+        bundled = load_model(BUNDLED_MODEL_DIR)
+        model = bundled if bundled.has_front_end else None
+    if model is not None and not model.has_front_end and i3d_weights is None:
+        raise InputError(f"{model.path}: the model has no I3D front end (it scores features only); "
+                         f"give --i3d-weights FILE to extract features")
+    grid = model.grid if model is not None else DEFAULT_GRID
     if i3d_weights is not None:
         config, state = load_i3d_weights(i3d_weights, input_size)
-        model = build_i3d(config, state)
-        encoder = ClipEncoder(config.input_size, model.feature_dim, model=model, device=device)
-    elif front.get("i3d"):
-        spec = front["i3d"]
-        if spec.get("normalisation", NORMALISATION) != NORMALISATION:
-            raise InputError(f"{model_dir}: I3D normalisation {spec.get('normalisation')!r} is not supported "
-                             f"(only {NORMALISATION})")
-        size, dim = int(spec["input_size"]), int(spec["feature_dim"])
-        torch_on_gpu = device == "cuda" and bool(spec.get("weights"))
-        if backend == "torch" or (backend == "auto" and (torch_on_gpu or not spec.get("onnx"))):
-            if not spec.get("weights"):
-                raise InputError(f"{model_dir}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend")
-            config, state = load_i3d_weights(model_file(model_dir, spec["weights"]), size)
-            encoder = ClipEncoder(size, dim, model=build_i3d(config, state), device=device)
+        network = build_i3d(config, state)
+        encoder = ClipEncoder(config.input_size, network.feature_dim, model=network, device=device)
+    elif model is not None:
+        spec = model.i3d
+        torch_on_gpu = device == "cuda" and bool(spec.weights)
+        if backend == "torch" or (backend == "auto" and (torch_on_gpu or not spec.onnx)):
+            if not spec.weights:
+                raise InputError(f"{model.path}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend")
+            config, state = load_i3d_weights(model.file(spec.weights), spec.input_size)
+            encoder = ClipEncoder(spec.input_size, spec.feature_dim, model=build_i3d(config, state), device=device)
         else:
-            encoder = ClipEncoder(size, dim, onnx_path=model_file(model_dir, spec["onnx"]), device=device)
+            encoder = ClipEncoder(spec.input_size, spec.feature_dim, onnx_path=model.file(spec.onnx), device=device)
     else:
         raise InputError("no I3D to extract features with: give --model DIR (a model with a front end) "
                          "or --i3d-weights FILE (pytorch-i3d weights)")
     detector = None
-    spec = front.get("detector")
     options = RoiOptions()
     if not no_roi:
-        if not spec:
-            where = f"{model_dir}: the model has" if model_dir is not None else "there is"
+        spec = model.detector if model is not None else None
+        if spec is None:
+            where = f"{model.path}: the model has" if model is not None else "there is"
             raise InputError(f"{where} no ROI detector; pass --no-roi to use whole frames")
-        options = RoiOptions(every_k=int(spec.get("every_k", options.every_k)),
-                             conf=float(spec.get("conf", options.conf)),
-                             margin=float(spec.get("margin", options.margin)),
-                             rat_class=int(spec.get("rat_class", options.rat_class)))
-        detector = Detector(model_file(model_dir, spec["onnx"]), int(spec["imgsz"]), spec.get("classes", ["rat", "reflection"]),
-                            device=device, conf=options.conf)
-    return FrontEnd(encoder, detector, options, batch_size)
+        options = RoiOptions(every_k=spec.every_k, conf=spec.conf, margin=spec.margin, rat_class=spec.rat_class)
+        detector = Detector(model.file(spec.onnx), spec.imgsz, spec.classes, device=device, conf=options.conf)
+    return FrontEnd(encoder, detector, options, grid, batch_size)
 
 
 # --- extraction -------------------------------------------------------------------------------
@@ -296,12 +273,12 @@ def run_ahead(items: Iterator[T], depth: int = 64) -> Iterator[T]:
         worker.join()
 
 
-def clips_from(crops: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """16-frame windows every 4 frames from a stream of crops: (16, S, S, 3) each."""
-    ring: deque = deque(maxlen=CLIP_FRAMES)
+def clips_from(crops: Iterator[np.ndarray], grid: FeatureGrid = DEFAULT_GRID) -> Iterator[np.ndarray]:
+    """Windows of grid.num_frames crops every grid.feat_stride crops: (clip frames, S, S, 3) each."""
+    ring: deque = deque(maxlen=grid.num_frames)
     for n, crop in enumerate(crops, start=1):
         ring.append(crop)
-        if n >= CLIP_FRAMES and (n - CLIP_FRAMES) % CLIP_STRIDE == 0:
+        if grid.clip_ends(n):
             yield np.stack(ring)
 
 
@@ -323,7 +300,7 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
     """I3D features of one video (see the module doc for the layout).
 
     `model_dir` is a model folder or an already loaded FrontEnd (reuse it across videos).
-    InputError for an unreadable video or one shorter than one 16-frame clip.
+    InputError for an unreadable video or one shorter than one clip.
     """
     path = Path(video_path)
     if isinstance(model_dir, FrontEnd):
@@ -335,19 +312,20 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
     if mask_profile is not None and front.detector is not None:
         profile = mask_profile if isinstance(mask_profile, RigProfile) else load_rig_profile(mask_profile)
         mask = profile.in_pixels(info.width, info.height)
-    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, MODEL_FPS)
+    grid = front.grid
+    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, grid.fps)
     warnings: list[str] = []
     boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame, the only per-frame state kept
     features: list[np.ndarray] = []
     n_frames = 0
 
-    with _progress(progress, path.name, expected_frames(info)) as bar:
-        task = bar.add_task(path.name[:40], total=expected_frames(info)) if bar is not None else None
+    with _progress(progress, path.name, expected_frames(info, grid.fps)) as bar:
+        task = bar.add_task(path.name[:40], total=expected_frames(info, grid.fps)) if bar is not None else None
 
         def crops():
             nonlocal n_frames
-            frames = read_frames(path, MODEL_FPS, warnings)
-            if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it (README)
+            frames = read_frames(path, grid.fps, warnings)
+            if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
                 frames = run_ahead(frames, depth=8)
             for roi_frame in tracker.crops(frames):
                 n_frames += 1
@@ -357,18 +335,18 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
                 yield roi_frame.crop
 
         batch: list[np.ndarray] = []
-        for clip in clips_from(run_ahead(crops())):
+        for clip in clips_from(run_ahead(crops()), grid):
             batch.append(clip)
             if len(batch) == front.batch_size:
                 features.append(_encode(front, batch, path))
                 batch = []
         if batch:
             features.append(_encode(front, batch, path))
-    if n_frames < CLIP_FRAMES:
-        raise InputError(f"{path}: {n_frames} frames at {MODEL_FPS:g} fps ({n_frames / MODEL_FPS:.2f} s) is "
-                         f"shorter than one {CLIP_FRAMES}-frame clip")
+    if n_frames < grid.num_frames:
+        raise InputError(f"{path}: {n_frames} frames at {grid.fps:g} fps ({n_frames / grid.fps:.2f} s) is "
+                         f"shorter than one {grid.num_frames}-frame clip")
     feats = np.concatenate(features).astype(np.float32, copy=False)
-    return FeatureResult(video=path.stem, features=feats, fps=MODEL_FPS, duration_s=n_frames / MODEL_FPS,
+    return FeatureResult(video=path.stem, features=feats, grid=grid, duration_s=n_frames / grid.fps,
                          n_frames=n_frames, source_fps=info.source_fps,
                          rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
                          boxes=boxes.array(), decode_warnings=warnings)
@@ -414,7 +392,7 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
                       no_roi: bool = False, i3d_weights=None, progress: bool = True) -> list[tuple[Path, FeatureResult]]:
     """`ratscore extract`: <out_dir>/<video_id>.npy for each video. Bad videos are InputErrors
     naming the video; one model load serves every video."""
-    from .writers import atomic_write
+    from .files import atomic_write
 
     videos = video_files(Path(source))
     front = load_front_end(model_dir, i3d_weights, device, no_roi)
@@ -436,35 +414,42 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
     return written
 
 
-def add_i3d_to_model_dir(model_dir, i3d_weights, input_size: int = 224, keep_torch_weights: bool = True) -> Path:
-    """Put an I3D (a pytorch-i3d state_dict file or dict) into a model folder: `i3d.onnx` (and
-    `i3d.pt`), recorded in the manifest's front_end section with the clip layout. Creates the
-    folder and a manifest if there is none. Returns the manifest's path."""
-    import torch
+# --- feature files (a folder of <video_id>.npy) --------------------------------------------
 
-    from .model import MANIFEST_NAME, read_manifest, write_manifest
-    from .writers import atomic_write
+def load_features(features_dir: str | Path, video_ids, input_dim: Optional[int] = None) -> dict[str, np.ndarray]:
+    """video_id -> (T, D) float32 features; InputError on missing files, a wrong dimension or bad values."""
+    features_dir = Path(features_dir)
+    if not features_dir.is_dir():
+        raise InputError(f"{features_dir}: no such features folder")
+    video_ids = list(video_ids)
+    missing = [v for v in video_ids if not (features_dir / f"{v}.npy").is_file()]
+    if missing:
+        shown = ", ".join(f"{v}.npy" for v in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(f"{features_dir}: {len(missing)} feature file(s) the annotations list are missing: {shown}")
+    out = {}
+    for v in video_ids:
+        out[v] = check_features(_load_npy(features_dir / f"{v}.npy"), f"{features_dir / (v + '.npy')}", input_dim)
+    return out
 
-    model_dir = Path(model_dir)
-    config, state = load_i3d_weights(i3d_weights, input_size)
-    model = build_i3d(config, state)
-    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
-    if manifest.get("localizer") and manifest.get("feature_dim") not in (None, model.feature_dim):
-        raise InputError(f"{model_dir}: the localizer takes {manifest['feature_dim']}-d features but this I3D "
-                         f"gives {model.feature_dim}-d")
-    onnx_bytes = export_i3d_onnx(model)
-    atomic_write(model_dir / "i3d.onnx", lambda f: f.write(onnx_bytes))
-    spec = {"onnx": "i3d.onnx", "input_size": config.input_size, "width": config.width,
-            "normalisation": NORMALISATION, "subtract_temporal_mean": config.subtract_temporal_mean,
-            "still_share": config.still_share,
-            "feature_dim": model.feature_dim, "clip_frames": CLIP_FRAMES}
-    if keep_torch_weights:
-        checkpoint = {"config": model.config.to_dict(), "state_dict": state}
-        atomic_write(model_dir / "i3d.pt", lambda f: torch.save(checkpoint, f))
-        spec["weights"] = "i3d.pt"
-    front = dict(manifest.get("front_end") or {})
-    front.setdefault("detector", None)
-    front["i3d"] = spec
-    manifest.update(fps=MODEL_FPS, clip_frames=CLIP_FRAMES, clip_stride=CLIP_STRIDE,
-                    feature_dim=model.feature_dim, front_end=front)
-    return write_manifest(model_dir, manifest)
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable .npy feature file ({str(e).splitlines()[0]})") from None
+
+
+def check_features(features, where: str, input_dim: Optional[int] = None) -> np.ndarray:
+    """Validated (T, D) float32 features of one video."""
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[0] < 1:
+        raise InputError(f"{where}: features must be a (T, D) array with T >= 1, got shape {features.shape}")
+    if not np.issubdtype(features.dtype, np.floating):
+        raise InputError(f"{where}: features must be floating point, got {features.dtype}")
+    if input_dim is not None and features.shape[1] != input_dim:
+        raise InputError(f"{where}: features have dimension {features.shape[1]}, the model expects {input_dim}")
+    features = features.astype(np.float32, copy=False)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(axis=1).sum())
+        raise InputError(f"{where}: features hold NaN or infinite values ({bad} of {features.shape[0]} steps)")
+    return features

@@ -37,7 +37,7 @@ class I3DConfig:
     num_classes: int = 0  # > 0 adds a classification head (`logits`); 0: features only
     dropout: float = 0.5  # dropout before the head (training only)
     # Why: a small I3D trained on 100 synthetic scenes learned each scene's look; on motion alone
-    # it generalises to unseen scenes (see the bundled model in README).
+    # it generalises to unseen scenes (docs/RESULTS.md).
     subtract_temporal_mean: bool = False
     # With subtract_temporal_mean, the share of each pixel's mean that stays: 0 is motion only. A
     # little of the still picture lets the network see a posture nothing moves in (tonic extension

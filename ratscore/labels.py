@@ -92,8 +92,9 @@ class RacineMap:
         return {LABELS[i]: s for i, s in enumerate(self.stages)}
 
     @classmethod
-    def from_mapping(cls, overrides: Mapping) -> "RacineMap":
-        stages = list(cls().stages)
+    def from_mapping(cls, overrides: Mapping, base: Optional["RacineMap"] = None) -> "RacineMap":
+        """`base` (default: the published scale) with the stages `overrides` names replaced."""
+        stages = list((base or cls()).stages)
         for key, value in overrides.items():
             au = label_id(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -105,16 +106,17 @@ class RacineMap:
         return cls(tuple(stages))
 
 
-def load_racine_map(path: str | Path | None) -> RacineMap:
-    """The default map, or the default with the overrides of a YAML config file."""
+def load_racine_map(path: str | Path | None, base: Optional[RacineMap] = None) -> RacineMap:
+    """The stage of each AU: a YAML config file's, else `base`'s (a model's own map), else the
+    published scale's."""
     if path is None:
-        return RacineMap()
+        return base or RacineMap()
     from .config import read_yaml_mapping
 
     doc = read_yaml_mapping(path, "Racine config")
     if not isinstance(doc.get("racine"), dict):
         raise InputError(f"{path}: expected a mapping with a 'racine' section of label: stage")
     try:
-        return RacineMap.from_mapping(doc["racine"])
+        return RacineMap.from_mapping(doc["racine"], base)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None

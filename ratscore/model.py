@@ -1,48 +1,122 @@
-"""The model directory: its manifest and where each stage's files live.
+"""The model folder: its one reader (`load_model`) and its one writer (`update_model`).
 
 A model is a folder with `manifest.json` and the files it names (ONNX graphs, weights):
 
     {
       "format_version": 1,
-      "name": "...",                      # shown in every summary.json
       "classes": ["others", ...],         # the 14 action units, in id order
-      "fps": 30.0, "clip_frames": 16, "clip_stride": 4,
-      "feature_dim": 1024,
-      "racine_map": {"others": 0, ...},
-      "trained_on": "...",                # plain words: what data, which seeds
-      "benchmark": {...},                 # measured figures (mAP, speed) with the machine
+      "name": "...",                      # shown in every summary.json
+      "fps": 30.0, "clip_frames": 16, "clip_stride": 4,   # the time grid (grid.py)
+      "feature_dim": 1024,                # what the I3D gives and the localizer takes
+      "racine_map": {"others": 0, ...},   # AU -> Racine stage (null: not staged)
+      "threshold": 0.4,                   # analyze's default event threshold
       "front_end": {                      # absent in a localizer-only model (features in, events out)
-        "detector": {"onnx": "detector.onnx", ...} | null,   # null: no ROI detector, whole frame
-        "i3d": {"onnx": "i3d.onnx", "input_size": 224, "width": 1.0, "normalisation": "rgb_minus1_1",
-                "subtract_temporal_mean": false,   # true: the network sees motion only (in its ONNX graph)
-                "still_share": 0.0}               # ... but for this share of the still picture
+        "detector": {"onnx", "imgsz", "classes", "rat_class", "every_k", "conf", "margin"} | null,
+        "i3d": {"onnx", "weights" (i3d.pt, optional), "input_size", "feature_dim", "normalisation",
+                "width", "subtract_temporal_mean", "still_share"}      # the last three describe it
       },
-      "localizer": {"onnx": "localizer.onnx", "checkpoint": "localizer.pt", "config": {...},
+      "localizer": {"onnx": "localizer.onnx", "checkpoint": "localizer.pt",
+                    "config": {"localizer": {...}, "train": {...}, "grid": {...}},
                     "postprocess": {...}},
-      "feature_stats": "feature_stats.npz" # training-set feature statistics, for the trust check
+      "feature_stats": "feature_stats.npz",   # training-set feature statistics, for the trust check
+      "trained_on": "...", "benchmark": {...}, "recipe": {...}   # describe it: read by the model card
     }
 
-`format_version` changes when a manifest can no longer be read by older code.
+Fields that configure inference are parsed here into `Model` and used from it; the fields that
+describe the model are left to the model card (training/model_card.py). `format_version`
+changes when a manifest can no longer be read by older code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Mapping, Optional, Union
 
 from .errors import InputError
-from .labels import LABELS
-from .writers import atomic_write_text
+from .files import atomic_write, atomic_write_text
+from .grid import FeatureGrid
+from .labels import LABELS, RacineMap
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+NORMALISATION = "rgb_minus1_1"  # RGB uint8 -> x / 127.5 - 1, as the TF/pytorch-i3d Kinetics weights expect
+DEFAULT_THRESHOLD = 0.3  # analyze's event threshold for a model that does not state its own
 
-# The bundled model is the folder models/ at the top of the repository (an editable install).
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def _bundled_model_dir() -> Path:
+    # a checkout (or an editable install) has models/ beside the package; `pip install .` puts a
+    # copy inside the package as ratscore/bundled_model (pyproject's package-dir)
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "models"
+    return checkout if (checkout / MANIFEST_NAME).is_file() else here / "bundled_model"
+
+
+BUNDLED_MODEL_DIR = _bundled_model_dir()
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    onnx: str  # the YOLO graph
+    imgsz: int  # its square input size
+    classes: tuple[str, ...]  # its class names
+    rat_class: int  # the class that is the animal (others, e.g. a mirror reflection, are not)
+    every_k: int  # detect every k-th frame; the track is interpolated between
+    conf: float  # detections below this confidence are ignored
+    margin: float  # the crop square extends the box by this share of its size
+
+
+@dataclass(frozen=True)
+class I3DSpec:
+    onnx: Optional[str]  # the feature network as ONNX
+    weights: Optional[str]  # the same network's PyTorch weights (runs it on a GPU)
+    input_size: int  # square crop side the network takes
+    feature_dim: int  # length of one feature vector
+
+
+@dataclass(frozen=True)
+class LocalizerSpec:
+    onnx: Optional[str]  # localizer.onnx (ONNX Runtime)
+    checkpoint: Optional[str]  # localizer.pt (eager PyTorch)
+    config: object  # LocalizerConfig: rebuilds the network
+    postprocess: object  # PostprocessConfig: decoding and soft-NMS thresholds
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model folder as inference uses it."""
+
+    path: Path
+    manifest: dict  # the whole manifest as read (its hash names the model in outputs)
+    name: str
+    grid: FeatureGrid  # fps, clip length and stride of its features
+    feature_dim: Optional[int]
+    racine: RacineMap  # its AU -> Racine stage map (the default when it states none)
+    threshold: float  # its default event threshold
+    detector: Optional[DetectorSpec]  # None: no ROI detector (whole frames only)
+    i3d: Optional[I3DSpec]  # None: no video front end (scores features only)
+    localizer: Optional[LocalizerSpec]  # None: a front end only
+    feature_stats: Optional[str]  # training feature statistics, for the trust check
+
+    @property
+    def has_front_end(self) -> bool:
+        return self.i3d is not None
+
+    @property
+    def identity(self) -> str:
+        """The model's name and a short hash of its manifest: outputs made by another model differ."""
+        digest = hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.name}@{digest}"
+
+    def file(self, name: str) -> Path:
+        """A file named by the manifest, which must exist."""
+        return model_file(self.path, name)
 
 
 def read_manifest(model_dir: str | Path) -> dict:
-    """The manifest of a model folder; InputError naming the problem when it is unusable."""
+    """The manifest of a model folder as plain data; InputError naming the problem when it is unusable."""
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST_NAME
     if not model_dir.is_dir():
@@ -73,6 +147,96 @@ def model_file(model_dir: str | Path, name: str) -> Path:
     return path
 
 
-def write_manifest(model_dir: str | Path, manifest: dict) -> Path:
-    manifest = {"format_version": FORMAT_VERSION, "classes": list(LABELS), **manifest}
-    return atomic_write_text(Path(model_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+def load_model(model_dir: str | Path) -> Model:
+    """The model folder parsed and checked: every field inference uses, in one place."""
+    from .postprocess import PostprocessConfig
+
+    model_dir = Path(model_dir)
+    m = read_manifest(model_dir)
+    where = model_dir / MANIFEST_NAME
+    try:
+        grid = FeatureGrid(float(m.get("fps", FeatureGrid.fps)), int(m.get("clip_stride", FeatureGrid.feat_stride)),
+                           int(m.get("clip_frames", FeatureGrid.num_frames)))
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{where}: unusable time grid ({e})") from None
+    racine = RacineMap()
+    if m.get("racine_map") is not None:
+        if not isinstance(m["racine_map"], dict):
+            raise InputError(f"{where}: racine_map must map action units to stages")
+        try:
+            racine = RacineMap.from_mapping(m["racine_map"])
+        except InputError as e:
+            raise InputError(f"{where}: racine_map: {e}") from None
+    threshold = m.get("threshold", DEFAULT_THRESHOLD)
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise InputError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
+    feature_dim = m.get("feature_dim")
+    front = m.get("front_end") or {}
+    detector = i3d = localizer = None
+    try:
+        if front.get("detector"):
+            from .roi import RoiOptions
+
+            d, default = front["detector"], RoiOptions()
+            detector = DetectorSpec(str(d["onnx"]), int(d["imgsz"]), tuple(d.get("classes", ("rat", "reflection"))),
+                                    int(d.get("rat_class", default.rat_class)), int(d.get("every_k", default.every_k)),
+                                    float(d.get("conf", default.conf)), float(d.get("margin", default.margin)))
+        if front.get("i3d"):
+            s = front["i3d"]
+            if s.get("normalisation", NORMALISATION) != NORMALISATION:
+                raise InputError(f"{model_dir}: I3D normalisation {s.get('normalisation')!r} is not supported "
+                                 f"(only {NORMALISATION})")
+            if s.get("clip_frames", grid.num_frames) != grid.num_frames:
+                raise InputError(f"{where}: the I3D's clip_frames ({s['clip_frames']}) differs from the model's "
+                                 f"({grid.num_frames})")
+            if not (s.get("onnx") or s.get("weights")):
+                raise InputError(f"{where}: the I3D names neither an ONNX graph nor weights")
+            i3d = I3DSpec(s.get("onnx"), s.get("weights"), int(s["input_size"]), int(s["feature_dim"]))
+        if m.get("localizer"):
+            from .localizer import LocalizerConfig
+
+            section = m["localizer"]
+            cfg = section["config"]
+            localizer = LocalizerSpec(section.get("onnx"), section.get("checkpoint"),
+                                      LocalizerConfig.from_dict(cfg["localizer"]),
+                                      PostprocessConfig.from_dict(section["postprocess"]))
+            own_grid = FeatureGrid(**cfg["grid"]) if cfg.get("grid") else grid
+            if own_grid != grid:
+                raise InputError(f"{where}: the localizer was trained on another time grid ({own_grid}) than the "
+                                 f"model states ({grid})")
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{where}: unusable manifest ({type(e).__name__}: {e})") from None
+    dims = {d for d in (feature_dim, i3d and i3d.feature_dim, localizer and localizer.config.input_dim) if d}
+    if len(dims) > 1:
+        raise InputError(f"{where}: the feature dimensions disagree (model {feature_dim}, I3D "
+                         f"{i3d and i3d.feature_dim}, localizer {localizer and localizer.config.input_dim})")
+    return Model(model_dir, m, str(m.get("name") or model_dir.name), grid, feature_dim, racine, float(threshold),
+                 detector, i3d, localizer, m.get("feature_stats"))
+
+
+FileContent = Union[bytes, Callable[[IO[bytes]], None]]
+
+
+def update_model(model_dir: str | Path, fields: Mapping, files: Optional[Mapping[str, FileContent]] = None,
+                 front_end: Optional[Mapping] = None) -> Path:
+    """Write files into a model folder and merge `fields` (top-level manifest fields) and
+    `front_end` (its parts, e.g. {"detector": {...}}) into its manifest, creating the folder and
+    manifest when there are none. The files are written first, each whole or not at all, then the
+    manifest, so a manifest never names a file that is not yet whole. Returns the manifest's path."""
+    model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise InputError(f"{model_dir}: exists and is not a folder")
+    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
+    for name, content in (files or {}).items():
+        write = content if callable(content) else (lambda f, data=content: f.write(data))
+        atomic_write(model_dir / name, write)
+    manifest.update(fields)
+    if front_end is not None:
+        manifest["front_end"] = {"detector": None, **(manifest.get("front_end") or {}), **front_end}
+    manifest = {"format_version": FORMAT_VERSION, "classes": list(LABELS),
+                **{k: v for k, v in manifest.items() if k not in ("format_version", "classes")}}
+    path = atomic_write_text(model_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    load_model(model_dir)  # what was written must read back
+    return path

@@ -12,12 +12,11 @@ import numpy as np
 
 from .errors import InputError
 from .labels import RacineMap, load_racine_map
-from .model import BUNDLED_MODEL_DIR
-from .timeline import Scoring, ScoringOptions, score_events
-from .writers import atomic_write, read_events_csv, write_scoring
-
-DEFAULT_FPS = 30.0
-
+from .grid import MODEL_FPS
+from .model import BUNDLED_MODEL_DIR, load_model
+from .timeline import Scoring, ScoringOptions, episode_peaks, score_events
+from .files import atomic_write
+from .writers import read_events_csv, write_scoring
 
 def _sidecar_summary(events_csv: Path) -> dict:
     """The summary.json written beside an events.csv by `analyze`, if there is one."""
@@ -53,7 +52,7 @@ def rescore_events_file(events_csv: Path, out_dir: Path, options: ScoringOptions
     late = [e for e in events if e.start_s >= duration_s]
     if late:
         raise InputError(f"{events_csv}: an event starts at {late[0].start_s} s, after the video's end ({duration_s} s)")
-    fps = float(sidecar.get("fps") or DEFAULT_FPS)
+    fps = float(sidecar.get("fps") or MODEL_FPS)
     model = str(sidecar.get("model") or f"events file {events_csv.name}")
     scoring = score_events(events, video, duration_s, fps, model, racine, options)
     stem = events_csv.name[: -len(".events.csv")] if events_csv.name.endswith(".events.csv") else events_csv.stem
@@ -85,29 +84,28 @@ class Analyzer:
     """Loads a model once and analyses any number of videos with it."""
 
     def __init__(self, options: AnalyzeOptions):
-        from .export import OnnxLocalizer
         from .features import load_front_end
         from .mask import load_rig_profile
-        from .model import read_manifest
+        from .runner import OnnxLocalizer
+        from .trust import TrustCheck
 
         self.options = options
-        self.manifest = read_manifest(options.model_dir)
-        if not self.manifest.get("front_end"):
+        self.model = load_model(options.model_dir)
+        if not self.model.has_front_end:
             raise InputError(f"{options.model_dir}: this model has no video front end (it scores features only); "
                              "use `ratscore benchmark --features` or a full model")
-        self.model_id = model_identity(options.model_dir, self.manifest)
-        self.racine = load_racine_map(options.racine_config)
-        self.localizer = OnnxLocalizer(options.model_dir, device=options.device)
-        self.front = load_front_end(options.model_dir, device=options.device, no_roi=options.no_roi)
+        self.model_id = self.model.identity
+        self.racine = load_racine_map(options.racine_config, self.model.racine)
+        self.localizer = OnnxLocalizer(self.model, device=options.device)
+        self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi)
         if self.front.feature_dim != self.localizer.feature_dim:
             raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "
                              f"localizer takes {self.localizer.feature_dim}-d")
         self.mask = load_rig_profile(options.mask) if options.mask is not None else None
-        self.trust = TrustCheck.from_model_dir(options.model_dir, self.manifest)
+        self.trust = TrustCheck.from_model(self.model)
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
         from .features import extract_features
-        from .report import episode_peaks
         from .video import crop_at
 
         video = Path(video)
@@ -134,12 +132,6 @@ class Analyzer:
         return scoring
 
 
-def model_identity(model_dir: Path, manifest: dict) -> str:
-    """The model's name and a short hash of its manifest: outputs made by another model differ."""
-    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{manifest.get('name', Path(model_dir).name)}@{digest}"
-
-
 def video_fingerprint(video: Path) -> str:
     """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
     try:
@@ -157,53 +149,3 @@ def video_fingerprint(video: Path) -> str:
     except OSError as e:
         raise InputError(f"{video}: cannot read ({e.strerror or e})") from None
     return f"{size}:{h.hexdigest()[:16]}"
-
-
-@dataclass(frozen=True)
-class TrustCheck:
-    """How far to trust a video's scoring: was the rat found, and do its features look familiar?
-
-    A video is flagged unfamiliar when the detector found the rat in under `min_rat_found` of its
-    frames, or when its feature distance to the training set is beyond `distance_limit`: the
-    largest distance of any training video, times a margin (a video like the training ones lies
-    well inside it; another camera, lighting or species lies outside).
-    """
-
-    stats: Optional[dict] = None  # the model's feature_stats.npz, None when it has none
-    distance_limit: Optional[float] = None  # distances above this are unfamiliar
-    min_rat_found: float = 0.8  # share of frames in which the rat must be found
-
-    DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
-
-    @classmethod
-    def from_model_dir(cls, model_dir: Path, manifest: dict) -> "TrustCheck":
-        from .model import model_file
-        from .trust import read_feature_stats
-
-        name = manifest.get("feature_stats")
-        if not name:
-            return cls()
-        stats = read_feature_stats(model_file(model_dir, name))
-        limit = float(np.max(stats["video_distances"])) * cls.DISTANCE_MARGIN if len(stats["video_distances"]) else None
-        return cls(stats, limit)
-
-    def assess(self, result) -> dict:
-        from .trust import feature_distance
-
-        reasons = []
-        found = result.rat_found_fraction
-        if found is not None and found < self.min_rat_found:
-            reasons.append(f"the rat was found in only {100 * found:.0f}% of frames")
-        distance = None
-        if self.stats is not None:
-            distance = feature_distance(result.features, self.stats)
-            if self.distance_limit is not None and distance > self.distance_limit:
-                reasons.append(f"its features lie far from the training set's (distance {distance:.2f}, "
-                               f"training videos up to {self.distance_limit / self.DISTANCE_MARGIN:.2f})")
-        else:
-            reasons.append("the model has no training feature statistics to compare with")
-        return {"rat_found_fraction": None if found is None else round(float(found), 4),
-                "gaps_s": [[round(a, 2), round(b, 2)] for a, b in result.gaps],
-                "feature_distance": None if distance is None else round(distance, 4),
-                "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
-                "familiar": not reasons, "reasons": reasons}

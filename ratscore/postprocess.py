@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .grid import FeatureGrid
+
 
 @dataclass(frozen=True)
 class PostprocessConfig:
@@ -50,22 +52,6 @@ class PostprocessConfig:
         if unknown:
             raise ValueError(f"unknown postprocess key(s): {', '.join(unknown)}")
         return cls(**d)
-
-
-@dataclass(frozen=True)
-class FeatureGrid:
-    fps: float = 30.0  # frame rate the features were computed at
-    feat_stride: int = 4  # frames between consecutive features
-    num_frames: int = 16  # frames per feature (clip length)
-
-    def to_seconds(self, grid: np.ndarray, duration: float) -> np.ndarray:
-        """Feature-grid positions -> seconds, clamped to [0, duration]."""
-        seconds = (np.asarray(grid, dtype=np.float32) * self.feat_stride + 0.5 * self.num_frames) / self.fps
-        return np.clip(seconds, 0.0, duration)
-
-    def to_grid(self, seconds) -> np.ndarray:
-        """Seconds -> feature-grid positions (the training targets' coordinates)."""
-        return np.asarray(seconds, dtype=np.float64) * self.fps / self.feat_stride - 0.5 * self.num_frames / self.feat_stride
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

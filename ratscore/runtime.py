@@ -94,8 +94,8 @@ def peak_rss_mb() -> float:
     """This process's peak resident memory in MB, for the benchmarks.
 
     VmHWM from /proc where there is one: getrusage's ru_maxrss survives exec, so a child started
-    from a big parent reports the parent's size (a benchmark that had loaded full-size I3D before
-    starting its extraction child measured 1540 MB for a process whose own peak was half that).
+    from a big parent reports the parent's size (a child started by a benchmark that had loaded
+    full-size I3D would report the parent's peak, not its own).
     """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -211,6 +211,21 @@ class Scoring:
     stills: list = field(default_factory=list)  # RGB crops of the rat at each episode's peak (report)
 
 
+def episode_peaks(scoring) -> list[float]:
+    """For each episode, the time (s) at the middle of its highest-stage event (best score wins ties)."""
+    peaks = []
+    events = scoring.events
+    for ep in scoring.episodes.itertuples(index=False):
+        inside = events[(events.start_s >= ep.onset_s) & (events.end_s <= ep.offset_s)]
+        if inside.empty:
+            peaks.append((ep.onset_s + ep.offset_s) / 2)
+            continue
+        stage = inside.racine_stage.fillna(-1).astype(int)
+        best = inside.assign(_stage=stage).sort_values(["_stage", "score"], ascending=False).iloc[0]
+        peaks.append(float(best.start_s + best.end_s) / 2)
+    return peaks
+
+
 def score_events(events: Iterable[Event], video: str, duration_s: float, fps: float, model: str,
                  racine: RacineMap, options: ScoringOptions = ScoringOptions()) -> Scoring:
     """events -> the events table, Racine timeline, episodes and summary of one video."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Optional
 
 import numpy as np
 
 from .errors import InputError
-from .writers import atomic_write
 
 MIN_STD = 1e-6  # dimensions that never vary in training must not divide by zero
 
@@ -52,13 +52,11 @@ def training_percentile(distance: float, stats) -> float:
     return float(100.0 * np.searchsorted(d, distance, side="right") / max(1, len(d)))
 
 
-def write_feature_stats(path: str | Path, stats: dict) -> Path:
-    def write(f):
-        buf = io.BytesIO()
-        np.savez(buf, **stats)
-        f.write(buf.getvalue())
-
-    return atomic_write(Path(path), write)
+def feature_stats_bytes(stats: dict) -> bytes:
+    """feature_stats.npz's content (plain arrays: read back without pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **stats)
+    return buf.getvalue()
 
 
 def read_feature_stats(path: str | Path) -> dict[str, np.ndarray]:
@@ -67,3 +65,48 @@ def read_feature_stats(path: str | Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable feature statistics ({e})") from None
+
+
+@dataclass(frozen=True)
+class TrustCheck:
+    """How far to trust a video's scoring: was the rat found, and do its features look familiar?
+
+    A video is flagged unfamiliar when the detector found the rat in under `min_rat_found` of its
+    frames, or when its feature distance to the training set is beyond `distance_limit`: the
+    largest distance of any training video, times a margin (a video like the training ones lies
+    well inside it; another camera, lighting or species lies outside).
+    """
+
+    stats: Optional[dict] = None  # the model's feature_stats.npz, None when it has none
+    distance_limit: Optional[float] = None  # distances above this are unfamiliar
+    min_rat_found: float = 0.8  # share of frames in which the rat must be found
+
+    DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
+
+    @classmethod
+    def from_model(cls, model) -> "TrustCheck":
+        """The check of a `model.Model`, with its training feature statistics when it has them."""
+        if not model.feature_stats:
+            return cls()
+        stats = read_feature_stats(model.file(model.feature_stats))
+        limit = float(np.max(stats["video_distances"])) * cls.DISTANCE_MARGIN if len(stats["video_distances"]) else None
+        return cls(stats, limit)
+
+    def assess(self, result) -> dict:
+        reasons = []
+        found = result.rat_found_fraction
+        if found is not None and found < self.min_rat_found:
+            reasons.append(f"the rat was found in only {100 * found:.0f}% of frames")
+        distance = None
+        if self.stats is not None:
+            distance = feature_distance(result.features, self.stats)
+            if self.distance_limit is not None and distance > self.distance_limit:
+                reasons.append(f"its features lie far from the training set's (distance {distance:.2f}, "
+                               f"training videos up to {self.distance_limit / self.DISTANCE_MARGIN:.2f})")
+        else:
+            reasons.append("the model has no training feature statistics to compare with")
+        return {"rat_found_fraction": None if found is None else round(float(found), 4),
+                "gaps_s": [[round(a, 2), round(b, 2)] for a, b in result.gaps],
+                "feature_distance": None if distance is None else round(distance, 4),
+                "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
+                "familiar": not reasons, "reasons": reasons}

@@ -21,8 +21,10 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .errors import InputError
+from .grid import MODEL_FPS
 
-MODEL_FPS = 30.0
+# the file extensions taken as videos, wherever a folder is searched for them (extract, batch)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv", ".mts", ".ts")
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,10 @@ def tiny_model(tmp_path_factory):
     import numpy as np
     import torch
 
-    from ratscore.export import write_model_dir
-    from ratscore.features import add_i3d_to_model_dir
     from ratscore.i3d import I3DConfig, InceptionI3d
     from ratscore.localizer import RaSeformer
-    from ratscore.train import read_config
+    from ratscore.training.export import add_i3d_to_model_dir, write_model_dir
+    from ratscore.training.localizer import read_config
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")

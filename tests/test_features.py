@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from ratscore.cli import app
 from ratscore.errors import InputError
-from ratscore.features import (ClipEncoder, add_i3d_to_model_dir, extract_features, load_front_end)
+from ratscore.features import ClipEncoder, extract_features, load_front_end
+from ratscore.training.export import add_i3d_to_model_dir
 from ratscore.i3d import I3DConfig
 from ratscore.model import read_manifest
 from ratscore.roi import whole_frame_square
@@ -141,7 +142,7 @@ def test_manifest_records_the_front_end(model_dir):
     assert manifest["feature_dim"] == 128
     i3d = manifest["front_end"]["i3d"]
     assert i3d == {"onnx": "i3d.onnx", "input_size": SIZE, "width": 0.125, "normalisation": "rgb_minus1_1",
-                   "subtract_temporal_mean": False, "still_share": 0.0, "feature_dim": 128, "clip_frames": 16, "weights": "i3d.pt"}
+                   "subtract_temporal_mean": False, "still_share": 0.0, "feature_dim": 128, "weights": "i3d.pt"}
     assert manifest["front_end"]["detector"] is None
     assert (model_dir / "i3d.onnx").stat().st_size > 10_000
 
@@ -202,9 +203,9 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, weights, model_dir, video, c
         torch.save(state, bad)
         args = ["--i3d-weights", bad, "--no-roi"]
     elif case == "no_i3d":  # a model folder without a front end (a localizer-only model)
-        from ratscore.model import write_manifest
+        from ratscore.model import update_model
 
-        write_manifest(tmp_path / "features_only", {"name": "features-only"})
+        update_model(tmp_path / "features_only", {"name": "features-only"})
         args = ["--no-roi", "--model", tmp_path / "features_only"]
     elif case == "no_detector":
         args = ["--model", model_dir]

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ratscore.postprocess import (FeatureGrid, PostprocessConfig, batched_soft_nms, chunk_starts, decode_candidates,
+from ratscore.grid import FeatureGrid
+from ratscore.postprocess import (PostprocessConfig, batched_soft_nms, chunk_starts, decode_candidates,
                                   detect_segments, soft_nms)
 
 STRIDES = (1, 2, 4, 8, 16, 32)

@@ -7,7 +7,7 @@ import pytest
 
 from ratscore.errors import InputError
 from ratscore.mask import load_rig_profile, point_in_polygon
-from ratscore.roi import RoiOptions, RoiTracker, box_iou, decode_yolo, square_around, whole_frame_square
+from ratscore.roi import RoiOptions, RoiTracker, box_iou, decode_yolo, nms, square_around, whole_frame_square
 from ratscore.video import Frame
 
 W, H = 320, 240
@@ -202,3 +202,76 @@ def test_track_restarts_after_a_gap_instead_of_averaging_with_a_stale_box():
     tracker = RoiTracker(ScriptedDetector(script), 32, RoiOptions(every_k=5, smoothing=0.3, margin=0.0))
     out = list(tracker.crops(frames(60)))
     assert out[50].box[0] == pytest.approx(240)  # not 0.3 * 240 + 0.7 * 20
+
+
+def _iou(a, b):
+    """Brute force IoU of two boxes given as lists of Python floats."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _greedy_nms(candidates, iou):
+    """candidates: (score, class, box, index); best score first, drop a box overlapping a kept one of its class."""
+    kept = []
+    for cand in sorted(candidates, key=lambda c: -c[0]):
+        if all(k[1] != cand[1] or _iou(k[2], cand[2]) <= iou for k in kept):
+            kept.append(cand)
+    return kept
+
+
+def _random_head(rng, anchors, classes=2, imgsz=320):
+    """A YOLO head output (4 + C, A): confident boxes clustered around three objects (as a detector's
+    neighbouring anchors see them) and weak scattered ones, some reaching out of the picture. Integer
+    centres and even sizes keep every coordinate exact in float32, so the reference (Python floats)
+    sees the very same boxes. Class scores are all distinct (no ties to order)."""
+    objects, object_sizes = rng.integers(40, imgsz - 40, (3, 2)), 2 * rng.integers(10, 50, (3, 2))
+    which = rng.integers(0, 4, anchors)
+    near = which < 3  # the others are scattered
+    obj = np.minimum(which, 2)
+    centres = np.where(near[:, None], objects[obj] + rng.integers(-8, 9, (anchors, 2)),
+                       rng.integers(-20, imgsz + 20, (anchors, 2)))
+    sizes = np.where(near[:, None], object_sizes[obj] + 2 * rng.integers(-6, 7, (anchors, 2)),
+                     2 * rng.integers(4, 60, (anchors, 2)))
+    raw = rng.random((classes, anchors)) * np.where(near, 1.0, 0.4)  # scattered boxes mostly score low
+    scores = (raw.ravel().argsort().argsort().reshape(raw.shape) + 1) / (raw.size + 1)  # ranks: all distinct
+    return np.concatenate([centres.T, sizes.T, scores], axis=0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("nms_iou", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("anchors", [6, 25, 130])  # a few to ~100 boxes pass the confidence filter
+def test_decode_yolo_matches_a_brute_force_reference(anchors, seed, nms_iou):
+    rng = np.random.default_rng(seed)
+    out = _random_head(rng, anchors)
+    scale, pad, (fh, fw), conf = 0.5, (0, 40), (480, 640), 0.25  # a 640x480 frame letterboxed to 320
+    candidates = []
+    for a in range(out.shape[1]):
+        cx, cy, w, h, *scores = (float(v) for v in out[:, a])
+        cls = max(range(len(scores)), key=lambda c: scores[c])
+        if scores[cls] < conf:
+            continue
+        box = [min(max((cx - w / 2 - pad[0]) / scale, 0.0), fw), min(max((cy - h / 2 - pad[1]) / scale, 0.0), fh),
+               min(max((cx + w / 2 - pad[0]) / scale, 0.0), fw), min(max((cy + h / 2 - pad[1]) / scale, 0.0), fh)]
+        candidates.append((scores[cls], cls, box, a))
+    kept = _greedy_nms(candidates, nms_iou)
+    expected = np.array([k[2] + [k[0], k[1]] for k in kept], np.float32).reshape(-1, 6)
+    dets = decode_yolo(out, scale, pad, conf, nms_iou, (fh, fw))
+    assert kept and (anchors < 20 or len(kept) < len(candidates))  # NMS had work to do
+    assert dets.dtype == np.float32 and np.array_equal(dets, expected)  # same boxes, same order
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nms_matches_a_brute_force_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(2, 120))
+    xy = rng.uniform(0, 600, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 120, (n, 2))], axis=1).astype(np.float32)
+    boxes[: n // 10, 2] = boxes[: n // 10, 0]  # zero width, as a box clipped at the frame's edge can be
+    scores = rng.permutation(n).astype(np.float32) / n
+    classes = rng.integers(0, 2, n)
+    candidates = [(float(scores[i]), int(classes[i]), [float(v) for v in boxes[i]], i) for i in range(n)]
+    expected = [k[3] for k in _greedy_nms(candidates, 0.5)]
+    assert nms(boxes, scores, classes, 0.5).tolist() == expected

@@ -1,4 +1,3 @@
-import errno
 import json
 import shutil
 from pathlib import Path
@@ -7,47 +6,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ratscore import writers
 from conftest import one_line_error
 from ratscore.cli import app
-from ratscore.errors import InputError, RunError
+from ratscore.errors import InputError
 from ratscore.timeline import EPISODE_COLUMNS, RACINE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sample_videos" / "example.events.csv"
 runner = CliRunner()
-
-
-def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
-    target = tmp_path / "x.csv"
-    writers.atomic_write_text(target, "old\n")
-
-    def half_then_crash(f):
-        f.write(b"new, half")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        writers.atomic_write(target, half_then_crash)
-    assert target.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.csv"]  # no temporary file left
-
-
-def test_full_disk_is_a_run_error_and_leaves_nothing(tmp_path):
-    def disk_full(f):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(RunError, match="disk full"):
-        writers.atomic_write(tmp_path / "y.json", disk_full)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_unwritable_folder_is_an_input_error(tmp_path, monkeypatch):
-    def refuse(*a, **k):
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(writers.tempfile, "mkstemp", refuse)
-    with pytest.raises(InputError, match="not writable"):
-        writers.atomic_write_text(tmp_path / "z.txt", "x")
 
 
 def test_labels_command():

@@ -10,11 +10,13 @@ from typer.testing import CliRunner
 
 from ratscore.cli import app
 from ratscore.errors import InputError
-from ratscore.export import OnnxLocalizer, TorchLocalizer, import_checkpoint, write_model_dir
+from ratscore.runner import OnnxLocalizer, TorchLocalizer
+from ratscore.training.export import write_model_dir
+from ratscore.training.release import import_checkpoint
 from ratscore.localizer import LocalizerConfig, RaSeformer
 from ratscore.postprocess import chunk_starts
 from ratscore.timeline import Event
-from ratscore.train import Setup
+from ratscore.training.localizer import Setup
 from ratscore.trust import feature_distance, feature_stats, read_feature_stats, training_percentile
 
 TINY = LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)

@@ -1,43 +1,26 @@
-"""Synthetic RatSeizure-style recordings with exact ground truth: `ratscore synth`.
+"""What each synthetic video shows, without a pixel: the synth config and the video plans.
 
-A video is first *planned* (its segments of action units and its subset; cheap, no pixels),
-then *rendered* frame by frame (synth_rat.py) and streamed into an H.264 mp4. Both steps are
-seeded per video, so the same seed and options give the same annotations and the same frames.
-
-Output folder layout (DIR):
-
-    DIR/<video_id>.mp4               clip_<seed>_<i:04d> (10 s) and long_<seed>_<i> recordings, 30 fps
-    DIR/annotations.json             RatSeizure format, fps 30.0, every frame covered by a segment
-    DIR/labels/<video_id>/<frame:06d>.txt   YOLO boxes of frame <frame> (0-based decode order):
-                                     "0 cx cy w h" the rat, "1 cx cy w h" its reflection (when visible);
-                                     a box bounds the body (head to rump, paws, implant), not the
-                                     tail (drawn 1-2 px wide, often unseen) or the cable
-    DIR/boxes/<video_id>.csv         the same boxes in one table: frame,cls,cx,cy,w,h (normalised)
-    DIR/synth_manifest.json          per video: file, width, height, fps, frames, grayscale, subset
-    DIR/contact_sheet.png            one labelled frame per action unit
+A video is first *planned* here (its segments of action units and its subset; cheap, no pixels),
+then *rendered* frame by frame (rendering.py) and streamed into an H.264 mp4 (writing.py). Both
+steps are seeded per video, so the same seed and options give the same annotations and the same
+frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Mapping
 
 import numpy as np
 
-from .annotations import Segment, VideoAnnotation, read_annotations, write_annotations
-from .config import read_yaml_mapping
-from .errors import InputError, RunError
-from .labels import LABELS, NORMAL_ID, NUM_CLASSES
-from .writers import atomic_write, atomic_write_text
+from ..annotations import Segment, VideoAnnotation
+from ..config import read_yaml_mapping
+from ..errors import InputError
+from ..labels import NORMAL_ID, NUM_CLASSES
 
 SEIZURE_IDS = tuple(range(1, NUM_CLASSES))
 # The order in which seizures escalate (Racine); a clip's second seizure class is a neighbour.
@@ -334,220 +317,3 @@ def plan_videos(clips: int, seed: int, config: SynthConfig = SynthConfig(), long
     if long_minutes > 0:
         plans += [plan_long(long_minutes, seed, i, config) for i in range(long_count)]
     return plans
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering and writing.
-
-def render_clip_frames(plan: VideoPlan, config: SynthConfig = SynthConfig(), with_masks: bool = False) -> Iterator:
-    """Yield SynthFrame(image (H, W, 3) uint8 RGB, rat_box, reflection_box, label_id, rat_mask) per frame.
-
-    Boxes are (x0, y0, x1, y1) in pixels; reflection_box is None while no reflection shows.
-    """
-    from .synth_rat import render_frames
-
-    rng, scene, timeline, spans = _scene_and_timeline(plan, config)
-    n_frames = int(round(plan.duration * config.fps))
-    return render_frames(scene, timeline, spans, config.fps, n_frames, rng, with_masks)
-
-
-def _scene_and_timeline(plan: VideoPlan, config: SynthConfig):
-    """The generator, scene, pose timeline and (start, end, au) spans a plan renders with."""
-    from .synth_rat import build_timeline, make_scene
-
-    rng = np.random.default_rng(plan.render_seed)
-    scene = make_scene(rng, config)
-    spans = [(s.start_s, s.end_s, s.au_id) for s in plan.segments]
-    return rng, scene, build_timeline(spans, rng, config.transition_seconds), spans
-
-
-def planned_motions(synth_dir: str | Path) -> dict[str, Callable[[float], str]]:
-    """For each video of a `ratscore synth` folder: time in seconds -> the motion drawn then.
-
-    The name is the motion's class: an action unit's (WetDogShakes, HeadNodding, ...) or, under
-    normal behaviour, the everyday motion (Walk, Explore, Groom, Sit, ExploreRear, TurnInPlace).
-    Rebuilt from the folder's manifest and annotations without rendering a frame, to see what a
-    model's false alarms fall on.
-    """
-    synth_dir = Path(synth_dir)
-    annotations = read_annotations(synth_dir / "annotations.json")
-    try:
-        manifest = json.loads((synth_dir / "synth_manifest.json").read_text())
-        config = make_config(manifest["config"], f"{synth_dir}/synth_manifest.json")
-        seed = int(manifest["seed"])
-        plans = []
-        for video_id, entry in manifest["videos"].items():
-            a = annotations[video_id]
-            index = int(video_id.rsplit("_", 1)[1])  # the index plan_clips / plan_long put in the id
-            plans.append(VideoPlan(video_id, a.subset, a.duration, tuple(a.segments),
-                                   _render_seed(seed, entry["kind"], index), entry["kind"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{synth_dir}: not a `ratscore synth` folder with a readable synth_manifest.json ({e})") from None
-    motions = {}
-    for plan in plans:
-        timeline = _scene_and_timeline(plan, config)[2]
-        motions[plan.video_id] = lambda t, timeline=timeline: type(timeline.motion_at(t)).__name__
-    return motions
-
-
-def _yolo_line(cls: int, box, w: int, h: int) -> str:
-    x0, y0, x1, y1 = box
-    return f"{cls} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-
-
-def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfig()) -> dict:
-    """Render one video into out_dir/<id>.mp4 (+ its boxes); returns its manifest entry."""
-    import av
-    import cv2
-
-    out_dir = Path(out_dir)
-    frames = render_clip_frames(plan, config)
-    first = next(frames)
-    h, w = first.image.shape[:2]
-    info = {"file": f"{plan.video_id}.mp4", "width": w, "height": h, "fps": config.fps, "frames": 0,
-            "grayscale": bool((first.image[..., 0] == first.image[..., 1]).all() and (first.image[..., 1] == first.image[..., 2]).all()),
-            "subset": plan.subset, "kind": plan.kind}
-    label_tmp = csv = None
-    if config.boxes:
-        (out_dir / "labels").mkdir(parents=True, exist_ok=True)
-        label_tmp = Path(tempfile.mkdtemp(prefix=f".{plan.video_id}.", dir=out_dir / "labels"))
-        csv = io.StringIO()
-        csv.write("frame,cls,cx,cy,w,h\n")
-
-    def encode(f):
-        with av.open(f, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(config.fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(config.crf), "preset": config.preset,
-                              # x264's macroblock tree gave different bytes run to run within one
-                              # process (float state); without it the same frames give the same file
-                              "x264-params": "mbtree=0"}
-            for n, item in enumerate(_chain(first, frames)):
-                # our own RGB -> YUV 4:2:0 (BT.601, limited range, as swscale's default): swscale's
-                # result varies with the input buffer's memory alignment, which breaks determinism
-                yuv = cv2.cvtColor(item.image, cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
-                info["frames"] = n + 1
-                if label_tmp is not None:
-                    lines = [_yolo_line(0, item.rat_box, w, h)]
-                    if item.reflection_box is not None:
-                        lines.append(_yolo_line(1, item.reflection_box, w, h))
-                    (label_tmp / f"{n:06d}.txt").write_text("\n".join(lines) + "\n")
-                    for line in lines:
-                        csv.write(f"{n},{line.replace(' ', ',')}\n")
-            container.mux(stream.encode(None))
-
-    try:
-        atomic_write(out_dir / info["file"], encode)
-        if label_tmp is not None:
-            final = out_dir / "labels" / plan.video_id
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(label_tmp, final)
-            atomic_write_text(out_dir / "boxes" / f"{plan.video_id}.csv", csv.getvalue())
-    finally:
-        if label_tmp is not None and label_tmp.exists():
-            shutil.rmtree(label_tmp, ignore_errors=True)
-    return info
-
-
-def _render_all(plans: list[VideoPlan], out_dir: Path, config: SynthConfig, jobs: int):
-    """(plan, manifest entry) of each video as it is written, in plan order."""
-    if jobs == 1 or len(plans) < 2:
-        for plan in plans:
-            yield plan, write_video(plan, out_dir, config)
-        return
-    from .runtime import worker_processes
-
-    pool = worker_processes(min(jobs, len(plans)))
-    try:
-        yield from zip(plans, pool.map(write_video, plans, [out_dir] * len(plans), [config] * len(plans)))
-    finally:  # after a failure (a full disk, say) the videos not yet started are not rendered in vain
-        pool.shutdown(cancel_futures=True)
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
-
-
-def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfig()) -> Path:
-    """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid."""
-    import cv2
-
-    cell_w, cell_h = 320, 240
-    sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
-    for au in range(NUM_CLASSES):
-        seconds = 1.6
-        plan = VideoPlan(f"sheet_{au}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, "sheet", au), "sheet")
-        frames = list(render_clip_frames(plan, config))
-        # jumping: the frame with the rat highest in the air; everything else: the last one
-        pick = min(frames, key=lambda f: f.rat_box[3]) if LABELS[au] == "jumping" else frames[-1]
-        img = pick.image.copy()
-        sx, sy = cell_w / img.shape[1], cell_h / img.shape[0]
-        img = cv2.resize(img, (cell_w, cell_h), interpolation=cv2.INTER_AREA)
-        for box, colour in ((pick.rat_box, (0, 200, 0)), (pick.reflection_box, (230, 40, 40))):
-            if box is not None:
-                cv2.rectangle(img, (int(box[0] * sx), int(box[1] * sy)), (int(box[2] * sx), int(box[3] * sy)), colour, 1)
-        r, c = divmod(au, 4)
-        y, x = r * (cell_h + 24), c * cell_w
-        sheet[y + 24:y + 24 + cell_h, x:x + cell_w] = img
-        cv2.putText(sheet, f"{au} {LABELS[au]}", (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(sheet, "green: rat box (class 0)", (3 * cell_w + 8, 3 * (cell_h + 24) + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 150, 0), 1, cv2.LINE_AA)
-    cv2.putText(sheet, "red: reflection (class 1)", (3 * cell_w + 8, 3 * (cell_h + 24) + 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 30, 30), 1, cv2.LINE_AA)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RunError(f"{path}: could not encode the contact sheet")
-    return atomic_write(Path(path), lambda f: f.write(png.tobytes()))
-
-
-def _check_output(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe.")
-        probe.close()
-    except OSError:
-        raise InputError(f"{out_dir}: output folder is not writable") from None
-
-
-def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, config: Optional[SynthConfig] = None,
-               long_minutes: float = 0.0, long_count: int = 1,
-               progress: Optional[Callable[[VideoPlan, dict], None]] = None, jobs: int = 1) -> dict[str, VideoAnnotation]:
-    """Render `clips` 10 s clips (default 10, or 0 with long_minutes) and `long_count` recordings of
-    `long_minutes` into out_dir, with annotations.json, boxes, manifest and contact sheet.
-
-    `jobs` > 1 renders that many videos at once in worker processes: drawing and encoding a video
-    keep one core busy, so on 2 cores two jobs take about half the time. Every video is seeded on
-    its own, so the files are the same whatever `jobs` is."""
-    config = config or SynthConfig()
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
-    if not _is_number(long_minutes) or long_minutes < 0:
-        raise InputError(f"--long-minutes must be a number of minutes >= 0, got {long_minutes}")
-    if long_minutes > 24 * 60:
-        raise InputError(f"--long-minutes {long_minutes} is more than a day; make several shorter recordings")
-    if isinstance(long_count, bool) or not isinstance(long_count, int) or long_count < 1:
-        raise InputError(f"--long-count must be at least 1, got {long_count}")
-    if clips is None:
-        clips = 0 if long_minutes > 0 else 10
-    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 0:
-        raise InputError(f"--clips must be a non-negative integer, got {clips!r}")
-    if clips == 0 and long_minutes == 0:
-        raise InputError("nothing to make: --clips is 0 and no --long-minutes given")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"--jobs must be a positive integer, got {jobs!r}")
-    plans = plan_videos(clips, seed, config, long_minutes, long_count)
-    out_dir = Path(out_dir)
-    _check_output(out_dir)
-    manifest = {"seed": seed, "config": _untuple(dataclasses.asdict(config)), "videos": {}}
-    for plan, info in _render_all(plans, out_dir, config, jobs):
-        manifest["videos"][plan.video_id] = info
-        if progress is not None:
-            progress(plan, info)
-    annotations = {p.video_id: p.annotation(config.fps) for p in plans}
-    write_annotations(out_dir / "annotations.json", annotations.values())
-    atomic_write_text(out_dir / "synth_manifest.json", json.dumps(manifest, indent=1) + "\n")
-    render_contact_sheet(out_dir / "contact_sheet.png", seed, config)
-    return annotations

@@ -24,10 +24,11 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InputError, RunError
-from .writers import atomic_write, atomic_write_text
+from ..errors import InputError, RunError
+from ..files import atomic_write, atomic_write_text
 
 CLASSES = ("rat", "reflection")
+DETECTOR_ONNX_NAME = "detector.onnx"
 PICO = "pico"  # the built-in tiny YOLOv8 definition (see _pico_yaml)
 
 
@@ -157,8 +158,8 @@ def build_dataset(synth_dirs, dataset_dir: Path, imgsz: int, frame_step: int, va
 
 def _keeps_torch_threads(function):
     """ultralytics sets torch's thread count to one fewer than the cores for the rest of the process:
-    on 2 cores the I3D classifier trained after the detector ran on one thread (a step 413 ms
-    instead of 252). The count is put back when the decorated function returns or fails."""
+    on 2 cores the I3D classifier trained after the detector would run on one thread, much slower
+    (docs/RESULTS.md). The count is put back when the decorated function returns or fails."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         import torch
@@ -192,7 +193,7 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
         raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
     if epochs < 1 or imgsz < 32 or imgsz % 32:
         raise InputError(f"epochs must be >= 1 and imgsz a multiple of 32, got {epochs} and {imgsz}")
-    from .runtime import resolve_device
+    from ..runtime import resolve_device
 
     train_device = 0 if resolve_device(device) == "cuda" else "cpu"  # amp stays off: its check downloads weights
     work = out_dir / "detector_training"
@@ -210,10 +211,10 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
     if train_device == "cpu":
         import torch
 
-        from .runtime import cpu_cores
+        from ..runtime import cpu_cores
 
         # ultralytics trains on one thread fewer than the cores (one, on 2 cores); on all of them
-        # the recipe's epochs ran 1.5x faster here (2 epochs: 134 s against 204 s)
+        # the recipe's epochs run faster (docs/RESULTS.md)
         model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(cpu_cores()))
     continuing = init_from is not None
     if continuing:
@@ -228,9 +229,9 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
                     pretrained=continuing, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic, cache="disk",
                     close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW", lr0=lr0,
                     # ultralytics warms biases up from 0.1 unless it picks the optimizer itself: with
-                    # AdamW that is 50x lr0 on every bias, not for a checkpoint's trained head. From
-                    # scratch it is left as the bundled detector was trained (a run with 0.0 was no
-                    # better: IoU >= 0.7 on 73% of held-out frames against 85%).
+                    # AdamW that is a large multiple of lr0 on every bias, not for a checkpoint's
+                    # trained head. From scratch it is left as the bundled detector was trained (a
+                    # run without the bias warm-up was no better: docs/RESULTS.md).
                     warmup_epochs=1 if continuing else 3, warmup_bias_lr=0.0 if continuing else 0.1)
     except (RuntimeError, OSError) as e:
         raise RunError(f"detector training failed: {str(e).splitlines()[0]}") from None
@@ -256,22 +257,19 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
 def add_detector_to_model_dir(model_dir, onnx_path, imgsz: int, every_k: int = 5, conf: float = 0.25,
                               margin: float = 0.25) -> Path:
     """Record a detector ONNX in a model folder's manifest (front_end.detector), copying it in."""
-    from .model import MANIFEST_NAME, read_manifest, write_manifest
+    from ..model import update_model
 
     model_dir, onnx_path = Path(model_dir), Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"{onnx_path}: no such detector ONNX file")
-    target = model_dir / "detector.onnx"
-    if onnx_path.resolve() != target.resolve():
-        payload = onnx_path.read_bytes()
-        atomic_write(target, lambda f: f.write(payload))
-    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
-    front = dict(manifest.get("front_end") or {})
-    front["detector"] = {"onnx": "detector.onnx", "imgsz": int(imgsz), "classes": list(CLASSES), "rat_class": 0,
-                         "every_k": int(every_k), "conf": float(conf), "margin": float(margin)}
-    front.setdefault("i3d", None)
-    manifest["front_end"] = front
-    return write_manifest(model_dir, manifest)
+    target = model_dir / DETECTOR_ONNX_NAME
+    files = {} if onnx_path.resolve() == target.resolve() else {DETECTOR_ONNX_NAME: onnx_path.read_bytes()}
+    spec = {"onnx": DETECTOR_ONNX_NAME, "imgsz": int(imgsz), "classes": list(CLASSES), "rat_class": 0,
+            "every_k": int(every_k), "conf": float(conf), "margin": float(margin)}
+    front = {"detector": spec}
+    if not (model_dir / "manifest.json").is_file():
+        front["i3d"] = None
+    return update_model(model_dir, {}, files, front_end=front)
 
 
 def evaluate_detector(onnx_path, synth_dir, imgsz: int, frame_step: int = 1, conf: float = 0.25,
@@ -282,7 +280,7 @@ def evaluate_detector(onnx_path, synth_dir, imgsz: int, frame_step: int = 1, con
     the true rat box. Returns the IoU distribution, the share of frames at IoU >= 0.7, the share
     where the rat was missed, and the share where the pick sat on the reflection instead.
     """
-    from .roi import Detector, RoiOptions, RoiTracker, box_iou
+    from ..roi import Detector, RoiOptions, RoiTracker, box_iou
 
     synth_dir = Path(synth_dir)
     detector = Detector(onnx_path, imgsz, CLASSES, conf=conf)

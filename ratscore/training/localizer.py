@@ -31,13 +31,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .annotations import VideoAnnotation, read_annotations, split
-from .config import read_yaml_mapping
-from .errors import InputError
-from .labels import NUM_CLASSES
-from .localizer import LocalizerConfig, RaSeformer
-from .postprocess import FeatureGrid, PostprocessConfig
-from .runtime import resolve_device
+from ..annotations import VideoAnnotation, read_annotations, split
+from ..features import load_features
+from ..config import read_yaml_mapping
+from ..errors import InputError
+from ..labels import NUM_CLASSES
+from ..localizer import LocalizerConfig, RaSeformer
+from ..grid import FeatureGrid
+from ..postprocess import PostprocessConfig
+from ..runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -180,47 +182,6 @@ def read_config(path: str | Path | None) -> Setup:
     if setup.grid.fps is None:
         raise InputError(f"{path}: dataset.default_fps must be set (features are at a fixed frame rate)")
     return setup
-
-
-# ---------------------------------------------------------------- features
-
-def load_features(features_dir: str | Path, video_ids, input_dim: Optional[int] = None) -> dict[str, np.ndarray]:
-    """video_id -> (T, D) float32 features; InputError on missing files, a wrong dimension or bad values."""
-    features_dir = Path(features_dir)
-    if not features_dir.is_dir():
-        raise InputError(f"{features_dir}: no such features folder")
-    video_ids = list(video_ids)
-    missing = [v for v in video_ids if not (features_dir / f"{v}.npy").is_file()]
-    if missing:
-        shown = ", ".join(f"{v}.npy" for v in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise InputError(f"{features_dir}: {len(missing)} feature file(s) the annotations list are missing: {shown}")
-    out = {}
-    for v in video_ids:
-        out[v] = check_features(_load_npy(features_dir / f"{v}.npy"), f"{features_dir / (v + '.npy')}", input_dim)
-    return out
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable .npy feature file ({str(e).splitlines()[0]})") from None
-
-
-def check_features(features, where: str, input_dim: Optional[int] = None) -> np.ndarray:
-    """Validated (T, D) float32 features of one video."""
-    features = np.asarray(features)
-    if features.ndim != 2 or features.shape[0] < 1:
-        raise InputError(f"{where}: features must be a (T, D) array with T >= 1, got shape {features.shape}")
-    if not np.issubdtype(features.dtype, np.floating):
-        raise InputError(f"{where}: features must be floating point, got {features.dtype}")
-    if input_dim is not None and features.shape[1] != input_dim:
-        raise InputError(f"{where}: features have dimension {features.shape[1]}, the model expects {input_dim}")
-    features = features.astype(np.float32, copy=False)
-    if not np.isfinite(features).all():
-        bad = int((~np.isfinite(features)).any(axis=1).sum())
-        raise InputError(f"{where}: features hold NaN or infinite values ({bad} of {features.shape[0]} steps)")
-    return features
 
 
 # ---------------------------------------------------------------- data
@@ -516,18 +477,14 @@ def train_localizer(annotations: str | Path, features_dir: str | Path, output_di
     report = {"train_seconds": round(result.seconds, 1), "seconds_per_epoch": round(result.seconds_per_epoch, 2),
               "device": resolve_device(device or "auto")}
     if evaluate_split and any(v.subset == evaluate_split for v in all_videos.values()):
-        from .benchmark import benchmark_model
+        from ..benchmark import benchmark_model
 
         test = [v for v in all_videos.values() if v.subset == evaluate_split]
         if all((Path(features_dir) / f"{v.video_id}.npy").is_file() for v in test):
             rep = benchmark_model(out, annotations, features_dir, subset=evaluate_split, progress=False)
             report[evaluate_split] = rep["mAP"] | {"average": rep["average_mAP"]}
-    from .model import read_manifest, write_manifest
+    from ..model import read_manifest, update_model
 
-    manifest = read_manifest(out)
-    manifest["benchmark"] = {**manifest.get("benchmark", {}), **report}
-    manifest.pop("format_version", None)
-    manifest.pop("classes", None)
-    write_manifest(out, manifest)
+    update_model(out, {"benchmark": {**read_manifest(out).get("benchmark", {}), **report}})
     return out
 

@@ -21,7 +21,7 @@ def synth_dir(tmp_path_factory):
 def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
     import socket
 
-    from ratscore.detector import add_detector_to_model_dir, evaluate_detector, train_detector
+    from ratscore.training.detector import add_detector_to_model_dir, evaluate_detector, train_detector
     from ratscore.features import load_front_end
     from ratscore.model import read_manifest
     from ratscore.roi import Detector
@@ -73,7 +73,7 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
 
 
 def test_refuses_pretrained_weights_and_missing_data(tmp_path):
-    from ratscore.detector import train_detector
+    from ratscore.training.detector import train_detector
 
     with pytest.raises(InputError, match="not pretrained weights"):
         train_detector(tmp_path, tmp_path / "out", model_yaml="yolov8n.pt")
@@ -84,7 +84,7 @@ def test_refuses_pretrained_weights_and_missing_data(tmp_path):
 def test_dataset_pools_several_folders(tmp_path, synth_dir):
     """Two folders' frames go into one dataset, each video wholly in train or val, none lost to a
     name shared across the folders (here the same folder twice: every name is shared)."""
-    from ratscore.detector import build_dataset
+    from ratscore.training.detector import build_dataset
 
     _, n_train_one, n_val_one = build_dataset(synth_dir, tmp_path / "one", 64, 15, 0.5, seed=0)
     _, n_train, n_val = build_dataset([synth_dir, synth_dir], tmp_path / "two", 64, 15, 0.5, seed=0)

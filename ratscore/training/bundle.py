@@ -19,8 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InputError
-from .labels import NUM_CLASSES
+from ..errors import InputError
+from ..labels import NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class BundleRecipe:
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":
         if path is None:
             return cls()
-        from .config import read_yaml_mapping
+        from ..config import read_yaml_mapping
 
         doc = read_yaml_mapping(path, "recipe")
         known = set(cls.__dataclass_fields__)
@@ -120,7 +120,7 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
 def _front_end_digest(model_dir: Path) -> str:
     import hashlib
 
-    from .model import model_file
+    from ..model import model_file
 
     front = _front_end_of(model_dir)["front_end"]
     digest = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
@@ -140,7 +140,7 @@ def _stage_done(work: Path, stage: str, inputs: dict) -> Optional[dict]:
 
 
 def _mark_done(work: Path, stage: str, info: dict) -> None:
-    from .writers import atomic_write_text
+    from ..files import atomic_write_text
 
     atomic_write_text(work / f"{stage}.done.json", json.dumps(info, indent=2) + "\n")
 
@@ -154,8 +154,8 @@ def _window_label(segments, centre_s: float) -> Optional[int]:
 
 def load_rat_crops(video: Path, boxes_of_frame, size: int, margin: float) -> np.ndarray:
     """Every frame of a synthetic clip cropped around its true rat box: (N, size, size, 3) uint8."""
-    from .roi import square_around
-    from .video import crop_square, read_frames
+    from ..roi import square_around
+    from ..video import crop_square, read_frames
 
     crops, last = [], None
     for frame in read_frames(video):
@@ -208,7 +208,7 @@ def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, r
     import torch
     import torch.nn.functional as F
 
-    from .i3d import I3DConfig, InceptionI3d
+    from ..i3d import I3DConfig, InceptionI3d
 
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -316,7 +316,7 @@ def rat_boxes(synth_dir: Path, video_id: str):
 def _combined_annotations(folders: list[tuple[Path, str]], out: Path) -> Path:
     """One annotation file: every video of each (folder, subset) under that subset ('training',
     'validation', 'testing'), whatever subset synth gave it inside its folder."""
-    from .annotations import VideoAnnotation, read_annotations, write_annotations
+    from ..annotations import VideoAnnotation, read_annotations, write_annotations
 
     videos = []
     for folder, subset in folders:
@@ -333,11 +333,12 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     """
     import torch
 
+    from ..features import extract_features, load_front_end
+    from ..model import read_manifest, update_model
+    from ..runtime import cpu_cores, resolve_device, worker_processes
+    from ..synth import synthesize
     from .detector import add_detector_to_model_dir, evaluate_detector, train_detector
-    from .features import add_i3d_to_model_dir, extract_features, load_front_end
-    from .model import read_manifest, write_manifest
-    from .runtime import cpu_cores, resolve_device, worker_processes
-    from .synth import synthesize
+    from .export import add_i3d_to_model_dir
 
     torch_device = resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     if recipe.front_end:
@@ -392,15 +393,15 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     reused = Path(recipe.front_end) if recipe.front_end else None  # a front end taken as it is, not trained
 
     def detector():
-        # More scenes rather than more frames of each: with the localizer clips pooled in, a
-        # detector got the rat in 99.75% of held-out frames (train clips alone: 96%)
+        # More scenes rather than more frames of each: with the localizer clips pooled in, the
+        # detector misses the rat in fewer held-out frames (docs/RESULTS.md)
         pooled = [train_dir] + ([extra_dir] if recipe.detector_localizer_clips and recipe.localizer_clips else [])
         trained = train_detector(pooled, work / "detector", epochs=recipe.detector_epochs,
                                  imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
         return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames}
 
     def classifier():
-        from .annotations import read_annotations
+        from ..annotations import read_annotations
 
         ann = read_annotations(train_dir / "annotations.json")
         videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
@@ -432,7 +433,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     features_dir = work / "features"
 
     def features():
-        from .writers import atomic_write, atomic_write_text
+        from ..files import atomic_write, atomic_write_text
 
         # Resumable: each video's features are written whole or not at all, and kept only while
         # the front end and the video's render are those of this recipe (stamps.json).
@@ -466,12 +467,9 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
             shutil.rmtree(model_out)
         shutil.copytree(topk["model_dir"], model_out)
         front = read_manifest(front_dir)["front_end"]
-        for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU (1 MB)
+        for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU
             shutil.copy2(front_dir / name, model_out / name)
-        manifest = read_manifest(model_out)
-        manifest["front_end"] = front
-        manifest["trained_on"] = _trained_on(recipe)
-        manifest["recipe"] = asdict(recipe)
+        manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe)}
         manifest["benchmark"] = {"machine": _machine(),
                                  "timings_s": {k: v.get("seconds") for k, v in timings.items()},
                                  "detector_heldout": heldout.get("heldout"),
@@ -481,17 +479,14 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
             scored.update(_threshold_and_test_figures(model_out, annotations, features_dir, device))
         manifest["threshold"] = scored["threshold"]
         manifest["benchmark"].update(scored["figures"])
-        manifest.pop("format_version", None)
-        manifest.pop("classes", None)
-        write_manifest(model_out, manifest)
+        update_model(model_out, manifest)
         return manifest["benchmark"]
 
     # A reused front end brings its classifier's figures along.
     reused_classifier = (read_manifest(reused).get("benchmark") or {}).get("i3d_classifier") if reused else None
 
     # The two localizers train at once, one process and one thread each: at batch 2 a second
-    # thread makes a step slower, not faster (96 against 140 ms on 2 cores), and two processes
-    # take the 2 cores for the price of one.
+    # thread makes a step slower, not faster, and two processes take 2 cores for the price of one.
     keep_ratios = {"localizer_topk": 0.5, **({"localizer_plain": 1.0} if recipe.ablation else {})}
     to_train = {name: k for name, k in keep_ratios.items() if _stage_done(work, name, stage_inputs(recipe, name)) is None}
     pool = worker_processes(len(to_train))
@@ -525,9 +520,9 @@ def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path,
 
     import torch
 
-    from .model import read_manifest
-    from .runtime import resolve_device
-    from .train import read_config, train_localizer
+    from ..model import read_manifest
+    from ..runtime import resolve_device
+    from .localizer import read_config, train_localizer
 
     if resolve_device(device) == "cpu":
         torch.set_num_threads(1)  # see build_bundle: faster at this batch size, and the other core is the other's
@@ -562,8 +557,8 @@ def _trained_on(recipe: BundleRecipe) -> str:
 
 def _threshold_and_test_figures(model_dir: Path, annotations: Path, features_dir: Path, device: str) -> dict:
     """The event threshold, chosen on the validation clips, and the model's figures on the test clips."""
-    from .annotations import read_annotations, split
-    from .benchmark import benchmark_model, ground_truth_of, predict
+    from ..annotations import read_annotations, split
+    from ..benchmark import benchmark_model, ground_truth_of, predict
 
     videos = read_annotations(annotations)
     events = {}
@@ -595,7 +590,7 @@ def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 
 def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
     """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
     true segment matched once, best-scoring events first)."""
-    from .metrics import segment_iou
+    from ..metrics import segment_iou
 
     kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
     used, hits = set(), 0
@@ -618,7 +613,7 @@ def _front_end_files(front: dict) -> list[str]:
 
 def _front_end_of(model_dir: Path) -> dict:
     """The manifest of the model folder a recipe's `front_end` names; it must have a detector and an I3D."""
-    from .model import read_manifest
+    from ..model import read_manifest
 
     manifest = read_manifest(model_dir)
     front = manifest.get("front_end") or {}
@@ -629,15 +624,14 @@ def _front_end_of(model_dir: Path) -> dict:
 
 def _copy_front_end(source: Path, front_dir: Path) -> None:
     """A model folder's front end (detector, I3D, clip layout) as a front-end folder of its own."""
-    from .model import model_file, write_manifest
+    from ..model import model_file, update_model
 
     manifest = _front_end_of(source)
     front = manifest["front_end"]
-    front_dir.mkdir(parents=True)
-    for name in _front_end_files(front):
-        shutil.copy2(model_file(source, name), front_dir / name)
-    write_manifest(front_dir, {"name": "front_end", "front_end": front,
-                               **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride", "feature_dim")}})
+    files = {name: model_file(source, name).read_bytes() for name in _front_end_files(front)}
+    update_model(front_dir, {"name": "front_end", **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride",
+                                                                              "feature_dim")}},
+                 files, front_end=front)
 
 
 def _machine() -> str:

@@ -32,7 +32,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(TOY_RECIPE)
     work, model = tmp_path / "work", tmp_path / "model"
-    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((model / "manifest.json").read_text())
@@ -66,7 +66,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     assert "ultralytics " in bench["machine"] and "torch " in bench["machine"]  # a rebuild's versions are known
 
     # Run again: every stage is found done and skipped; the model is rebuilt the same way.
-    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert result.stdout.count("skipped") >= 7 and "[synth_long] done before" in result.stdout
@@ -78,7 +78,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     features = work / "features"
     kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if not p.name.startswith("long_")}
     recipe.write_text(TOY_RECIPE.replace("train_long_recordings: 1", "train_long_recordings: 2"))
-    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     for name in ("synth_long", "features", "localizer_topk"):
@@ -100,7 +100,7 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
 
 
 def test_stage_inputs_name_the_localizer_clips_only_where_they_are_read():
-    from ratscore.bundle import BundleRecipe, stage_inputs
+    from ratscore.training.bundle import BundleRecipe, stage_inputs
 
     assert "localizer_clips" in stage_inputs(BundleRecipe(), "detector")  # pooled into its frames
     assert "localizer_clips" not in stage_inputs(BundleRecipe(), "i3d_classifier")
@@ -120,7 +120,7 @@ def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: true\nfront_end: {bundled}"))
     work, model = tmp_path / "work", tmp_path / "model"
-    result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(model), "--config", str(recipe),
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "training at once" in result.stdout
@@ -139,7 +139,7 @@ def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
 
 
 def test_event_threshold_is_the_one_with_the_best_f1():
-    from ratscore.bundle import best_event_threshold, event_f1
+    from ratscore.training.bundle import best_event_threshold, event_f1
     from ratscore.metrics import Detection, GroundTruth
 
     truth = [GroundTruth("v", 0.0, 2.0, 4), GroundTruth("v", 5.0, 8.0, 7)]
@@ -161,7 +161,7 @@ def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp
         recipe = tmp_path / "recipe.yaml"
         recipe.write_text(f"front_end: {folder}\n")
         work = tmp_path / "work"
-        result = runner.invoke(app, ["train", "--bundle", str(work), "-o", str(tmp_path / "m"), "--config", str(recipe),
+        result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(tmp_path / "m"), "--config", str(recipe),
                                      "--device", "cpu"])
         assert result.exit_code == 2 and words in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
@@ -171,24 +171,24 @@ def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp
 def test_bad_recipe_is_one_line(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("train_clipz: 3\n")
-    result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+    result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                  "--config", str(recipe)])
     assert result.exit_code == 2 and "unknown recipe key(s) train_clipz" in result.stderr
     for share in ("1.5", "-0.1", "1", "half"):
         recipe.write_text(f"i3d_still_share: {share}\n")
-        result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+        result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                      "--config", str(recipe)])
         assert result.exit_code == 2 and "i3d_still_share must be a number from 0" in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w").exists()
-    result = runner.invoke(app, ["train", "-o", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "--annotations and --features" in result.stderr
+    result = runner.invoke(app, ["train", "localizer", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "--annotations" in result.output
 
 
 def test_classifier_augmentation_keeps_shape_range_and_motion():
     import numpy as np
 
-    from ratscore.bundle import augment_clip
+    from ratscore.training.bundle import augment_clip
 
     clip = np.zeros((16, 40, 40, 3), np.uint8)
     for t in range(16):  # a bright square moving right: the motion must survive the augmentation
@@ -209,6 +209,6 @@ def test_bundle_on_a_missing_gpu_is_one_line_before_any_work(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = runner.invoke(app, ["train", "--bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"), "--device", "cuda"])
+    result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"), "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA GPU is available" in result.stderr
     assert not (tmp_path / "w").exists()

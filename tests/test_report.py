@@ -1,0 +1,76 @@
+"""report.html: what the page shows, stills inline as PNG, and every value escaped."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+
+from ratscore.labels import RacineMap
+from ratscore.report import render_report
+from ratscore.timeline import Event, ScoringOptions, score_events
+
+EVENTS = [
+    Event(1.0, 3.5, 7, 0.91),  # bilateral forelimb clonus: stage 4
+    Event(2.0, 2.6, 3, 0.55),  # wet dog shakes: counted, no stage
+    Event(30.0, 34.25, 10, 0.777),  # falling: stage 5, a second episode
+]
+
+
+def scoring(video="rat01", model="test-model", events=EVENTS):
+    return score_events(events, video, 120.0, 29.97, model, RacineMap(), ScoringOptions())
+
+
+def data_uris(page):
+    return re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+
+
+def test_report_shows_summary_episodes_events_and_stills():
+    still = np.zeros((24, 30, 3), np.uint8)
+    still[..., 0] = 200
+    page = render_report(scoring(), [still, None])
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+    assert "<title>ratscore: rat01</title>" in page and "<h1>rat01</h1>" in page
+    assert ("<p>Model <b>test-model</b>; duration 120.0 s at 29.97 fps; 3 events, 2 seizure episodes, "
+            "max Racine stage <b>5</b>, wet dog shakes: 1.</p>") in page
+    assert "stage &ge; 4: 1.0 s, stage &ge; 5: 30.0 s." in page  # the entity is markup, not escaped text
+    assert ("<tr><td>1</td><td>1.00</td><td>3.50</td><td>2.50</td><td>4</td>"
+            "<td>bilateral forelimb clonus</td><td>1</td><td><img class='still' alt='episode 1' src='data:") in page
+    assert "<tr><td>2</td><td>30.00</td><td>34.25</td><td>4.25</td><td>5</td><td>falling</td><td>1</td><td></td></tr>" in page
+    # the wet dog shake has no stage: an empty cell, not "nan" or "None"
+    assert "<tr><td>2</td><td>2.00</td><td>2.60</td><td>wet dog shakes</td><td></td><td>0.55</td></tr>" in page
+    assert "<tr><td>3</td><td>30.00</td><td>34.25</td><td>falling</td><td>5</td><td>0.78</td></tr>" in page
+    assert "Trust:" not in page  # no trust block without trust figures
+    timeline, episode_still = data_uris(page)  # the second episode has no still
+    for uri in (timeline, episode_still):
+        assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(episode_still), np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (24, 30, 3) and decoded[0, 0, 2] == 200  # BGR: the red channel survived
+
+
+def test_report_trust_and_nothing_found():
+    s = scoring(events=[])
+    s.summary["trust"] = {"familiar": False, "reasons": ["too dark", "camera angle"], "rat_found_fraction": 0.4567,
+                          "feature_distance": 3.14159, "feature_distance_limit": 2.0}
+    page = render_report(s)
+    assert "<div class='warn'><b>Unfamiliar footage: check this scoring by hand.</b> too dark; camera angle</div>" in page
+    assert ("<p>Trust: rat found in 45.7% of frames; feature distance to the training set 3.14 "
+            "(typical up to 2.00).</p>") in page
+    assert "<p>None found.</p>" in page and "Latency to the first event: no seizure events.</p>" in page
+    assert len(data_uris(page)) == 1  # the timeline only
+    s.summary["trust"] = {"familiar": True, "rat_found_fraction": None, "feature_distance": None}
+    page = render_report(s)
+    assert "<p>Trust: rat found in n/a (whole frame).</p>" in page and "warn" not in page.split("</style>")[1]
+
+
+def test_report_escapes_every_value():
+    s = scoring(video="<script>alert(1)</script>&", model="m<script>")
+    s.summary["trust"] = {"familiar": False, "reasons": ["<script>bad()</script>"], "rat_found_fraction": 1.0}
+    page = render_report(s)
+    assert "<script" not in page
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;&amp;</h1>" in page
+    assert "<b>m&lt;script&gt;</b>" in page
+    assert "&lt;script&gt;bad()&lt;/script&gt;</div>" in page
