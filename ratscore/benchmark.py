@@ -127,14 +127,15 @@ def predict(model_dir: str | Path, videos: dict[str, VideoAnnotation], features_
     return out
 
 
-def benchmark_model(model_dir: str | Path, annotations: str | Path, features_dir: str | Path,
-                    subset: str = "testing", output: Optional[str | Path] = None,
+def benchmark_model(model_dir: str | Path, annotations: str | Path | dict[str, VideoAnnotation],
+                    features_dir: str | Path, subset: str = "testing", output: Optional[str | Path] = None,
                     predictions: Optional[str | Path] = None, speed: bool = False, device: str = "auto",
                     progress: bool = True) -> dict:
-    """mAP of a model on one subset (and optionally its speed); writes the report / detections if asked."""
+    """mAP of a model on one subset (and optionally its speed); writes the report / detections if asked.
+    `annotations` is an annotation file or its videos as read (read_ground_truth)."""
     from .model import load_model
 
-    videos = split(read_annotations(annotations), subset)
+    videos = split(annotations if isinstance(annotations, dict) else read_annotations(annotations), subset)
     model = load_model(model_dir)
     dets = predict(model_dir, videos, features_dir, device, progress)
     if predictions:
@@ -149,6 +150,84 @@ def benchmark_model(model_dir: str | Path, annotations: str | Path, features_dir
     if output:
         write_report(output, report)
     return report
+
+
+def default_cache_dir(output: Optional[str | Path] = None) -> Path:
+    """Where `benchmark --videos` keeps the features it extracts when not told: `.ratscore-features`
+    beside the report (-o), else `ratscore-features-<user id>` in the system's temporary folder."""
+    import os
+    import tempfile
+
+    if output is not None:
+        return Path(output).parent / ".ratscore-features"
+    user = f"-{os.getuid()}" if hasattr(os, "getuid") else ""
+    return Path(tempfile.gettempdir()) / f"ratscore-features{user}"
+
+
+def benchmark_videos(model_dir: str | Path, annotations: str | Path | dict[str, VideoAnnotation],
+                     videos_dir: str | Path, subset: str = "testing", output: Optional[str | Path] = None,
+                     predictions: Optional[str | Path] = None, cache_dir: Optional[str | Path] = None,
+                     device: str = "auto", no_roi: bool = False, mask_profile=None, speed: bool = False,
+                     log=None, progress: bool = True) -> dict:
+    """benchmark_model on the videos of one subset, found in `videos_dir` by their ids: their
+    features are extracted with the model's own front end and cached (features.cached_features,
+    in `cache_dir` or default_cache_dir(output)), so a second run only scores them again."""
+    from .features import cached_features, find_annotated_videos, front_end_key, load_front_end
+    from .model import load_model
+    from .pipeline import video_fingerprint
+
+    model = load_model(model_dir)
+    if not model.has_front_end:
+        raise InputError(f"{model_dir}: the model has no video front end (it scores features only); "
+                         f"give --features DIR instead of --videos")
+    videos = split(annotations if isinstance(annotations, dict) else read_annotations(annotations), subset)
+    files = find_annotated_videos(videos_dir, videos)
+    front = load_front_end(model, None, device, no_roi)  # a model without a detector needs no_roi: said here
+    key = front_end_key(model_dir, None, no_roi, mask_profile)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(output)
+    cached = cached_features(files, cache, front, key, video_fingerprint, device, mask_profile, log,
+                             progress=progress)
+    return benchmark_model(model_dir, videos, cached.folder, subset, output, predictions, speed=speed,
+                           device=device, progress=progress)
+
+
+def read_ground_truth(path: str | Path, code_map=None, point_length_s: Optional[float] = None,
+                      videos_dir: Optional[str | Path] = None, subset: str = "training",
+                      log=None) -> dict[str, VideoAnnotation]:
+    """Scored videos from a RatSeizure/ActionFormer JSON file, or from a BORIS project (.boris) or
+    events export (.csv, .tsv, .xlsx) read with `code_map` (behaviour code -> action unit, see
+    boris.read_code_map) and `point_length_s` (annotations.from_boris): a BORIS file's videos are
+    its media files (by file name without extension), all in `subset` (BORIS has no split), and a
+    video whose length BORIS does not give is probed in `videos_dir`. `log` gets the warnings."""
+    from .annotations import from_boris
+    from .boris import TABLE_SUFFIXES, annotation_format
+
+    path = Path(path)
+    kind = None if path.suffix.lower() == ".json" else annotation_format(path)
+    if kind is None:
+        if path.suffix.lower() in TABLE_SUFFIXES:
+            raise InputError(f"{path}: not a BORIS events export (no 'Time' or 'Start (s)' column found)")
+        if code_map is not None:
+            raise InputError(f"{path}: --map is for BORIS files; this one is read as RatSeizure/ActionFormer JSON")
+        return read_annotations(path)
+
+    def probe(video_id: str) -> Optional[float]:
+        from .features import find_annotated_videos
+        from .video import probe_video
+
+        if videos_dir is None:
+            return None
+        try:
+            video = find_annotated_videos(videos_dir, [video_id])[video_id]
+        except InputError:
+            return None  # a missing video is reported with the others, where the videos are looked for
+        return probe_video(video).duration_s
+
+    imported = from_boris([path], code_map, point_length_s, subset=subset, probe_duration=probe)
+    for warning in imported.warnings:
+        if log is not None:
+            log(f"[annotations] {path.name}: warning: {warning}")
+    return imported.videos
 
 
 def speed_benchmark(model_dir: str | Path, videos: dict[str, VideoAnnotation], features_dir: str | Path,

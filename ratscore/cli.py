@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .annotations import TEST_SHARE
 from .errors import RatscoreError
 
 console = Console()
@@ -82,6 +84,8 @@ KeepFeaturesOption = typer.Option(False, "--keep-features", help="Also write <st
 IncludeNormalOption = typer.Option(False, "--include-normal", help="Also list 'others' (normal behaviour) events.")
 RacineConfigOption = typer.Option(None, "--racine-config", exists=False, dir_okay=False,
                                   help="YAML file overriding the default AU -> Racine stage map.")
+NwbOption = typer.Option(False, "--nwb", help="Also write <stem>.nwb: events and episodes as NWB time intervals "
+                                               "(needs the optional package pynwb; docs/STUDY.md).")
 
 
 @app.command()
@@ -104,25 +108,75 @@ def labels(racine_config: Optional[Path] = RacineConfigOption):
 @app.command()
 @reports_errors
 def timeline(
-    events_csv: Path = typer.Argument(..., help="An events.csv (as `analyze` writes it, perhaps corrected by hand)."),
+    events_csv: Path = typer.Argument(..., metavar="FILE",
+                                      help="An events.csv (as `analyze` writes it, perhaps corrected by hand), or a BORIS project or events export (one set of files per video in it)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for racine.csv, episodes.csv, summary.json and timeline.png."),
     bin_s: float = typer.Option(1.0, "--bin", help="Timeline bin width, seconds."),
     episode_gap: float = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode."),
-    threshold: float = typer.Option(0.0, "--threshold", help="Leave out events scoring below this."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="The video's length, s (default: from its summary.json, else the last event's end)."),
+    threshold: float = typer.Option(0.0, "--threshold", help="Leave out events scoring below this (BORIS events score 1)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="The video's length, s (default: from its summary.json or the BORIS file, else the last event's end); for a BORIS file, every video's."),
     include_normal: bool = typer.Option(False, "--include-normal", help="Keep 'others' events."),
     racine_config: Optional[Path] = RacineConfigOption,
+    code_map: Optional[Path] = typer.Option(None, "--map", dir_okay=False, help="BORIS files: MAP.yaml, behaviour code -> action unit (not needed when the codes are action-unit names)."),
+    point_length: Optional[float] = typer.Option(None, "--point-length", help="BORIS files: read point events as events of this many seconds."),
 ):
-    """Rebuild the Racine timeline, episodes, summary and picture from an events file."""
+    """Rebuild the Racine timeline, episodes, summary and picture from an events file or a BORIS file."""
+    from .boris import TABLE_SUFFIXES, annotation_format
+    from .errors import InputError
+    from .files import check_output_folder
     from .labels import load_racine_map
-    from .pipeline import rescore_events_file
+    from .pipeline import rescore_boris_file, rescore_events_file
     from .timeline import ScoringOptions
 
+    check_output_folder(output)
     options = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
-    scoring = rescore_events_file(events_csv, output, options, duration, load_racine_map(racine_config))
-    s = scoring.summary
-    console.print(f"{scoring.video}: {s['n_events']} events, {s['n_episodes']} episodes, "
-                  f"max stage {s['max_stage']} -> {output}")
+    racine = load_racine_map(racine_config)
+    missing_csv = not events_csv.exists() and events_csv.suffix.lower() == ".csv"
+    kind = None if missing_csv else annotation_format(events_csv)  # an events.csv is no BORIS export
+    if kind is None:
+        if events_csv.suffix.lower() in TABLE_SUFFIXES and events_csv.suffix.lower() != ".csv":
+            raise InputError(f"{events_csv}: not a BORIS events export (no header row with 'Behavior' and 'Time' "
+                             "or 'Start (s)' and 'Stop (s)')")
+        given = [name for name, value in (("--map", code_map), ("--point-length", point_length)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} read BORIS files; {events_csv} is an events table")
+        scorings = [rescore_events_file(events_csv, output, options, duration, racine)]
+    else:
+        scorings = rescore_boris_file(events_csv, output, options, duration, racine, code_map, point_length,
+                                      warn=lambda line: typer.echo(f"ratscore: warning: {line}", err=True))
+    for scoring in scorings:
+        s = scoring.summary
+        console.print(f"{scoring.video}: {s['n_events']} events, {s['n_episodes']} episodes, "
+                      f"max stage {s['max_stage']} -> {output}", markup=False, highlight=False)
+
+
+@app.command("import-annotations")
+@reports_errors
+def import_annotations(
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="BORIS projects (.boris) or events exports (tabular or aggregated; .csv, .tsv, .xlsx)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Annotation JSON to write (RatSeizure/ActionFormer format)."),
+    code_map: Optional[Path] = typer.Option(None, "--map", dir_okay=False, help="MAP.yaml: behaviour code -> action unit (not needed when the codes are action-unit names)."),
+    point_length: Optional[float] = typer.Option(None, "--point-length", help="Read point events as segments of this many seconds."),
+    test_share: float = typer.Option(TEST_SHARE, "--test-share", help="About this share of the videos goes to 'testing', the rest to 'training' (each video drawn on its own)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same subsets; a video keeps its subset when videos are added."),
+):
+    """Turn BORIS codings into a RatSeizure annotation file for `train` and `benchmark` (one video per media file)."""
+    from .annotations import draw_subsets, from_boris, write_annotations
+    from .errors import InputError
+    from .files import check_output_folder
+
+    draw_subsets([], test_share, seed)  # the options are judged before any file is read
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; give -o the annotation file to write (e.g. annotations.json)")
+    check_output_folder(output.parent)
+    result = from_boris(files, code_map, point_length, test_share, seed)
+    for line in result.warnings:
+        typer.echo(f"ratscore: warning: {line}", err=True)
+    write_annotations(output, result.videos.values())
+    videos = result.videos.values()
+    n_test = sum(v.subset == "testing" for v in videos)
+    console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "
+                  f"{sum(len(v.segments) for v in videos)} segments -> {output}", markup=False, highlight=False)
 
 
 @app.command()
@@ -156,18 +210,41 @@ app.add_typer(train_app, name="train")
 @train_app.command("localizer")
 @reports_errors
 def train_localizer(
-    annotations: Path = typer.Option(..., "--annotations", help="RatSeizure/ActionFormer annotation JSON (its 'training' videos are used)."),
-    features: Path = typer.Option(..., "--features", help="Folder of <video_id>.npy features (T x D), e.g. from `ratscore extract`."),
-    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write."),
-    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="Release-style localizer YAML (default: the RatSeizure release's)."),
+    annotations: Path = typer.Option(..., "--annotations", help="The scoring: RatSeizure/ActionFormer JSON (its 'training' videos train, 'testing' ones measure), or a BORIS project (.boris) or events export (.csv, .tsv, .xlsx), all of whose videos train."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write (a model already there is replaced)."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of the scored videos (<video id>.mp4, .avi, ...): their features are extracted (and cached), and the front end goes into the model."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Folder of <video_id>.npy features (T x D), e.g. from `ratscore extract`: a localizer-only model."),
+    code_map: Optional[Path] = typer.Option(None, "--map", dir_okay=False, help="BORIS behaviour codes -> action units: a YAML of `code: action unit` lines."),
+    point_length: Optional[float] = typer.Option(None, "--point-length", help="Seconds a BORIS point event lasts (needed when the file has point events)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --videos: the model folder whose front end (detector and I3D) extracts (default: the bundled model's)."),
+    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="With --videos: pytorch-i3d weights (e.g. rgb_imagenet.pt: full size, 1024-d features) as the I3D."),
+    no_roi: bool = typer.Option(False, "--no-roi", help="With --videos: whole frames, no rat detector (camera framed on one animal); the model then has no detector either."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="With --videos: rig profile YAML (arena and mirror-reflection regions)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="With --videos: feature cache folder (default: MODEL/.features); a second run reuses what is there."),
+    config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="Release-style localizer YAML (default: sized from the features: the bundled localizer's for its 128-d features, else the RatSeizure release's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (warm-up share as in the config)."),
+    validation_share: float = typer.Option(0.2, "--validation-share", help="Share of the training videos kept apart to choose the event threshold (0: none; the default threshold stays)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation draw (per video)."),
     device: str = DeviceOption,
 ):
-    """Train the RaSeformer localizer on cached features into a model folder."""
-    from .training.localizer import train_localizer as run
+    """Train the RaSeformer localizer on your own scoring; with --videos the model folder holds the
+    whole chain, and `analyze --model` takes it as it is."""
+    from .training.own_data import train_on_own_scoring
 
-    out = run(annotations, features, output, config=config, epochs=epochs, device=device)
-    console.print(f"model written to {out}")
+    # stage names are in brackets: printed as they are, not read as rich markup
+    run = train_on_own_scoring(annotations, output, videos=videos, features=features, code_map=code_map,
+                               point_length_s=point_length, model=model, i3d_weights=i3d_weights, no_roi=no_roi,
+                               mask=mask, cache=cache, config=config, epochs=epochs,
+                               validation_share=validation_share, seed=seed, device=device,
+                               log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+                               progress=console.is_terminal)
+    threshold = "the default threshold" if run.threshold is None else f"threshold {run.threshold:g}"
+    if run.front_end is None:
+        console.print(f"model written to {run.model_dir} ({threshold}): a localizer-only model; give --videos to "
+                      f"include a front end", markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(f"model written to {run.model_dir} ({threshold}; front end: {run.front_end})",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @train_app.command("detector")
@@ -206,30 +283,50 @@ def train_bundle(
 @app.command()
 @reports_errors
 def benchmark(
-    annotations: Path = typer.Option(..., "--annotations", help="Annotation JSON with the ground truth."),
+    annotations: Path = typer.Option(..., "--annotations", help="The ground truth: annotation JSON, or a BORIS project or export (all its videos in --split)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the bundled model)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Folder of <video_id>.npy features."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of the videos (<video id>.mp4, ...): features are extracted with the model's own front end, and cached."),
     detections: Optional[Path] = typer.Option(None, "--detections", help="Score this detections CSV (video, start_s, end_s, au_id, score) instead of a model."),
     subset: str = typer.Option("testing", "--split", help="Subset of the annotations to evaluate."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the report as JSON."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write the model's raw detections as CSV."),
+    code_map: Optional[Path] = typer.Option(None, "--map", dir_okay=False, help="BORIS behaviour codes -> action units (YAML of `code: action unit`)."),
+    point_length: Optional[float] = typer.Option(None, "--point-length", help="Seconds a BORIS point event lasts."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="With --videos: feature cache folder (default: .ratscore-features beside -o REPORT, else ratscore-features-<uid> in the system's temp folder)."),
+    no_roi: bool = typer.Option(False, "--no-roi", help="With --videos: whole frames (a model without a detector needs it)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="With --videos: rig profile YAML (arena and mirror-reflection regions)."),
     speed: bool = typer.Option(False, "--speed", help="Also time ONNX Runtime against eager PyTorch on these features."),
     device: str = DeviceOption,
 ):
     """mAP at tIoU 0.3..0.7 (and AP per class) of a model, or of any method's detections."""
-    from .benchmark import benchmark_detections, benchmark_model, format_report
+    from .benchmark import benchmark_detections, benchmark_model, benchmark_videos, format_report, read_ground_truth
     from .errors import InputError
     from .model import BUNDLED_MODEL_DIR
 
     if detections is not None:
-        if features is not None or predictions is not None or speed:
-            raise InputError("--detections scores a file; it takes no --features, --predictions or --speed")
+        if features is not None or videos is not None or predictions is not None or speed:
+            raise InputError("--detections scores a file; it takes no --features, --videos, --predictions or --speed")
         report = benchmark_detections(annotations, detections, subset, output)
     else:
-        if features is None:
-            raise InputError("give --features DIR (to run a model) or --detections PRED.csv")
-        report = benchmark_model(model or BUNDLED_MODEL_DIR, annotations, features, subset, output, predictions,
-                                 speed=speed, device=device)
+        if (features is None) == (videos is None):
+            raise InputError("give --features DIR or --videos DIR (to run a model), or --detections PRED.csv")
+        if features is not None and (cache is not None or no_roi or mask is not None):
+            raise InputError("--cache, --no-roi and --mask say how videos are read; they need --videos DIR")
+        if code_map is not None:
+            from .boris import read_code_map
+
+            code_map = read_code_map(code_map)
+        truth = read_ground_truth(annotations, code_map, point_length, videos, subset)
+        if videos is not None:
+            report = benchmark_videos(model or BUNDLED_MODEL_DIR, truth, videos, subset, output, predictions, cache,
+                                      device, no_roi, mask, speed,
+                                      log=lambda line: console.print(line, markup=False, highlight=False,
+                                                                     soft_wrap=True),
+                                      progress=console.is_terminal)
+        else:
+            report = benchmark_model(model or BUNDLED_MODEL_DIR, truth, features, subset, output, predictions,
+                                     speed=speed, device=device)
     console.print(format_report(report))
 
 
@@ -278,17 +375,21 @@ def synth(
 
 
 def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
-                     racine_config):
+                     racine_config, nwb=False):
     from .model import BUNDLED_MODEL_DIR, load_model
     from .pipeline import AnalyzeOptions
     from .timeline import ScoringOptions
 
+    if nwb:  # a missing optional package is a usage error, found before the model is read
+        from .nwb import check_available
+
+        check_available()
     model = model or BUNDLED_MODEL_DIR
     if threshold is None:  # the model's own default (chosen on its validation clips), else DEFAULT_THRESHOLD
         threshold = load_model(model).threshold
     scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
     return AnalyzeOptions(model_dir=model, device=device, scoring=scoring, mask=mask,
-                          no_roi=no_roi, keep_features=keep_features, racine_config=racine_config)
+                          no_roi=no_roi, keep_features=keep_features, racine_config=racine_config, nwb=nwb)
 
 
 
@@ -301,17 +402,24 @@ def analyze(
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
+    nwb: bool = NwbOption,
 ):
     """Score videos: events, Racine timeline, episodes, summary, picture and an HTML report each."""
     from .errors import InputError, RatscoreError
+    from .files import check_output_folder
     from .pipeline import Analyzer
+    from .video import check_video_file
 
-    options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config)
-    analyzer = Analyzer(options)
+    # everything a user can get wrong is checked before the models load
+    check_output_folder(output)
     stems = [v.stem for v in videos]
     if len(set(stems)) < len(stems):
         raise InputError("two videos share a file name; their outputs would collide (use `ratscore batch`)")
+    for video in videos:
+        check_video_file(video)
+    options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
+                               include_normal, racine_config, nwb)
+    analyzer = Analyzer(options)
     failed = 0
     for video in videos:
         try:
@@ -323,8 +431,9 @@ def analyze(
             typer.echo(f"ratscore: error: {e}", err=True)
             continue
         flag = "" if s["trust"].get("familiar", True) else "  [UNFAMILIAR FOOTAGE: check by hand]"
+        warned = "".join(f"  [WARNING: {w}]" for w in s.get("warnings") or [])
         typer.echo(f"{video}: {s['n_events']} events, {s['n_episodes']} episodes, max stage {s['max_stage']}"
-                   f" -> {output / video.stem}.*{flag}")
+                   f" -> {output / video.stem}.*{flag}{warned}")
     if failed:
         raise typer.Exit(1)
 
@@ -343,32 +452,105 @@ def batch(
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
+    submit: Optional[str] = typer.Option(None, "--submit", help="Run on a cluster instead: 'slurm' (or 'local' to try it here); see docs/CLUSTER.md."),
+    shards: int = typer.Option(1, "--shards", help="With --submit: cluster jobs, one --shard I/N each, then a merge job."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="With --submit: the SLURM partition."),
+    gpus: int = typer.Option(0, "--gpus", help="With --submit: GPUs per job."),
+    time_minutes: int = typer.Option(240, "--time", help="With --submit: time limit per job, minutes."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --submit: jobs running at once (default: all)."),
+    study: Optional[Path] = typer.Option(None, "--study", help="STUDY.csv: animal, group, treatment (and injection time) per video; adds them to batch_summary.csv and writes study.xlsx (docs/STUDY.md)."),
+    nwb: bool = NwbOption,
 ):
-    """Score every video of a study; one summary table; resumable and shardable."""
-    from .batch import merge_shards, parse_shard, run_batch
+    """Score every video of a study; one summary table; resumable, shardable, or submitted to a cluster."""
+    from .batch import OutputLock, merge_shards, parse_shard, plan_batch, run_batch
     from .errors import InputError
+    from .files import check_output_folder
     from .pipeline import Analyzer
 
+    if submit is not None:
+        from .cluster import submit_batch
+
+        if folder is None or output is None or shard is not None or merge is not None:
+            raise InputError("batch --submit needs FOLDER and -o OUT, and takes no --shard or --merge")
+        args = [*(["--recursive"] if recursive else []), *(["--pattern", pattern] if pattern else []),
+                "--resume" if resume else "--no-resume", "--device", device,
+                *(["--model", str(Path(model).absolute())] if model else []),
+                *(["--threshold", str(threshold)] if threshold is not None else []),
+                *(["--mask", str(Path(mask).absolute())] if mask else []), *(["--no-roi"] if no_roi else []),
+                "--bin", str(bin_s), "--episode-gap", str(episode_gap),
+                *(["--keep-features"] if keep_features else []), *(["--include-normal"] if include_normal else []),
+                *(["--racine-config", str(Path(racine_config).absolute())] if racine_config else []),
+                *(["--nwb"] if nwb else [])]
+        submitted = submit_batch(folder, output, args, shards=shards, executor=submit, partition=partition,
+                                 gpus_per_job=gpus, time_minutes=time_minutes, concurrency=concurrency, study=study)
+        typer.echo(f"submitted {shards} shard job(s): {', '.join(submitted.array_job_ids)}; merge job "
+                   f"{submitted.merge_job_id} (logs in {submitted.log_dir})")
+        return
+
     if merge is not None:
-        path, n, n_failed = merge_shards(merge)
-        console.print(f"merged {n} videos ({n_failed} failed) -> {path}")
+        from .study import read_study
+
+        path, n, n_failed = merge_shards(merge, study=read_study(study) if study is not None else None)
+        xlsx = f" and {path.with_name('study.xlsx')}" if study is not None else ""
+        console.print(f"merged {n} videos ({n_failed} failed) -> {path}{xlsx}")
+        if n_failed:
+            raise typer.Exit(1)
         return
     if folder is None or output is None:
         raise InputError("batch needs FOLDER and -o OUT (or --merge OUT)")
+    check_output_folder(output)
     shard_ = parse_shard(shard)
+    plan = plan_batch(folder, recursive, pattern, shard_)  # name clashes and an empty folder: before any model loads
+    sheet = None
+    if study is not None:  # checked against the whole folder, every shard alike: before any model loads
+        from .study import load_study
+
+        sheet = load_study(study, folder, recursive, pattern)
     options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config)
-    analyzer = Analyzer(options)
-    result = run_batch(folder, output, analyzer, recursive, pattern, resume, shard_,
-                       on_video=lambda name, status: typer.echo(f"{name}: {status}"))
-    typer.echo(f"{result.analysed} analysed, {result.skipped} already done, {len(result.failures)} failed"
-                  f" -> {result.summary_path}")
+                               include_normal, racine_config, nwb)
+    with OutputLock(output, shard_):  # before the model loads: a refused run ends at once
+        analyzer = Analyzer(options) if plan.videos else None
+        # a shard's table stays plain: `batch --merge OUT --study STUDY.csv` adds the study to the whole one
+        result = run_batch(folder, output, analyzer, recursive, pattern, resume, shard_,
+                           on_video=lambda name, status: typer.echo(f"{name}: {status}"), plan=plan, take_lock=False,
+                           study=sheet if shard_ is None else None)
+    if shard_ is not None and not result.rows:
+        typer.echo(f"shard {shard_[0]}/{shard_[1]}: no videos in this shard ({plan.in_folder} in the folder)")
+    if shard_ is not None and sheet is not None:
+        typer.echo(f"--study {study}: checked; its columns and study.xlsx come with `ratscore batch --merge {output} "
+                   f"--study {study}`")
+    not_searched = (f", {result.folders_not_searched} sub-folders not searched" if result.folders_not_searched
+                    else "")
+    typer.echo(f"{result.analysed} analysed, {result.skipped} already done, {len(result.failures)} failed, "
+               f"{result.other_files} other files ignored{not_searched} -> {result.summary_path}"
+               + (f" and {result.summary_path.with_name('study.xlsx')}" if shard_ is None and sheet is not None else ""))
     if result.failures:
         raise typer.Exit(1)
 
 
+def _terminated(signum, frame):
+    # a SIGTERM (a cluster's time limit, `kill`) ends a run as Ctrl-C does: temporary files are
+    # removed on the way out and the error line says so
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    app(prog_name="ratscore")
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        code = app(prog_name="ratscore", standalone_mode=False)
+    except typer.TyperException as e:  # Typer's own usage errors, as one line like every other error
+        message = e.format_message().strip()
+        if message:  # none when a command given no arguments has just shown its help
+            context = getattr(e, "ctx", None)
+            hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+            typer.echo(f"ratscore: error: {message}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("ratscore: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from .mask import RigProfile, load_rig_profile
 from .roi import Detector, RoiOptions, RoiTracker
 from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
 from .grid import DEFAULT_GRID, FeatureGrid
-from .video import VIDEO_SUFFIXES, expected_frames, probe_video, read_frames
+from .video import TRUNCATED_PREFIX, VIDEO_SUFFIXES, expected_frames, probe_video, read_frames, truncation
 
 
 
@@ -46,7 +46,11 @@ class FeatureResult:
     rat_found_fraction: Optional[float]  # share of frames where the detector saw the rat; None with no ROI
     gaps: list[tuple[float, float]]  # (start_s, end_s) intervals where the rat was lost (last box held)
     boxes: np.ndarray  # (n_frames, 4) float32 crop squares x0, y0, x1, y1 in upright source pixels
-    decode_warnings: list[str] = field(default_factory=list)  # e.g. where a truncated file broke off
+    decode_warnings: list[str] = field(default_factory=list)  # decoding problems, and `truncated` when set
+    truncated: Optional[str] = None  # a warning when the frames end well before the container's stated duration
+    width: int = 0  # frame size in source pixels, upright (after the rotation tag); 0: unknown
+    height: int = 0
+    rotation: int = 0  # degrees the container's rotation tag turned the frames to make them upright
 
     @property
     def fps(self) -> float:
@@ -64,19 +68,24 @@ def load_i3d_weights(weights, input_size: int = 224) -> tuple[I3DConfig, dict]:
     """(config, state_dict) from a pytorch-i3d state_dict file or dict (also our own
     {"config", "state_dict"} checkpoints and DataParallel "module." prefixes). Weights load
     with weights_only=True: no code in the file runs. Only the feature layers are kept."""
-    import torch
-
     where = str(weights) if isinstance(weights, (str, Path)) else "I3D weights"
     config = None
     if isinstance(weights, (str, Path)):
         path = Path(weights)
         if not path.is_file():
             raise InputError(f"{path}: no such I3D weights file")
+        from .checkpoint import load_failure, torch_load_plain
+
         try:
-            weights = torch.load(path, map_location="cpu", weights_only=True)
+            weights = torch_load_plain(path)
+        except MemoryError:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure here means the file is not plain weights
-            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise InputError(f"{path}: not a PyTorch weights file that loads safely ({reason})") from None
+            needs_code, reason = load_failure(path, e)
+            if needs_code:
+                raise InputError(f"{path}: not a PyTorch weights file that loads safely: it needs code to load, "
+                                 f"not only weights ({reason})") from None
+            raise InputError(f"{path}: not a PyTorch weights file ({reason})") from None
     if isinstance(weights, dict) and "state_dict" in weights and isinstance(weights["state_dict"], dict):
         if isinstance(weights.get("config"), dict):
             try:
@@ -346,10 +355,15 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
         raise InputError(f"{path}: {n_frames} frames at {grid.fps:g} fps ({n_frames / grid.fps:.2f} s) is "
                          f"shorter than one {grid.num_frames}-frame clip")
     feats = np.concatenate(features).astype(np.float32, copy=False)
+    # the length decoded against the container's claim, on the model's grid: read_frames judges the
+    # same on source timestamps, so its own truncation line gives way to this one
+    truncated = truncation(info.duration_s, n_frames / grid.fps)
+    warnings = [w for w in warnings if not w.startswith(TRUNCATED_PREFIX)] + ([truncated] if truncated else [])
     return FeatureResult(video=path.stem, features=feats, grid=grid, duration_s=n_frames / grid.fps,
                          n_frames=n_frames, source_fps=info.source_fps,
                          rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
-                         boxes=boxes.array(), decode_warnings=warnings)
+                         boxes=boxes.array(), decode_warnings=warnings, truncated=truncated,
+                         width=info.width, height=info.height, rotation=info.rotation)
 
 
 class _Rows:
@@ -375,16 +389,128 @@ def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:
         raise RunError(f"{path}: out of memory running I3D on a batch of {len(batch)} clips; lower the batch size") from None
 
 
-def video_files(source: Path) -> list[Path]:
-    """The videos to extract: the file itself, or every video file in a folder (sorted, not recursive)."""
+@dataclass
+class FolderScan:
+    """What a folder holds, as `extract` and `batch` see it; paths relative to the folder, sorted."""
+
+    videos: list[Path] = field(default_factory=list)  # regular, readable files named like videos
+    unusable: list[tuple[Path, str]] = field(default_factory=list)  # named like videos, cannot be read: (path, why)
+    other_files: int = 0  # files not named like videos (hidden files included)
+    folders_not_searched: int = 0  # sub-folders without `recursive`, and links to folders (never followed)
+
+    def check_names(self, folder: Path) -> None:
+        """InputError when two videos of one folder share a stem: every output is keyed by it."""
+        seen: dict[tuple[Path, str], Path] = {}
+        for rel in self.videos:
+            other = seen.setdefault((rel.parent, rel.stem), rel)
+            if other != rel:
+                raise InputError(f"{Path(folder) / other.parent}: {other.name} and {rel.name} share the name "
+                                 f"{rel.stem!r}, and every output is named after it; rename one of them")
+
+
+def _entry_problem(path: Path, is_dir_ok: bool, try_read: bool) -> tuple[str, Optional[str]]:
+    """('file' | 'folder', why it cannot be read as a video or None) of one folder entry; a link to a
+    folder counts as not readable (never followed). Path.is_file() and friends hide a link loop or
+    raise on it, depending on the Python version, hence lstat/stat here."""
+    import errno
+    import os
+    import stat
+
+    try:
+        own = os.lstat(path)
+    except OSError as e:
+        return "file", f"cannot read ({e.strerror or e})"
+    link = stat.S_ISLNK(own.st_mode)
+    try:
+        st = os.stat(path) if link else own
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "file", "a symbolic link that loops back on itself"
+        if e.errno == errno.ENOENT:
+            return "file", "a broken symbolic link (its target does not exist)"
+        return "file", f"cannot follow its symbolic link ({e.strerror or e})"
+    if stat.S_ISDIR(st.st_mode):
+        if is_dir_ok and not link:
+            return "folder", None
+        return "folder", "a link to a folder (not followed)" if link else "a folder, not a video file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file")
+        return "file", f"not a regular file ({kind})"
+    if try_read:
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+        except OSError as e:
+            return "file", f"cannot read ({e.strerror or e})"
+    return "file", None
+
+
+def scan_folder(folder: Path, recursive: bool = False, pattern: Optional[str] = None) -> FolderScan:
+    """Every entry of `folder` (and its sub-folders with `recursive`; links to folders are never
+    followed, so a link loop cannot trap the walk): videos to read, entries named like videos that
+    cannot be read (listed, never skipped silently), and a count of everything else. A video is a
+    file whose name has a video extension (video.VIDEO_SUFFIXES), or matches `pattern` when given;
+    hidden files (".name") are never videos."""
+    import fnmatch
+    import os
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+
+    def named_like_video(name: str) -> bool:
+        if pattern:
+            return fnmatch.fnmatch(name.lower(), pattern.lower())
+        return Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+    scan = FolderScan()
+
+    def walk(rel: Path) -> None:
+        try:
+            names = sorted(os.listdir(folder / rel))
+        except OSError as e:
+            if rel == Path():
+                raise InputError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
+            scan.unusable.append((rel, f"a sub-folder that cannot be listed ({e.strerror or e})"))
+            return
+        for name in names:
+            entry = rel / name
+            video_like = named_like_video(name) and not name.startswith(".")
+            kind, problem = _entry_problem(folder / entry, is_dir_ok=recursive, try_read=video_like)
+            if kind == "folder" and problem is None:
+                walk(entry)
+            elif video_like and problem is None:
+                scan.videos.append(entry)
+            elif video_like:
+                scan.unusable.append((entry, problem))
+            elif kind == "folder":
+                scan.folders_not_searched += 1
+            else:
+                scan.other_files += 1
+
+    walk(Path())
+    scan.videos.sort()
+    scan.unusable.sort()
+    return scan
+
+
+def video_files(source: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The videos to extract: the file itself, or every video file in a folder (sorted, not
+    recursive), and the folder's entries named like videos that cannot be read, with the reason.
+    InputError (before any model loads) when two of the folder's videos share a stem."""
+    from .video import check_video_file
+
     source = Path(source)
     if source.is_file():
-        return [source]
+        return [source], []
     if source.is_dir():
-        found = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        if not found:
+        scan = scan_folder(source)
+        scan.check_names(source)
+        if not scan.videos and not scan.unusable:
             raise InputError(f"{source}: no video files in this folder")
-        return found
+        return [source / p for p in scan.videos], [(source / p, why) for p, why in scan.unusable]
+    if source.exists():
+        check_video_file(source)  # a pipe or a device: one line saying what it is
     raise InputError(f"{source}: no such file or folder")
 
 
@@ -392,25 +518,30 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
                       no_roi: bool = False, i3d_weights=None, progress: bool = True) -> list[tuple[Path, FeatureResult]]:
     """`ratscore extract`: <out_dir>/<video_id>.npy for each video. Bad videos are InputErrors
     naming the video; one model load serves every video."""
-    from .files import atomic_write
+    from .files import atomic_write, check_output_folder, recover
 
-    videos = video_files(Path(source))
+    videos, unusable = video_files(Path(source))
+    check_output_folder(out_dir)
+    recover(out_dir)  # temporary files a killed run left
+    total = len(videos) + len(unusable)
     front = load_front_end(model_dir, i3d_weights, device, no_roi)
     profile = load_rig_profile(mask_profile) if mask_profile is not None else None
-    written, failures = [], []
+    written = []
+    failures = {path: f"{path}: {why}" for path, why in unusable}  # never skipped without a word
     for video in videos:
         try:
             result = extract_features(video, front, device, profile, no_roi, progress=progress)
         except InputError as e:
-            if len(videos) == 1:
+            if total == 1:
                 raise
-            failures.append(str(e))  # one bad recording does not stop a folder
+            failures[video] = str(e)  # one bad recording does not stop a folder
             continue
         target = Path(out_dir) / f"{result.video}.npy"
         atomic_write(target, lambda f: np.save(f, result.features))
         written.append((target, result))
     if failures:
-        raise RunError(f"{len(failures)} of {len(videos)} videos failed (first: {failures[0]})")
+        first = failures[min(failures)]
+        raise RunError(f"{len(failures)} of {total} videos failed (first: {first})")
     return written
 
 
@@ -421,7 +552,16 @@ def load_features(features_dir: str | Path, video_ids, input_dim: Optional[int] 
     features_dir = Path(features_dir)
     if not features_dir.is_dir():
         raise InputError(f"{features_dir}: no such features folder")
+    import os
+
     video_ids = list(video_ids)
+    inside = os.path.normpath(features_dir)
+    for v in video_ids:
+        # by name, not through links: a folder of links to feature files elsewhere is fine, an id
+        # that climbs out of the folder ("../x", "/abs/x", "a/b") is not
+        path = os.path.normpath(os.path.join(features_dir, f"{v}.npy"))
+        if not isinstance(v, str) or not v or os.path.dirname(path) != inside or Path(path).name != f"{v}.npy":
+            raise InputError(f"{features_dir}: video id {v!r} does not name a file inside the features folder")
     missing = [v for v in video_ids if not (features_dir / f"{v}.npy").is_file()]
     if missing:
         shown = ", ".join(f"{v}.npy" for v in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -453,3 +593,133 @@ def check_features(features, where: str, input_dim: Optional[int] = None) -> np.
         bad = int((~np.isfinite(features)).any(axis=1).sum())
         raise InputError(f"{where}: features hold NaN or infinite values ({bad} of {features.shape[0]} steps)")
     return features
+
+
+# --- the features of annotated videos, cached per front end (train localizer --videos, benchmark --videos)
+
+def find_annotated_videos(folder: str | Path, video_ids) -> dict[str, Path]:
+    """video id -> its file in `folder` (not searched below it): the video whose name without the
+    extension is the id, with any of video.VIDEO_SUFFIXES. InputError, before anything is decoded,
+    for a folder that is not there, annotated videos without a file (the first few named), or two
+    files of one annotated id."""
+    folder = Path(folder)
+    scan = scan_folder(folder)
+    by_stem: dict[str, list[Path]] = {}
+    for rel in scan.videos:
+        by_stem.setdefault(rel.stem, []).append(folder / rel)
+    ids = list(dict.fromkeys(video_ids))
+    for vid in ids:
+        found = by_stem.get(vid, [])
+        if len(found) > 1:
+            raise InputError(f"{folder}: {found[0].name} and {found[1].name} are both video {vid!r} of the "
+                             f"annotations; move or rename one of them")
+    missing = [vid for vid in ids if vid not in by_stem]
+    if missing:
+        unusable = {p.stem: why for p, why in scan.unusable}
+        shown = ", ".join(f"{v} ({unusable[v]})" if v in unusable else v for v in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise InputError(f"{folder}: no video file for {len(missing)} of the {len(ids)} annotated videos: "
+                         f"{shown}{more} (looked for <video id> with a video extension such as .mp4 or .avi)")
+    return {vid: by_stem[vid][0] for vid in ids}
+
+
+def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_profile=None) -> str:
+    """A short hash of everything that makes a video's features, for the same arguments as
+    load_front_end: the model folder's front-end settings and the bytes of its files (detector, I3D)
+    or of the I3D weights file, the time grid, whole frames or not, and the rig mask file. Features
+    cached under one key are those this front end gives, to within float rounding between the
+    I3D's ONNX and PyTorch forms."""
+    import hashlib
+    import json
+
+    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model
+
+    model = None
+    if model_dir is not None:
+        model = load_model(model_dir)
+    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
+        bundled = load_model(BUNDLED_MODEL_DIR)
+        model = bundled if bundled.has_front_end else None
+    front = (model.manifest.get("front_end") or {}) if model is not None else {}
+    grid = model.grid if model is not None else DEFAULT_GRID
+    parts: dict = {"grid": [grid.fps, grid.feat_stride, grid.num_frames], "no_roi": bool(no_roi)}
+    files: list[Path] = []
+    if i3d_weights is not None:
+        parts["i3d"] = "weights file"
+        files.append(Path(i3d_weights))
+    elif model is not None and model.i3d is not None:
+        parts["i3d"] = front.get("i3d")
+        files += [model.file(name) for name in (model.i3d.onnx, model.i3d.weights) if name]
+    if not no_roi and model is not None and model.detector is not None:
+        parts["detector"] = front.get("detector")
+        files.append(model.file(model.detector.onnx))
+    if mask_profile is not None:
+        parts["mask"] = True
+        files.append(Path(mask_profile))
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as e:
+            raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class CachedFeatures:
+    folder: Path  # <cache>/<front end key>/: a features folder holding <video_id>.npy for every video asked for
+    extracted: list[str] = field(default_factory=list)  # ids whose features were made in this call
+    reused: list[str] = field(default_factory=list)  # ids whose features were already in the cache
+
+
+def cached_features(videos: dict[str, Path], cache_dir: str | Path, front: FrontEnd, key: str, fingerprint,
+                    device: str = "auto", mask_profile=None, log=None, progress: bool = False) -> CachedFeatures:
+    """The features of each video (id -> file) as <cache_dir>/<key>/<id>.npy, extracted with `front`
+    (whose front_end_key is `key`) only where the cache has none for this very file.
+
+    Beside each .npy a stamp (<id>.json) holds `fingerprint(video)` (pipeline.video_fingerprint): a
+    video that changed, or another file of the same name, is extracted again. The .npy is written
+    whole or not at all and its stamp after it (an old stamp is removed first), so an interrupted
+    run resumes with the next video. `log` gets one line per video."""
+    import json
+    import time
+
+    from .files import atomic_write, atomic_write_text
+
+    say = log or (lambda line: None)
+    folder = Path(cache_dir) / key
+    profile = mask_profile
+    if mask_profile is not None and not isinstance(mask_profile, RigProfile):
+        profile = load_rig_profile(mask_profile)
+    out = CachedFeatures(folder)
+    for n, (vid, path) in enumerate(videos.items(), start=1):
+        target, stamp_path = folder / f"{vid}.npy", folder / f"{vid}.json"
+        stamp = {"fingerprint": fingerprint(Path(path))}
+        if target.is_file() and _read_stamp(stamp_path) == stamp:
+            out.reused.append(vid)
+            say(f"[features] {n}/{len(videos)} {vid}: in the cache")
+            continue
+        stamp_path.unlink(missing_ok=True)  # a stamp never vouches for features it was not written with
+        started = time.perf_counter()
+        result = extract_features(path, front, device, profile, front.detector is None, progress=progress)
+        atomic_write(target, lambda f: np.save(f, result.features))
+        atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
+        out.extracted.append(vid)
+        found = ("" if result.rat_found_fraction is None
+                 else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames")
+        say(f"[features] {n}/{len(videos)} {vid}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
+            f"{result.features.shape[1]}{found} ({time.perf_counter() - started:.1f} s)")
+        for warning in result.decode_warnings:
+            say(f"[features] {vid}: warning: {warning}")
+    return out
+
+
+def _read_stamp(path: Path) -> Optional[dict]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import LABELS
+from .model import DEFAULT_THRESHOLD
 from .timeline import Event, ScoringOptions, score_events
 
 TIOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -162,6 +163,38 @@ def evaluate(ground_truth: list[GroundTruth], detections: list[Detection],
         ap_per_class={LABELS[c]: [float(a) for a in ap[:, k]] for k, c in enumerate(classes)},
         num_ground_truth={LABELS[c]: sum(g.au_id == c for g in gt) for c in classes},
         num_detections=len(detections), num_videos=len(by_video))
+
+
+# ---- reported events: what a technician sees above the model's threshold ------------------------
+
+
+def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
+    """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
+    true segment matched once, best-scoring events first)."""
+    kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
+    used, hits = set(), 0
+    for d in kept:
+        for i, g in enumerate(ground_truth):
+            if i in used or g.video != d.video or g.au_id != d.au_id:
+                continue
+            if segment_iou(np.array([g.start_s, g.end_s]), np.array([[d.start_s, d.end_s]]))[0] >= tiou:
+                used.add(i)
+                hits += 1
+                break
+    return 2 * hits / max(1, len(kept) + len(ground_truth))
+
+
+def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
+                         tiou: float = 0.5) -> tuple[float, float]:
+    """The score threshold whose reported events best match the truth (F1 at tIoU >= 0.5, same AU,
+    each true segment matched once), and that F1: the default `--threshold` of the model. With no
+    candidates, the threshold of a model that states none."""
+    best = (DEFAULT_THRESHOLD, -1.0)
+    for threshold in candidates:
+        f1 = event_f1(ground_truth, detections, threshold, tiou)
+        if f1 > best[1]:
+            best = (threshold, f1)
+    return best
 
 
 # ---- seizure episodes: the scoring sheet's unit, judged as a technician would ---------------------

@@ -22,6 +22,32 @@ RACINE_COLUMNS = ["video", "t_start_s", "t_end_s", "racine_stage", "au"]
 EPISODE_COLUMNS = ["video", "episode", "onset_s", "offset_s", "duration_s", "max_stage", "aus", "n_events"]
 
 
+# What one scoring holds. A recording longer than MAX_DURATION_S, or a timeline of more than
+# MAX_BINS bins, is refused before anything is built (a typo such as --bin 1e-7 would otherwise
+# fill memory and disk). A 72-hour recording at 0.1 s bins, and a month at 1 s, fit.
+MAX_DURATION_S = 31 * 24 * 3600.0  # a month
+MAX_BINS = 10_000_000  # rows of racine.csv
+MIN_BIN_S = 0.001  # the tables give times in milliseconds: a finer bin repeats a time
+
+
+def check_timeline_size(duration_s: float, bin_s: float, where: str) -> int:
+    """The number of timeline bins of a `duration_s` recording in `bin_s` bins; InputError naming
+    `where` when the duration is not a positive number up to MAX_DURATION_S or the bins exceed
+    MAX_BINS."""
+    if not (isinstance(duration_s, (int, float)) and duration_s > 0 and math.isfinite(duration_s)):
+        raise InputError(f"{where}: the video's duration must be a positive number of seconds, got {duration_s}")
+    if duration_s > MAX_DURATION_S:
+        raise InputError(f"{where}: a duration of {duration_s:g} s is longer than the {MAX_DURATION_S / 86400:g} days "
+                         "ratscore scores at once; split the recording")
+    n_bins = max(1, int(math.ceil(duration_s / bin_s - 1e-9)))
+    if n_bins > MAX_BINS:
+        wider = duration_s / MAX_BINS
+        step = 10 ** math.floor(math.log10(wider))
+        raise InputError(f"{where}: {duration_s:g} s in {bin_s:g} s bins makes {n_bins:,} timeline bins, more than "
+                         f"the {MAX_BINS:,} a timeline holds; give --bin {math.ceil(wider / step) * step:g} or wider")
+    return n_bins
+
+
 @dataclass(frozen=True)
 class Event:
     start_s: float
@@ -40,6 +66,9 @@ class ScoringOptions:
     def __post_init__(self):
         if not (self.bin_s > 0 and math.isfinite(self.bin_s)):
             raise InputError(f"--bin must be a positive number of seconds, got {self.bin_s}")
+        if self.bin_s < MIN_BIN_S:
+            raise InputError(f"--bin must be at least {MIN_BIN_S:g} s (the tables give times in milliseconds), "
+                             f"got {self.bin_s:g}")
         if not (self.episode_gap_s >= 0 and math.isfinite(self.episode_gap_s)):
             raise InputError(f"--episode-gap must be zero or more seconds, got {self.episode_gap_s}")
         if not (0.0 <= self.threshold <= 1.0):
@@ -89,29 +118,31 @@ def racine_timeline(table: pd.DataFrame, video: str, duration_s: float,
 
     Ties between AUs of the same stage go to the higher score, then the lower id. A bin that no
     staged event overlaps has stage 0 and an empty au (or "others" when a normal-behaviour event
-    covers it).
+    covers it). InputError when the timeline would exceed MAX_BINS (check_timeline_size).
     """
-    n_bins = max(1, int(math.ceil(duration_s / options.bin_s - 1e-9)))
+    n_bins = check_timeline_size(duration_s, options.bin_s, video)
     stage = np.zeros(n_bins, dtype=np.int64)
-    best = [(-1, -1.0, 0)] * n_bins  # (stage, score, -au_id) of the event that sets each bin
-    au_name = [""] * n_bins
-    for start, end, au_id, st, score in _events_of(table):
-        if st is None:
-            continue
+    au_index = np.full(n_bins, len(LABELS), dtype=np.int64)  # len(LABELS): no AU (an empty name)
+    staged = [e for e in _events_of(table) if e[3] is not None]
+    # Events in rising (stage, score, -au_id) order, each painting its bins: the last paint of a
+    # bin is its highest key. Equal keys are one AU at one stage, so their order does not matter.
+    for start, end, au_id, st, score in sorted(staged, key=lambda e: (e[3], e[4], -e[2])):
         first = max(0, int(math.floor(start / options.bin_s)))
         last = min(n_bins - 1, int(math.ceil(end / options.bin_s)) - 1)
-        for b in range(first, last + 1):
-            # Overlap must be real: an event ending exactly on a bin edge does not reach the next bin.
-            if start < (b + 1) * options.bin_s and end > b * options.bin_s:
-                key = (st, score, -au_id)
-                if key > best[b]:
-                    best[b] = key
-                    stage[b] = st
-                    au_name[b] = LABELS[au_id]
+        # Overlap must be real: an event ending exactly on a bin edge does not reach the next bin
+        # (only the end bins can fail this, through float rounding).
+        if first <= last and not start < (first + 1) * options.bin_s:
+            first += 1
+        if first <= last and not end > last * options.bin_s:
+            last -= 1
+        if first <= last:
+            stage[first:last + 1] = st
+            au_index[first:last + 1] = au_id
+    names = np.array(list(LABELS) + [""], dtype=object)
     t_start = np.arange(n_bins) * options.bin_s
     t_end = np.minimum(t_start + options.bin_s, max(duration_s, options.bin_s * 1e-9))
     return pd.DataFrame({"video": video, "t_start_s": np.round(t_start, 3), "t_end_s": np.round(t_end, 3),
-                         "racine_stage": stage, "au": au_name}, columns=RACINE_COLUMNS)
+                         "racine_stage": stage, "au": names[au_index]}, columns=RACINE_COLUMNS)
 
 
 def seizure_episodes(table: pd.DataFrame, video: str,
@@ -228,9 +259,9 @@ def episode_peaks(scoring) -> list[float]:
 
 def score_events(events: Iterable[Event], video: str, duration_s: float, fps: float, model: str,
                  racine: RacineMap, options: ScoringOptions = ScoringOptions()) -> Scoring:
-    """events -> the events table, Racine timeline, episodes and summary of one video."""
-    if not (duration_s > 0 and math.isfinite(duration_s)):
-        raise InputError(f"{video}: the video's duration must be positive, got {duration_s}")
+    """events -> the events table, Racine timeline, episodes and summary of one video.
+    InputError, before anything is built, when the timeline would not fit (check_timeline_size)."""
+    check_timeline_size(duration_s, options.bin_s, video)
     table = events_table(events, video, fps, racine, options)
     timeline = racine_timeline(table, video, duration_s, options)
     episodes = seizure_episodes(table, video, options)

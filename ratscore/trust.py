@@ -75,11 +75,19 @@ class TrustCheck:
     frames, or when its feature distance to the training set is beyond `distance_limit`: the
     largest distance of any training video, times a margin (a video like the training ones lies
     well inside it; another camera, lighting or species lies outside).
+
+    Two things the feature distance does not see are flagged from the frames' shape: frames too
+    small to show a rat (a side under `min_frame_side` pixels: the crop the I3D sees is blown up from
+    a few pixels, and the detector still "finds" something), and portrait frames (taller than wide):
+    the models learn from landscape recordings, and a rat turned on its side (a camera on its side,
+    or a stray rotation tag on an upright recording, which players and ratscore alike obey) is
+    scored as no seizure at all while its features look ordinary.
     """
 
     stats: Optional[dict] = None  # the model's feature_stats.npz, None when it has none
     distance_limit: Optional[float] = None  # distances above this are unfamiliar
     min_rat_found: float = 0.8  # share of frames in which the rat must be found
+    min_frame_side: int = 64  # pixels: frames with a shorter side are too small to score
 
     DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
 
@@ -97,6 +105,17 @@ class TrustCheck:
         found = result.rat_found_fraction
         if found is not None and found < self.min_rat_found:
             reasons.append(f"the rat was found in only {100 * found:.0f}% of frames")
+        width, height = getattr(result, "width", 0), getattr(result, "height", 0)
+        if width and height and min(width, height) < self.min_frame_side:
+            reasons.append(f"its frames are only {width}x{height} pixels, too small for the model to see the rat "
+                           f"(it needs at least {self.min_frame_side} on each side)")
+        if width and height and height > width:
+            rotation = getattr(result, "rotation", 0)
+            tag = f" after the file's {rotation}-degree rotation tag" if rotation in (90, 270) else ""
+            check = ("; if the rat lies on its side in the report's stills, the tag is wrong" if tag
+                     else "; a camera on its side shows the rat sideways")
+            reasons.append(f"its frames are portrait ({width}x{height}{tag}): the model knows landscape "
+                           f"recordings{check}")
         distance = None
         if self.stats is not None:
             distance = feature_distance(result.features, self.stats)

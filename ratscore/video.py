@@ -8,12 +8,15 @@ n / fps is the source frame shown at that moment, so 25 fps, 60 fps and variable
 recordings all give the same time grid.
 
 A truncated or damaged file is read as far as it decodes; where it broke goes into the warnings
-list rather than failing the whole video.
+list rather than failing the whole video. Anything but a regular file (a FIFO, a device) is
+refused before it is opened (check_video_file).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -46,14 +49,30 @@ class Frame:
     source_t_s: float  # timestamp of the source frame shown, seconds from the first frame
 
 
+def check_video_file(path: str | Path) -> Path:
+    """`path` when it names a regular file; else InputError in one line. Checked with stat, which
+    never opens the file: opening a FIFO blocks until something writes to it, and a device such as
+    /dev/zero never ends, so neither may reach a decoder or a hash."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder, not a video file")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+        raise InputError(f"{path}: not a regular file ({kind}); give a video file")
+    return path
+
+
 def _open(path: Path):
     import av
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a video")
+    path = check_video_file(path)
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:
@@ -148,10 +167,32 @@ def _source_frames(path: Path, warnings: list[str]) -> Iterator[tuple[float, np.
                 claimed = float(stream.duration * stream.time_base)
             elif container.duration is not None:
                 claimed = container.duration / 1_000_000
-            if claimed and last_t + 2 * step < claimed - 0.5:
-                warnings.append(f"truncated: the file says {claimed:.2f} s but frames stop at {last_t:.2f} s")
+            short = truncation(claimed, last_t + step)
+            if short:
+                warnings.append(short)
     finally:
         container.close()
+
+
+# A recording whose frames end this much before its container's stated duration is reported as
+# truncated: more than TRUNCATED_S seconds or TRUNCATED_SHARE of the stated length short, whichever
+# is less, but never for less than TRUNCATED_FLOOR_S (containers round their durations).
+TRUNCATED_S = 1.0
+TRUNCATED_SHARE = 0.02
+TRUNCATED_FLOOR_S = 0.1
+TRUNCATED_PREFIX = "truncated: "
+
+
+def truncation(stated_s: Optional[float], decoded_s: float) -> Optional[str]:
+    """A one-line warning when `decoded_s` (the length the frames cover) falls short of the
+    container's `stated_s` (see TRUNCATED_S); None when it does not, or when nothing is stated."""
+    if not stated_s or not math.isfinite(stated_s) or stated_s <= 0:
+        return None
+    allowed = max(min(TRUNCATED_S, TRUNCATED_SHARE * stated_s), TRUNCATED_FLOOR_S)
+    if stated_s - decoded_s <= allowed:
+        return None
+    return (f"{TRUNCATED_PREFIX}the file says {stated_s:.2f} s but its frames end at {decoded_s:.2f} s "
+            f"({100 * (1 - decoded_s / stated_s):.0f}% missing)")
 
 
 def read_frames(path: str | Path, fps: float = MODEL_FPS, warnings: Optional[list[str]] = None) -> Iterator[Frame]:
@@ -216,34 +257,70 @@ def crop_square(image: np.ndarray, box, out_size: Optional[int] = None) -> np.nd
     return crop
 
 
+# How far before t crop_at seeks, try after try, until decoding starts on a keyframe at or before
+# t; after these it decodes from the first frame. A seek may land past t (MPEG-TS is searched by
+# timestamp, not by an index) or on a frame decoding cannot start from (an index that marks every
+# frame, or intra-refresh points, as keyframes): a decoder then drops frames, or builds them on
+# references it never saw (grey or green pictures with only the changes drawn).
+SEEK_BACK_S = (0.0, 5.0, 30.0, 120.0)
+
+
 def crop_at(video_path: str | Path, t_s: float, box=None, out_size: Optional[int] = None) -> np.ndarray:
     """The frame shown at t_s seconds (from the first frame), cropped to `box` (x0, y0, x1, y1 in
-    upright source pixels; None: the whole frame). For report stills. (H, W, 3) uint8 RGB."""
-    import av
+    upright source pixels; None: the whole frame). For report stills. (H, W, 3) uint8 RGB.
 
+    The frame is the one read_frames shows at t_s: decoding starts on a keyframe at or before t_s
+    (found by seeking, SEEK_BACK_S) and runs forward to t_s, so it is never half decoded."""
     path = Path(video_path)
     target = max(0.0, float(t_s))
+    image = None
+    for back in SEEK_BACK_S:
+        if target - back <= 0:
+            break
+        image = _decode_until(path, target, seek_s=target - back)
+        if image is not None:
+            break
+    if image is None:
+        image = _decode_until(path, target, seek_s=None)
+    if image is None:
+        raise InputError(f"{path}: no frame could be decoded at {target:.2f} s")
+    return image if box is None else crop_square(image, box, out_size)
+
+
+def _decode_until(path: Path, target: float, seek_s: Optional[float]) -> Optional[np.ndarray]:
+    """The last whole frame shown at or before `target` s (upright RGB), decoding from a seek to
+    the keyframe at or before `seek_s` (None: from the first frame). None when the seek fails, or
+    when decoding after it does not start with a keyframe at or before `target`."""
+    import av
+
     container = _open(path)
     try:
         stream = container.streams.video[0]
         tb = stream.time_base
         t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
-        try:  # lands on the keyframe at or before the target; decode forward from there
-            container.seek(int((t0 + target) / tb), stream=stream, backward=True)
-        except (av.FFmpegError, TypeError, ZeroDivisionError):
-            container.seek(0)
+        late = target + 0.25 / MODEL_FPS  # as read_frames: timestamps rounded to a coarse base land late
+        if seek_s is not None:
+            if not tb:
+                return None
+            try:  # backward, keyframes only: the keyframe at or before seek_s, in the stream's time base
+                container.seek(int((t0 + seek_s) / tb), stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                return None
         chosen = None
         try:
             for frame in container.decode(stream):
+                if getattr(frame, "is_corrupt", False):  # built on missing references
+                    if seek_s is not None and chosen is None:
+                        return None
+                    continue
                 t = (frame.time if frame.time is not None else t0) - t0
-                if chosen is not None and t > target + 0.25 / MODEL_FPS:
+                if chosen is None and seek_s is not None and (t > late or not frame.key_frame):
+                    return None
+                if chosen is not None and t > late:
                     break
                 chosen = frame
         except av.FFmpegError:
             pass  # a damaged tail: keep the last good frame
-        if chosen is None:
-            raise InputError(f"{path}: no frame could be decoded at {target:.2f} s")
-        image = _upright(chosen.to_ndarray(format="rgb24"), _rotation_of(chosen))
+        return None if chosen is None else _upright(chosen.to_ndarray(format="rgb24"), _rotation_of(chosen))
     finally:
         container.close()
-    return image if box is None else crop_square(image, box, out_size)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, Mapping, Optional
 
 from .errors import InputError
-from .files import atomic_write
+from .files import publish_set, whole_set
 
 
 class Writer:
@@ -20,9 +20,6 @@ class Writer:
 
     def path(self, out_dir: Path, stem: str) -> Path:
         return Path(out_dir) / f"{stem}{self.suffix}"
-
-    def __call__(self, scoring, out_dir: Path, stem: str) -> Path:
-        return atomic_write(self.path(out_dir, stem), lambda f: self.write(scoring, f))
 
     def write(self, scoring, f: IO[bytes]) -> None:
         raise NotImplementedError
@@ -72,6 +69,26 @@ class ReportWriter(Writer):
         f.write(render_report(scoring, getattr(scoring, "stills", ())).encode("utf-8"))
 
 
+class BorisWriter(Writer):
+    """A BORIS project of the video (boris.py): its events as states to review and correct in BORIS.
+    The observation is the video's stem, its media the video's path as the summary gives it."""
+
+    suffix = ".boris"
+
+    def write(self, scoring, f):
+        from .boris import project_json
+
+        source = scoring.summary.get("source") or {}
+        fps = source.get("fps") or scoring.fps
+        events = [(float(e.start_s), float(e.end_s), int(e.au_id), float(e.score))
+                  for e in scoring.events.itertuples(index=False)]
+        observation = {"id": scoring.video, "media_path": source.get("path") or f"{scoring.video}",
+                       "fps": float(fps) if fps else None,
+                       "duration_s": float(scoring.summary.get("duration_s") or scoring.duration_s),
+                       "events": events}
+        f.write(json.dumps(project_json([observation])).encode("utf-8"))
+
+
 WRITERS: dict[str, type[Writer]] = {
     "events": EventsWriter,
     "racine": RacineWriter,
@@ -79,10 +96,10 @@ WRITERS: dict[str, type[Writer]] = {
     "summary": SummaryWriter,
     "timeline": TimelinePlotWriter,
     "report": ReportWriter,
+    "boris": BorisWriter,
 }
 
-# The summary goes last: its presence marks a video's outputs as complete.
-ALL_FORMATS = ("events", "racine", "episodes", "timeline", "report", "summary")
+ALL_FORMATS = ("events", "racine", "episodes", "timeline", "report", "summary", "boris")
 
 
 def get_writer(fmt: str) -> Writer:
@@ -92,9 +109,28 @@ def get_writer(fmt: str) -> Writer:
         raise InputError(f"unknown output format {fmt!r} (one of: {', '.join(WRITERS)})") from None
 
 
-def write_scoring(scoring, out_dir: Path, stem: str, formats=ALL_FORMATS) -> list[Path]:
-    """Write the given formats for one video; returns the paths written."""
-    return [get_writer(fmt)(scoring, Path(out_dir), stem) for fmt in formats]
+def write_scoring(scoring, out_dir: Path, stem: str, formats=ALL_FORMATS,
+                  extra: Optional[Mapping[str, Callable[[IO[bytes]], None]]] = None, removes=()) -> list[Path]:
+    """Write the given formats for one video, plus `extra` files (file name -> writer), as one set
+    (files.publish_set): a reader sees all of them from one run or none; `removes` names optional
+    files of an earlier set to delete when this one lacks them. Returns the paths."""
+    writers = {f"{stem}{get_writer(fmt).suffix}": (lambda f, w=get_writer(fmt): w.write(scoring, f))
+               for fmt in formats}
+    return publish_set(out_dir, stem, {**writers, **(extra or {})}, removes)
+
+
+def read_whole_set(out_dir: Path, stem: str) -> Optional[dict]:
+    """The summary.json of a video's output set when the set is whole (every file of one run,
+    unchanged since), else None."""
+    files = whole_set(out_dir, stem)
+    summary = files and files.get(f"{stem}{SummaryWriter.suffix}")
+    if summary is None:
+        return None
+    try:
+        doc = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def read_events_csv(path: Path):
@@ -106,7 +142,7 @@ def read_events_csv(path: Path):
     import pandas as pd
 
     from .labels import LABELS, label_id
-    from .timeline import Event
+    from .timeline import MAX_DURATION_S, Event
 
     path = Path(path)
     try:
@@ -150,6 +186,9 @@ def read_events_csv(path: Path):
             raise InputError(f"{where}: no action unit given")
         if not (end > start >= 0):
             raise InputError(f"{where}: event [{start}, {end}] must start at 0 or later and end after it starts")
+        if not end <= MAX_DURATION_S:  # also infinity: no recording is that long
+            raise InputError(f"{where}: event [{start}, {end}] ends after {MAX_DURATION_S / 86400:g} days, "
+                             "longer than any recording ratscore scores")
         if not 0.0 <= score <= 1.0:
             raise InputError(f"{where}: score {score} outside [0, 1]")
         events.append(Event(start, end, au, score))

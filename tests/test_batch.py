@@ -25,8 +25,10 @@ class EventsFileScorer:
 
     model_id = "events-file-scorer@1"
 
-    def __init__(self):
+    def __init__(self, run_record=None):
         self.options = AnalyzeOptions(scoring=ScoringOptions())
+        self.run_record = run_record or {"model_sha256": "0" * 64, "no_roi": False, "keep_features": False,
+                                         "racine_config_sha256": None, "mask_sha256": None}
         self.calls = []
 
     def analyze(self, video, out_dir, stem):
@@ -40,6 +42,9 @@ class EventsFileScorer:
         scoring = score_events(events, stem, duration, 30.0, self.model_id, RacineMap(), self.options.scoring)
         scoring.summary["source"] = {"fingerprint": video_fingerprint(Path(video))}
         scoring.summary["trust"] = {"rat_found_fraction": 1.0, "feature_distance": 0.5, "familiar": True}
+        scoring.summary["run"] = self.run_record
+        if "warn" in text:
+            scoring.summary["warnings"] = ["the file breaks off at 12.0 s", "a second warning"]
         write_scoring(scoring, out_dir, stem)
         return scoring
 
@@ -108,7 +113,7 @@ def test_batch_failures_resume_and_tables(tmp_path):
 
 
 def _hold_lock(out, started, release):
-    with OutputLock(Path(out), ".ratscore-batch.lock"):
+    with OutputLock(Path(out)):
         started.set()
         release.wait(10)
 

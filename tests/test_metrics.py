@@ -184,3 +184,21 @@ def test_episode_counts_of_several_videos_add_up_before_the_shares():
     total = {k: first[k] + second[k] for k in first}
     assert total == {"true_episodes": 3, "found_episodes": 2, "matched": 2, "onset_ok": 1, "stage_ok": 2, "both_ok": 1}
     assert episode_shares(total)["onset_and_stage"] == round(1 / 3, 3)
+
+
+def test_event_threshold_is_the_one_with_the_best_f1():
+    from ratscore.metrics import best_event_threshold, event_f1
+    from ratscore.model import DEFAULT_THRESHOLD
+
+    truth = [GroundTruth("v", 0.0, 2.0, 4), GroundTruth("v", 5.0, 8.0, 7)]
+    detections = [Detection("v", 0.1, 2.0, 4, 0.9),  # right
+                  Detection("v", 5.0, 7.5, 7, 0.35),  # right, low score
+                  Detection("v", 5.0, 7.5, 7, 0.3),  # the same segment again: a false alarm
+                  Detection("v", 3.0, 4.0, 4, 0.2)]  # nothing there
+    assert event_f1(truth, detections, 0.5) == 2 * 1 / (1 + 2)
+    assert event_f1(truth, detections, 0.35) == 2 * 2 / (2 + 2)
+    assert event_f1(truth, detections, 0.05) == 2 * 2 / (4 + 2)
+    assert event_f1(truth, [Detection("v", 0.0, 2.0, 7, 0.9)], 0.1) == 0.0  # the wrong action unit
+    # 0.25 and 0.3 keep the two right events and one false alarm (F1 0.8); the lowest such wins
+    assert best_event_threshold(truth, detections) == (0.25, 2 * 2 / (3 + 2))
+    assert best_event_threshold(truth, detections, candidates=()) == (DEFAULT_THRESHOLD, -1.0)  # a model that states none

@@ -26,7 +26,7 @@ def test_labels_command():
 def test_timeline_command_writes_everything(tmp_path):
     result = runner.invoke(app, ["timeline", str(EXAMPLE), "-o", str(tmp_path), "--episode-gap", "10"])
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert names == ["example.episodes.csv", "example.racine.csv", "example.summary.json", "example.timeline.png"]
     assert list(pd.read_csv(tmp_path / "example.racine.csv").columns) == RACINE_COLUMNS
     episodes = pd.read_csv(tmp_path / "example.episodes.csv")
@@ -96,3 +96,19 @@ def test_racine_config_file(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = runner.invoke(app, ["--debug", "timeline", str(tmp_path / "none.csv"), "-o", str(tmp_path)])
     assert result.exit_code != 0 and isinstance(result.exception, InputError)
+
+
+def test_timeline_never_takes_the_summary_of_another_run(tmp_path):
+    from ratscore.files import publish_set
+
+    events = EXAMPLE.read_bytes()
+    summary = json.loads(EXAMPLE.with_name("example.summary.json").read_text())
+    publish_set(tmp_path, "rat9", {"rat9.events.csv": lambda f: f.write(events),
+                                   "rat9.summary.json": lambda f: f.write(json.dumps(summary).encode())})
+    result = runner.invoke(app, ["timeline", str(tmp_path / "rat9.events.csv"), "-o", str(tmp_path / "a")])
+    assert result.exit_code == 0 and json.loads((tmp_path / "a" / "rat9.summary.json").read_text())["duration_s"] == 120
+    # the summary replaced by another run's while the events stayed: not this set's, not used
+    (tmp_path / "rat9.summary.json").write_text(json.dumps({**summary, "duration_s": 500.0}))
+    result = runner.invoke(app, ["timeline", str(tmp_path / "rat9.events.csv"), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / "rat9.summary.json").read_text())["duration_s"] != 500.0

@@ -1,26 +1,27 @@
 """The bundled model's recipe: synthetic data -> ROI detector -> small I3D -> features -> RaSeformer.
 
-`ratscore train --bundle WORK_DIR -o MODEL_DIR` runs every stage in order. Each stage leaves a
-marker in WORK_DIR when it is done and the I3D classifier checkpoints every epoch, so a run that
-is interrupted picks up where it stopped: run the same command again. Each marker, checkpoint and
-feature file records the recipe fields it was made from (`stage_inputs`): a stage whose fields
-changed since is done again, and so is every stage after it that depends on it.
+`ratscore train bundle WORK_DIR -o MODEL_DIR` runs the recipe's stages (`bundle_stages`) in order,
+one loop (`build_bundle`) for all of them. Each stage leaves a marker in WORK_DIR when it is done
+and the I3D classifier checkpoints every epoch, so a run that is interrupted picks up where it
+stopped: run the same command again. Each marker, checkpoint and feature file records the recipe
+fields it was made from (`stage_inputs`): a stage whose fields changed since is done again, and so
+is every stage after it that depends on it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import Executor, Future
+from dataclasses import asdict, dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..errors import InputError
-from ..labels import NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -145,184 +146,68 @@ def _mark_done(work: Path, stage: str, info: dict) -> None:
     atomic_write_text(work / f"{stage}.done.json", json.dumps(info, indent=2) + "\n")
 
 
-def _window_label(segments, centre_s: float) -> Optional[int]:
-    for seg in segments:
-        if seg.start_s <= centre_s < seg.end_s:
-            return seg.au_id
-    return None
+# ---- the stage graph ------------------------------------------------------------------------------
 
 
-def load_rat_crops(video: Path, boxes_of_frame, size: int, margin: float) -> np.ndarray:
-    """Every frame of a synthetic clip cropped around its true rat box: (N, size, size, 3) uint8."""
-    from ..roi import square_around
-    from ..video import crop_square, read_frames
+@dataclass
+class BundleRun:
+    """What the stages share: where they work, the recipe, the device, the log, and the record of
+    each stage before them (`results`, as its marker keeps it, less its inputs)."""
+    work: Path
+    model_out: Path
+    recipe: BundleRecipe
+    device: str  # as asked ("auto" too): the front end, the features and the localizers resolve it themselves
+    torch_device: str  # resolved: the classifier trains here, in torch
+    log: Callable[[str], None] = print
+    results: dict = field(default_factory=dict)  # stage name -> its record, in the order the stages came
+    pool: Optional[Executor] = None  # the worker processes, once the stages that run in them started
+    workers: dict = field(default_factory=dict)  # stage name -> Future of its record
+    workers_started: float = 0.0  # time.time() when they started: their stages count from here
+    scored: dict = field(default_factory=dict)  # the model's threshold and test figures: measured once
+    figures: dict = field(default_factory=dict)  # the finished model's benchmark, as last written
 
-    crops, last = [], None
-    for frame in read_frames(video):
-        h, w = frame.image.shape[:2]
-        box = boxes_of_frame(frame.index, w, h)
-        last = box if box is not None else last
-        if last is None:
-            square = np.array([0, 0, w, h], dtype=np.float32)
-        else:
-            square = square_around(np.asarray(last, dtype=np.float32), margin, 32, w, h)
-        crops.append(crop_square(frame.image, square, size))
-    return np.stack(crops)
+    @property
+    def front_dir(self) -> Path:
+        return self.work / "front_end"
 
+    @property
+    def features_dir(self) -> Path:
+        return self.work / "features"
 
-def augment_clip(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 16-frame crop (16, S, S, 3) uint8 -> float32 in [-1, 1], changed the same way in every
-    frame: a random zoom and shift (as a detector's box would vary), a mirror, the colour channels
-    permuted or turned grey, gain, contrast and offset, and sensor noise.
-
-    Why so much: 100 synthetic clips differ most in their look (bedding, background, light), and
-    without this the classifier learns each clip's look instead of the rat's motion (75% window
-    accuracy on its training clips, chance level on unseen ones)."""
-    import cv2
-
-    size = clip.shape[1]
-    side = int(round(size * rng.uniform(0.8, 1.0)))
-    x0, y0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
-    if side != size:
-        clip = np.stack([cv2.resize(f[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_LINEAR)
-                         for f in clip])
-    x = clip.astype(np.float32) / 255.0
-    if rng.random() < 0.5:
-        x = x[:, :, ::-1]
-    x = x[..., rng.permutation(3)]
-    if rng.random() < 0.25:
-        x = np.repeat(x.mean(axis=3, keepdims=True), 3, axis=3)
-    mean = x.mean()
-    x = (x - mean) * rng.uniform(0.7, 1.3) + mean
-    x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32) + np.float32(rng.uniform(-0.1, 0.1))
-    x = x + rng.normal(0.0, rng.uniform(0.0, 0.03), x.shape).astype(np.float32)
-    return np.clip(x, 0.0, 1.0) * 2.0 - 1.0
+    @cached_property
+    def annotations(self) -> Path:
+        """One annotation file of every render of this recipe (a folder left by an earlier recipe is
+        not used), each under its subset; written on first use, so once per run."""
+        subset_of = {"synth_validation": "validation", "synth_test": "testing"}
+        return _combined_annotations([(self.work / name, subset_of.get(name, "training"))
+                                      for name, _ in _renders(self.recipe)], self.work / "annotations.json")
 
 
-def train_i3d_classifier(videos: list[tuple[Path, list, callable]], out: Path, recipe: BundleRecipe,
-                         device: str = "cpu", log=print) -> dict:
-    """Train the small I3D as a 14-class classifier of 16-frame crops; checkpoints each epoch.
-
-    `videos`: (mp4, segments, boxes_of_frame) for the training clips. Returns the final metrics.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from ..i3d import I3DConfig, InceptionI3d
-
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
-    crops, samples = [], []  # samples: (video index, first frame, label)
-    for vi, (path, segments, boxes) in enumerate(videos):
-        clip = load_rat_crops(path, boxes, recipe.i3d_input_size, recipe.crop_margin)
-        crops.append(clip)
-        for start in range(0, len(clip) - 16 + 1, recipe.classifier_stride):
-            label = _window_label(segments, (start + 8) / 30.0)
-            if label is not None:
-                samples.append((vi, start, label))
-    if not samples:
-        raise InputError("no training windows: the clips are shorter than 16 frames")
-    labels = np.array([s[2] for s in samples])
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
-    class_weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / NUM_CLASSES, 0.0),
-                                dtype=torch.float32, device=device)
-
-    config = I3DConfig(width=recipe.i3d_width, input_size=recipe.i3d_input_size, num_classes=NUM_CLASSES,
-                       subtract_temporal_mean=recipe.i3d_subtract_temporal_mean, still_share=recipe.i3d_still_share)
-    model = InceptionI3d(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.classifier_lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(len(samples) / recipe.classifier_batch)
-    total = steps_per_epoch * recipe.classifier_epochs
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.classifier_lr, total_steps=total,
-                                                    pct_start=0.1)
-    ckpt_path = out / "i3d_classifier.pt"
-    inputs = stage_inputs(recipe, "i3d_classifier")
-    start_epoch = 0
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
-    if ckpt is not None and ckpt.get("inputs", inputs) != inputs:
-        log("i3d classifier: the recipe changed since its checkpoint, training from the start")
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch = ckpt["epoch"]
-        rng = np.random.default_rng(recipe.seed + start_epoch)
-        log(f"i3d classifier: resuming after epoch {start_epoch}")
-
-    def augmented_batch(idx):
-        xs, ys = [], []
-        half = recipe.classifier_stride // 2
-        for i in idx:
-            vi, start, label = samples[i]
-            # a window shifted by up to half the stride: every epoch sees new windows
-            shifted = int(np.clip(start + rng.integers(-half, half + 1), 0, len(crops[vi]) - 16))
-            shifted_label = _window_label(videos[vi][1], (shifted + 8) / 30.0)
-            if shifted_label is not None:
-                start, label = shifted, shifted_label
-            ys.append(label)
-            x = augment_clip(crops[vi][start:start + 16], rng)  # (16, S, S, 3) in [-1, 1]
-            xs.append(x.transpose(3, 0, 1, 2))  # (3, 16, S, S)
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(xs))).to(device)
-        return x, torch.tensor(ys, dtype=torch.long, device=device)
-
-    metrics = {}
-    for epoch in range(start_epoch, recipe.classifier_epochs):
-        model.train()
-        order = rng.permutation(len(samples))
-        t0, loss_sum, correct = time.time(), 0.0, 0
-        for b in range(steps_per_epoch):
-            idx = order[b * recipe.classifier_batch:(b + 1) * recipe.classifier_batch]
-            x, y = augmented_batch(idx)
-            logits = model.classify(x)  # (B, 14)
-            loss = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=0.05)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-        metrics = {"epoch": epoch + 1, "loss": loss_sum / len(samples), "train_accuracy": correct / len(samples),
-                   "seconds": round(time.time() - t0, 1), "windows": len(samples)}
-        log(f"i3d classifier epoch {epoch + 1}/{recipe.classifier_epochs}: loss {metrics['loss']:.3f}, "
-            f"train accuracy {metrics['train_accuracy']:.3f} ({metrics['seconds']} s)")
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "metrics": metrics, "inputs": inputs}, tmp)
-        tmp.replace(ckpt_path)
-    return metrics
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its marker is <name>.done.json in the work folder, and its record results[name]
+    run: Optional[Callable[[BundleRun], Optional[dict]]] = None  # does the work; returns what the marker keeps
+    # instead of run: starts the work in a worker process of its own and returns a Future of that
+    # record; every such stage not done yet starts when the first of them comes, so they run at once
+    start: Optional[Callable[[BundleRun], Future]] = None
+    then: Optional[Callable[[BundleRun], None]] = None  # runs after the stage, done now or found done before
 
 
-def rat_boxes(synth_dir: Path, video_id: str):
-    """boxes_of_frame(frame, width, height) -> the true rat box (x0, y0, x1, y1) in pixels, or None."""
-    import pandas as pd
-
-    table = pd.read_csv(Path(synth_dir) / "boxes" / f"{video_id}.csv")
-    rat = table[table["cls"] == 0].set_index("frame")
-
-    def boxes_of_frame(frame: int, width: int, height: int):
-        if frame not in rat.index:
-            return None
-        r = rat.loc[frame]
-        if isinstance(r, pd.DataFrame):
-            r = r.iloc[0]
-        cx, cy, w, h = r.cx * width, r.cy * height, r.w * width, r.h * height
-        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-    return boxes_of_frame
-
-
-def _combined_annotations(folders: list[tuple[Path, str]], out: Path) -> Path:
-    """One annotation file: every video of each (folder, subset) under that subset ('training',
-    'validation', 'testing'), whatever subset synth gave it inside its folder."""
-    from ..annotations import VideoAnnotation, read_annotations, write_annotations
-
-    videos = []
-    for folder, subset in folders:
-        for v in read_annotations(folder / "annotations.json").values():
-            videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
-    return write_annotations(out, videos)
+def bundle_stages(recipe: BundleRecipe) -> list[Stage]:
+    """The recipe's stages, in the order they run."""
+    stages = [Stage(name, partial(_render, name, how)) for name, how in _renders(recipe)]
+    if not recipe.front_end:  # a front end taken from a model folder is used as it is, not trained
+        stages += [Stage("detector", _train_detector), Stage("i3d_classifier", _train_classifier)]
+    stages += [Stage("front_end", _assemble_front_end), Stage("detector_heldout", _measure_detector),
+               Stage("features", _extract_features)]
+    # The two localizers train at once, one process and one thread each: at batch 2 a second
+    # thread makes a step slower, not faster, and two processes take 2 cores for the price of one.
+    # The model is finished as soon as the Top-K one is done, so an interrupted ablation never
+    # costs the model, and again with the ablation's figures.
+    stages.append(Stage("localizer_topk", start=partial(_start_localizer, 0.5), then=_finish))
+    if recipe.ablation:
+        stages.append(Stage("localizer_plain", start=partial(_start_localizer, 1.0), then=_finish))
+    return stages
 
 
 def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleRecipe(), device: str = "auto",
@@ -331,186 +216,213 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
 
     Returns the timings and measured figures, which also go into the manifest.
     """
-    import torch
-
-    from ..features import extract_features, load_front_end
-    from ..model import read_manifest, update_model
-    from ..runtime import cpu_cores, resolve_device, worker_processes
-    from ..synth import synthesize
-    from .detector import add_detector_to_model_dir, evaluate_detector, train_detector
-    from .export import add_i3d_to_model_dir
+    from ..runtime import resolve_device
 
     torch_device = resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     if recipe.front_end:
         _front_end_of(Path(recipe.front_end))  # so does a front_end folder without a detector and an I3D
-    work, model_out = Path(work_dir), Path(model_out)
-    work.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    run = BundleRun(Path(work_dir), Path(model_out), recipe, device, torch_device, log)
+    run.work.mkdir(parents=True, exist_ok=True)
+    stages = bundle_stages(recipe)
+    try:
+        for stage in stages:
+            if stage.start and run.pool is None:
+                _start_in_workers(run, [s for s in stages if s.start])
+            _run_stage(run, stage)
+            if stage.then:
+                stage.then(run)
+    except BaseException:
+        if run.pool is not None:
+            # not waiting for the other workers: their processes end with this one (see worker_processes)
+            run.pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if run.pool is not None:
+        run.pool.shutdown()
+    return run.figures
 
-    def stage(name, run, started=None):
-        inputs = stage_inputs(recipe, name)
-        done = _stage_done(work, name, inputs)
-        if done is not None:
-            log(f"[{name}] done before ({done.get('seconds')} s), skipped")
-            timings[name] = {k: v for k, v in done.items() if k != "inputs"}
-            return timings[name]  # the same shape as a stage just run
-        redo = (work / f"{name}.done.json").exists()
-        log(f"[{name}] ..." + (" (the recipe changed since it ran)" if redo else ""))
-        t0 = started or time.time()  # a stage run in a process of its own counts from that process's start
-        info = run() or {}
-        info["seconds"] = round(time.time() - t0, 1)
-        _mark_done(work, name, {**info, "inputs": inputs})
-        timings[name] = info
-        log(f"[{name}] done in {info['seconds']} s")
-        return info
 
-    train_dir, test_dir, long_dir = work / "synth_train", work / "synth_test", work / "synth_long"
-    extra_dir, validation_dir = work / "synth_localizer", work / "synth_validation"
-    renders = [("synth_train", train_dir, dict(clips=recipe.train_clips, seed=recipe.train_seed)),
-               ("synth_validation", validation_dir, dict(clips=recipe.validation_clips, seed=recipe.validation_seed)),
-               ("synth_test", test_dir, dict(clips=recipe.test_clips, seed=recipe.test_seed))]
+def _run_stage(run: BundleRun, stage: Stage) -> None:
+    """Skip the stage if its marker says it is done from this recipe's inputs; else run it (or wait
+    for its worker), time it and leave its marker."""
+    inputs = stage_inputs(run.recipe, stage.name)
+    done = _stage_done(run.work, stage.name, inputs)
+    if done is not None:
+        run.log(f"[{stage.name}] done before ({done.get('seconds')} s), skipped")
+        run.results[stage.name] = {k: v for k, v in done.items() if k != "inputs"}  # the same shape as a stage just run
+        return
+    redo = (run.work / f"{stage.name}.done.json").exists()
+    run.log(f"[{stage.name}] ..." + (" (the recipe changed since it ran)" if redo else ""))
+    t0 = run.workers_started if stage.start else time.time()  # a worker's stage counts from its process's start
+    info = (run.workers[stage.name].result() if stage.start else stage.run(run)) or {}
+    info["seconds"] = round(time.time() - t0, 1)
+    _mark_done(run.work, stage.name, {**info, "inputs": inputs})
+    run.results[stage.name] = info
+    run.log(f"[{stage.name}] done in {info['seconds']} s")
+
+
+def _start_in_workers(run: BundleRun, stages: list[Stage]) -> None:
+    """Start each of these stages that is not done yet, each in a worker process of its own."""
+    from ..runtime import worker_processes
+
+    pending = [s for s in stages if _stage_done(run.work, s.name, stage_inputs(run.recipe, s.name)) is None]
+    run.pool = worker_processes(len(pending))
+    run.workers_started = time.time()
+    run.workers = {s.name: s.start(run) for s in pending}
+    if len(run.workers) > 1:
+        run.log(f"[{', '.join(run.workers)}] training at once, one process each")
+
+
+# ---- the stages -----------------------------------------------------------------------------------
+
+
+def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
+    """The synthetic renders of the recipe: (stage name, which is also its folder; synthesize's arguments)."""
+    renders = [("synth_train", dict(clips=recipe.train_clips, seed=recipe.train_seed)),
+               ("synth_validation", dict(clips=recipe.validation_clips, seed=recipe.validation_seed)),
+               ("synth_test", dict(clips=recipe.test_clips, seed=recipe.test_seed))]
     if recipe.train_long_recordings:
         # The clips hold an action almost all the time; without hours of ordinary behaviour the
         # localizer learns that something always happens, and a real recording is scored as one
         # long seizure. These recordings train the localizer only (not the detector or the I3D).
-        renders.append(("synth_long", long_dir, dict(clips=0, seed=recipe.train_long_seed,
-                                                     long_minutes=recipe.train_long_minutes,
-                                                     long_count=recipe.train_long_recordings)))
+        renders.append(("synth_long", dict(clips=0, seed=recipe.train_long_seed, long_minutes=recipe.train_long_minutes,
+                                           long_count=recipe.train_long_recordings)))
     if recipe.localizer_clips:
         # More segments of every action for the localizer, whose features are cheap next to the
         # detector's and the classifier's training on more frames.
-        renders.append(("synth_localizer", extra_dir, dict(clips=recipe.localizer_clips, seed=recipe.localizer_clips_seed)))
-    for name, folder, how in renders:
-        def make(folder=folder, how=how):
-            if folder.exists():
-                shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
-            synthesize(folder, **how, jobs=cpu_cores())  # the same files whatever the number of jobs
-            return dict(how)
-        stage(name, make)
+        renders.append(("synth_localizer", dict(clips=recipe.localizer_clips, seed=recipe.localizer_clips_seed)))
+    return renders
 
-    front_dir = work / "front_end"
 
-    reused = Path(recipe.front_end) if recipe.front_end else None  # a front end taken as it is, not trained
+def _render(name: str, how: dict, run: BundleRun) -> dict:
+    from ..runtime import cpu_cores
+    from ..synth import synthesize
 
-    def detector():
-        # More scenes rather than more frames of each: with the localizer clips pooled in, the
-        # detector misses the rat in fewer held-out frames (docs/RESULTS.md)
-        pooled = [train_dir] + ([extra_dir] if recipe.detector_localizer_clips and recipe.localizer_clips else [])
-        trained = train_detector(pooled, work / "detector", epochs=recipe.detector_epochs,
-                                 imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
-        return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames}
+    folder = run.work / name
+    if folder.exists():
+        shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
+    synthesize(folder, **how, jobs=cpu_cores())  # the same files whatever the number of jobs
+    return dict(how)
 
-    def classifier():
-        from ..annotations import read_annotations
 
-        ann = read_annotations(train_dir / "annotations.json")
-        videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
-        return train_i3d_classifier(videos, work, recipe, torch_device, log)
+def _train_detector(run: BundleRun) -> dict:
+    from .detector import train_detector
 
-    if reused is None:
-        det = stage("detector", detector)
-        stage("i3d_classifier", classifier)
+    recipe = run.recipe
+    # More scenes rather than more frames of each: with the localizer clips pooled in, the
+    # detector misses the rat in fewer held-out frames (docs/RESULTS.md)
+    pooled = [run.work / "synth_train"] + ([run.work / "synth_localizer"]
+                                           if recipe.detector_localizer_clips and recipe.localizer_clips else [])
+    trained = train_detector(pooled, run.work / "detector", epochs=recipe.detector_epochs,
+                             imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
+    return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames}
 
-    def front_end():
-        if front_dir.exists():
-            shutil.rmtree(front_dir)
-        if reused is not None:
-            _copy_front_end(reused, front_dir)
-            return {"from": str(reused)}
-        ckpt = torch.load(work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
-        add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
-        add_detector_to_model_dir(front_dir, Path(det["onnx"]), recipe.detector_imgsz, every_k=recipe.detector_every_k,
-                                  margin=recipe.crop_margin)
-        return {}
-    stage("front_end", front_end)
 
-    def detector_heldout():
-        spec = read_manifest(front_dir)["front_end"]["detector"]
-        quality = evaluate_detector(front_dir / spec["onnx"], validation_dir, spec["imgsz"], frame_step=5, max_videos=20)
-        return {"heldout": {k: v for k, v in quality.items() if isinstance(v, (int, float))}}
-    heldout = stage("detector_heldout", detector_heldout)
+def _train_classifier(run: BundleRun) -> dict:
+    from ..annotations import read_annotations
+    from .i3d_classifier import ClassifierOptions, rat_boxes, train_i3d_classifier
 
-    features_dir = work / "features"
+    recipe, train_dir = run.recipe, run.work / "synth_train"
+    ann = read_annotations(train_dir / "annotations.json")
+    videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
+    options = ClassifierOptions(width=recipe.i3d_width, input_size=recipe.i3d_input_size,
+                                subtract_temporal_mean=recipe.i3d_subtract_temporal_mean,
+                                still_share=recipe.i3d_still_share, crop_margin=recipe.crop_margin,
+                                epochs=recipe.classifier_epochs, stride=recipe.classifier_stride,
+                                batch=recipe.classifier_batch, lr=recipe.classifier_lr, seed=recipe.seed)
+    return train_i3d_classifier(videos, run.work, options, stage_inputs(recipe, "i3d_classifier"), run.torch_device,
+                                run.log)
 
-    def features():
-        from ..files import atomic_write, atomic_write_text
 
-        # Resumable: each video's features are written whole or not at all, and kept only while
-        # the front end and the video's render are those of this recipe (stamps.json).
-        stamps_path = features_dir / "stamps.json"
-        stamps = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
-        front = load_front_end(front_dir, device=device)
-        done = 0
-        for render, folder, _ in renders:  # those of this recipe: a folder left by an earlier recipe is not used
-            stamp = {**stage_inputs(recipe, "front_end"), **stage_inputs(recipe, render)}
-            for video in sorted(folder.glob("*.mp4")):
-                target = features_dir / f"{video.stem}.npy"
-                if not (target.exists() and stamps.get(video.stem) == stamp):
-                    result = extract_features(video, front, device, progress=False)
-                    atomic_write(target, lambda f: np.save(f, result.features))
-                    stamps[video.stem] = stamp
-                    atomic_write_text(stamps_path, json.dumps(stamps, indent=1) + "\n")
-                done += 1
-        return {"videos": done}
-    stage("features", features)
+def _assemble_front_end(run: BundleRun) -> dict:
+    """The detector and the I3D in a model folder of their own (work/front_end): trained, or copied."""
+    import torch
 
-    subset_of = {validation_dir: "validation", test_dir: "testing"}
-    annotations = _combined_annotations([(folder, subset_of.get(folder, "training")) for _, folder, _ in renders],
-                                        work / "annotations.json")
+    from .detector import add_detector_to_model_dir
+    from .export import add_i3d_to_model_dir
 
-    # The finished model: the Top-K localizer with the front end beside it. It is written as soon as
-    # that localizer is done, so an interrupted ablation never costs the model.
-    scored: dict = {}  # the model's threshold and test-split figures, filled by the first finish
+    recipe, front_dir = run.recipe, run.front_dir
+    if front_dir.exists():
+        shutil.rmtree(front_dir)
+    if recipe.front_end:
+        _copy_front_end(Path(recipe.front_end), front_dir)
+        return {"from": str(Path(recipe.front_end))}
+    ckpt = torch.load(run.work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
+    add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
+    add_detector_to_model_dir(front_dir, Path(run.results["detector"]["onnx"]), recipe.detector_imgsz,
+                              every_k=recipe.detector_every_k, margin=recipe.crop_margin)
+    return {}
 
-    def finish(topk: dict, extra_benchmark: dict) -> dict:
-        if model_out.exists():
-            shutil.rmtree(model_out)
-        shutil.copytree(topk["model_dir"], model_out)
-        front = read_manifest(front_dir)["front_end"]
-        for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU
-            shutil.copy2(front_dir / name, model_out / name)
-        manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe)}
-        manifest["benchmark"] = {"machine": _machine(),
-                                 "timings_s": {k: v.get("seconds") for k, v in timings.items()},
-                                 "detector_heldout": heldout.get("heldout"),
-                                 "i3d_classifier": timings.get("i3d_classifier", reused_classifier),
-                                 "localizer_topk_0.5": topk.get("benchmark"), **extra_benchmark}
-        if not scored:  # the same Top-K localizer each time finish runs: measure it once
-            scored.update(_threshold_and_test_figures(model_out, annotations, features_dir, device))
-        manifest["threshold"] = scored["threshold"]
-        manifest["benchmark"].update(scored["figures"])
-        update_model(model_out, manifest)
-        return manifest["benchmark"]
 
+def _measure_detector(run: BundleRun) -> dict:
+    from ..model import read_manifest
+    from .detector import evaluate_detector
+
+    spec = read_manifest(run.front_dir)["front_end"]["detector"]
+    quality = evaluate_detector(run.front_dir / spec["onnx"], run.work / "synth_validation", spec["imgsz"],
+                                frame_step=5, max_videos=20)
+    return {"heldout": {k: v for k, v in quality.items() if isinstance(v, (int, float))}}
+
+
+def _extract_features(run: BundleRun) -> dict:
+    from ..features import extract_features, load_front_end
+    from ..files import atomic_write, atomic_write_text
+
+    # Resumable: each video's features are written whole or not at all, and kept only while
+    # the front end and the video's render are those of this recipe (stamps.json).
+    features_dir = run.features_dir
+    stamps_path = features_dir / "stamps.json"
+    stamps = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
+    front = load_front_end(run.front_dir, device=run.device)
+    done = 0
+    for render, _ in _renders(run.recipe):  # those of this recipe: a folder left by an earlier recipe is not used
+        stamp = {**stage_inputs(run.recipe, "front_end"), **stage_inputs(run.recipe, render)}
+        for video in sorted((run.work / render).glob("*.mp4")):
+            target = features_dir / f"{video.stem}.npy"
+            if not (target.exists() and stamps.get(video.stem) == stamp):
+                result = extract_features(video, front, run.device, progress=False)
+                atomic_write(target, lambda f: np.save(f, result.features))
+                stamps[video.stem] = stamp
+                atomic_write_text(stamps_path, json.dumps(stamps, indent=1) + "\n")
+            done += 1
+    return {"videos": done}
+
+
+def _start_localizer(keep_ratio: float, run: BundleRun) -> Future:
+    """The RaSeformer of this keep ratio, training in a worker process (train_recipe_localizer)."""
+    return run.pool.submit(train_recipe_localizer, run.annotations, run.features_dir,
+                           run.work / f"localizer_k{keep_ratio}", run.recipe, keep_ratio, run.device)
+
+
+def _finish(run: BundleRun) -> None:
+    """The finished model: the Top-K localizer with the front end beside it, and the figures of
+    every stage so far (the ablation's too, once it is done)."""
+    from ..model import read_manifest, update_model
+
+    recipe, timings, model_out = run.recipe, run.results, run.model_out
+    topk = timings["localizer_topk"]
+    if model_out.exists():
+        shutil.rmtree(model_out)
+    shutil.copytree(topk["model_dir"], model_out)
+    front = read_manifest(run.front_dir)["front_end"]
+    for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU
+        shutil.copy2(run.front_dir / name, model_out / name)
     # A reused front end brings its classifier's figures along.
-    reused_classifier = (read_manifest(reused).get("benchmark") or {}).get("i3d_classifier") if reused else None
-
-    # The two localizers train at once, one process and one thread each: at batch 2 a second
-    # thread makes a step slower, not faster, and two processes take 2 cores for the price of one.
-    keep_ratios = {"localizer_topk": 0.5, **({"localizer_plain": 1.0} if recipe.ablation else {})}
-    to_train = {name: k for name, k in keep_ratios.items() if _stage_done(work, name, stage_inputs(recipe, name)) is None}
-    pool = worker_processes(len(to_train))
-    try:
-        started = time.time()
-        training = {name: pool.submit(train_recipe_localizer, annotations, features_dir, work / f"localizer_k{k}",
-                                      recipe, k, device) for name, k in to_train.items()}
-        if len(training) > 1:
-            log(f"[{', '.join(training)}] training at once, one process each")
-
-        def trained(name):
-            return training[name].result if name in training else None  # a stage found done never asks
-
-        topk = stage("localizer_topk", trained("localizer_topk"), started)
-        figures = finish(topk, {})
-        if recipe.ablation:
-            plain = stage("localizer_plain", trained("localizer_plain"), started)
-            figures = finish(topk, {"localizer_plain_1.0": plain.get("benchmark")})
-    except BaseException:
-        # not waiting for the other localizer: its process ends with this one (see worker_processes)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return figures
+    reused_classifier = ((read_manifest(Path(recipe.front_end)).get("benchmark") or {}).get("i3d_classifier")
+                         if recipe.front_end else None)
+    manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe)}
+    manifest["benchmark"] = {"machine": _machine(),
+                             "timings_s": {k: v.get("seconds") for k, v in timings.items()},
+                             "detector_heldout": timings["detector_heldout"].get("heldout"),
+                             "i3d_classifier": timings.get("i3d_classifier", reused_classifier),
+                             "localizer_topk_0.5": topk.get("benchmark")}
+    if "localizer_plain" in timings:
+        manifest["benchmark"]["localizer_plain_1.0"] = timings["localizer_plain"].get("benchmark")
+    if not run.scored:  # the same Top-K localizer each time: measure it once
+        run.scored.update(_threshold_and_test_figures(model_out, run.annotations, run.features_dir, run.device))
+    manifest["threshold"] = run.scored["threshold"]
+    manifest["benchmark"].update(run.scored["figures"])
+    update_model(model_out, manifest)
+    run.figures = manifest["benchmark"]
 
 
 def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path, recipe: BundleRecipe,
@@ -525,7 +437,7 @@ def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path,
     from .localizer import read_config, train_localizer
 
     if resolve_device(device) == "cpu":
-        torch.set_num_threads(1)  # see build_bundle: faster at this batch size, and the other core is the other's
+        torch.set_num_threads(1)  # see bundle_stages: faster at this batch size, and the other core is the other's
     setup = read_config(None)
     dim = int(np.load(next(Path(features_dir).glob("*.npy"))).shape[1])
     d = recipe.localizer_dim
@@ -559,6 +471,7 @@ def _threshold_and_test_figures(model_dir: Path, annotations: Path, features_dir
     """The event threshold, chosen on the validation clips, and the model's figures on the test clips."""
     from ..annotations import read_annotations, split
     from ..benchmark import benchmark_model, ground_truth_of, predict
+    from ..metrics import best_event_threshold, event_f1
 
     videos = read_annotations(annotations)
     events = {}
@@ -575,34 +488,16 @@ def _threshold_and_test_figures(model_dir: Path, annotations: Path, features_dir
                         "neighbour_confusion": report["neighbour_confusion"], "localizer_speed": report["speed"]}}
 
 
-def best_event_threshold(ground_truth, detections, candidates=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
-                         tiou: float = 0.5) -> tuple[float, float]:
-    """The score threshold whose reported events best match the truth (F1 at tIoU >= 0.5, same AU,
-    each true segment matched once), and that F1: the default `--threshold` of the model."""
-    best = (0.3, -1.0)
-    for threshold in candidates:
-        f1 = event_f1(ground_truth, detections, threshold, tiou)
-        if f1 > best[1]:
-            best = (threshold, f1)
-    return best
+def _combined_annotations(folders: list[tuple[Path, str]], out: Path) -> Path:
+    """One annotation file: every video of each (folder, subset) under that subset ('training',
+    'validation', 'testing'), whatever subset synth gave it inside its folder."""
+    from ..annotations import VideoAnnotation, read_annotations, write_annotations
 
-
-def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
-    """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
-    true segment matched once, best-scoring events first)."""
-    from ..metrics import segment_iou
-
-    kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
-    used, hits = set(), 0
-    for d in kept:
-        for i, g in enumerate(ground_truth):
-            if i in used or g.video != d.video or g.au_id != d.au_id:
-                continue
-            if segment_iou(np.array([g.start_s, g.end_s]), np.array([[d.start_s, d.end_s]]))[0] >= tiou:
-                used.add(i)
-                hits += 1
-                break
-    return 2 * hits / max(1, len(kept) + len(ground_truth))
+    videos = []
+    for folder, subset in folders:
+        for v in read_annotations(folder / "annotations.json").values():
+            videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
+    return write_annotations(out, videos)
 
 
 def _front_end_files(front: dict) -> list[str]:

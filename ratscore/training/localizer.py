@@ -380,10 +380,12 @@ class TrainResult:
 
 
 def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], setup: Setup,
-        device: str = "auto", progress: bool = True, max_epochs: Optional[int] = None) -> TrainResult:
+        device: str = "auto", progress: bool = True, max_epochs: Optional[int] = None,
+        init_state: Optional[dict] = None) -> TrainResult:
     """Train on the given videos (all of them) and return the EMA model.
 
-    `max_epochs` stops early (for timing a schedule without running it all)."""
+    `max_epochs` stops early (for timing a schedule without running it all). `init_state` (a
+    state dict of the same network) is where training starts instead of a random initialisation."""
     cfg, lcfg = setup.train, setup.localizer
     dev = torch.device(resolve_device(device or "auto"))
     random.seed(cfg.seed)
@@ -391,8 +393,13 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     clips = _make_clips(videos, features, setup.grid)
-    model = RaSeformer(lcfg).to(dev).train()
-    ema = ModelEma(model, cfg.ema_decay)
+    model = RaSeformer(lcfg)
+    if init_state is not None:
+        from ..checkpoint import load_state
+
+        load_state(model, init_state, "the initial weights")
+    model = model.to(dev).train()
+    ema = ModelEma(model, cfg.ema_decay)  # starts from the initial weights too
     optimizer = make_optimizer(model, cfg)
     draws = windows_per_epoch(clips, lcfg.max_seq_len) if cfg.cover_long_videos else list(range(len(clips)))
     per_epoch = max(1, len(draws) // cfg.batch_size)  # the release drops the last partial batch
@@ -441,6 +448,18 @@ def fit(videos: dict[str, VideoAnnotation], features: dict[str, np.ndarray], set
     return TrainResult(final, setup, epochs, seconds, seconds / max(1, epochs), loss_value)
 
 
+def with_total_epochs(setup: Setup, epochs: Optional[int]) -> Setup:
+    """The setup with `epochs` in all (None: as it is), split between warm-up and cosine decay in
+    the config's proportion."""
+    if epochs is None:
+        return setup
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    t = setup.train
+    warm = int(round(epochs * t.warmup_epochs / max(1, t.total_epochs)))
+    return replace(setup, train=replace(t, epochs=epochs - warm, warmup_epochs=warm))
+
+
 def training_split(annotations: str | Path, features_dir: str | Path, setup: Setup, subset: str = "training"):
     videos = split(read_annotations(annotations), subset)
     features = load_features(features_dir, videos, setup.localizer.input_dim)
@@ -459,13 +478,7 @@ def train_localizer(annotations: str | Path, features_dir: str | Path, output_di
     """
     from .export import write_model_dir
 
-    setup = config if isinstance(config, Setup) else read_config(config)
-    if epochs is not None:
-        if epochs < 1:
-            raise InputError(f"--epochs must be at least 1, got {epochs}")
-        t = setup.train
-        warm = int(round(epochs * t.warmup_epochs / max(1, t.total_epochs)))
-        setup = replace(setup, train=replace(t, epochs=epochs - warm, warmup_epochs=warm))
+    setup = with_total_epochs(config if isinstance(config, Setup) else read_config(config), epochs)
     all_videos = read_annotations(annotations)
     videos = split(all_videos, "training")
     features = load_features(features_dir, videos, setup.localizer.input_dim)
