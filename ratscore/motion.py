@@ -1,0 +1,383 @@
+"""A second opinion on the detector that needs no training: the recording's background and motion.
+
+Before the frames go through the detector and the I3D, a first pass reads the recording at low
+resolution (gray, `width` pixels wide):
+
+- where the recording has keyframes every few seconds (most H.264 and MJPEG files), only packets
+  near keyframes are decoded: each keyframe at least `min_spacing_s` after the last sample, and the
+  few frames after it (a short frame difference). The rest of the file is read but not decoded,
+  which keeps the pass a small share of the time decoding takes.
+- where it has fewer than `min_keyframe_samples` such keyframes (a short clip, a stream with one
+  keyframe), every frame is decoded and every `every_k`-th frame of the model's grid is sampled.
+
+From the samples it keeps the background (the median of up to `keep` samples spread over the
+recording) and a map of where anything ever moved (pixels that differed between a sample and the
+next frame or the previous sample). Per kept sample it gives the moving blob's box: the largest
+connected region that differs from the background and holds motion.
+
+The detector pass uses it two ways (roi.RoiTracker): a detector box whose inside saw no motion in
+the whole recording is dropped (a still object: a bottle, a white card, a mark on the floor), and
+where the detector finds nothing, the moving blob at that frame stands in for it. Both only when
+the model is informative: enough samples, and something animal-sized moved somewhere.
+
+What it cannot do: an animal that does not move for the whole recording looks like the floor (no
+motion, so no veto of anything near it and no fallback box), and with something else moving (a
+cable, a hand, a light that flickers) its box may be dropped; a moving cable or the animal's
+reflection can also be taken for the animal where the detector finds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+MOTION_DEFAULT = True  # analyze, batch and extract use the motion model unless told --no-motion
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    width: int = 160  # samples are downscaled to this width (gray), keeping the frame's aspect
+    min_spacing_s: float = 1.0  # keyframe samples at least this far apart (and at least duration / max_samples)
+    max_samples: int = 1000  # at most about this many keyframe samples over a recording
+    partner_packets: int = 3  # packets decoded after each sampled keyframe, for a short frame difference
+    min_keyframe_samples: int = 24  # fewer keyframe samples than this: decode every frame instead
+    every_k: int = 5  # with every frame decoded: sample every k-th frame of the model's grid
+    keep: int = 256  # samples kept for the background median and the per-sample boxes (thinned evenly)
+    threshold: int = 12  # gray levels: a pixel differing more than this is motion, or foreground
+    min_blob_share: float = 0.002  # the smallest moving blob, as a share of the frame's area
+    max_blob_share: float = 0.5  # a larger region is a change of light, not an animal
+    min_samples: int = 8  # with fewer samples the model says nothing (no veto, no fallback)
+    core: float = 0.1  # a box's inside: the box shrunk by this share of its size on each side
+
+
+@dataclass
+class MotionModel:
+    """The first pass's result: background, motion map and per-sample blob boxes of one recording.
+    Box coordinates are upright source pixels (x0, y0, x1, y1), as the detector's."""
+
+    options: MotionOptions
+    width: int  # source frame size, upright
+    height: int
+    background: np.ndarray  # (h, w) uint8 gray at low resolution
+    moved: np.ndarray  # (h, w) int32: in how many samples each low-resolution pixel moved
+    times: np.ndarray  # (N,) float32 seconds of the kept samples
+    boxes: np.ndarray  # (N, 4) float32 the moving blob of each kept sample; NaN where there was none
+    clear: np.ndarray  # (N,) bool: the kept sample's blob stands out alone (no other sizeable moving region)
+    n_samples: int  # samples taken (kept or not)
+    mode: str  # "keyframes" or "frames"
+    informative: bool = field(init=False)  # enough samples, and something animal-sized moved
+
+    def __post_init__(self):
+        big = _largest_area(self.moved > 0)
+        self.informative = self.n_samples >= self.options.min_samples and big >= self._min_blob_px
+
+    @property
+    def small_size(self) -> tuple[int, int]:
+        """(w, h) of the low-resolution samples."""
+        return self.background.shape[1], self.background.shape[0]
+
+    @property
+    def _min_blob_px(self) -> int:
+        w, h = self.small_size
+        return max(4, int(round(self.options.min_blob_share * w * h)))
+
+    def never_moved(self, box) -> bool:
+        """Whether nothing moved inside `box` (its core) in the whole recording; False when the
+        model is not informative (then it vouches for nothing)."""
+        if not self.informative:
+            return False
+        x0, y0, x1, y1 = self._small_core(box)
+        return not self.moved[y0:y1, x0:x1].any()
+
+    def _small_core(self, box) -> tuple[int, int, int, int]:
+        w, h = self.small_size
+        sx, sy = w / max(1, self.width), h / max(1, self.height)
+        bx0, by0, bx1, by1 = (float(v) for v in box[:4])
+        dx, dy = self.options.core * (bx1 - bx0), self.options.core * (by1 - by0)
+        x0 = int(np.clip(np.floor((bx0 + dx) * sx), 0, w - 1))
+        y0 = int(np.clip(np.floor((by0 + dy) * sy), 0, h - 1))
+        x1 = int(np.clip(np.ceil((bx1 - dx) * sx), x0 + 1, w))
+        y1 = int(np.clip(np.ceil((by1 - dy) * sy), y0 + 1, h))
+        return x0, y0, x1, y1
+
+    def to_source(self, small_box) -> np.ndarray:
+        """A low-resolution (x, y, w, h) region -> (x0, y0, x1, y1) in source pixels."""
+        w, h = self.small_size
+        x, y, bw, bh = small_box
+        fx, fy = self.width / w, self.height / h
+        return np.array([x * fx, y * fy, (x + bw) * fx, (y + bh) * fy], np.float32)
+
+    def follower(self) -> "MotionFollower":
+        return MotionFollower(self)
+
+    def labels(self, min_separation: float = 4.0) -> list[tuple[float, np.ndarray]]:
+        """(time s, box) of kept samples where one moving blob stands out (no other moving region
+        of more than 1 / min_separation of its area): frames with a box to train a detector on
+        (`train detector --videos`). Empty when the model is not informative."""
+        if not self.informative:
+            return []
+        return [(float(t), b.copy()) for t, b, clear in zip(self.times, self.boxes, self.clear)
+                if clear and np.isfinite(b).all()]
+
+
+class MotionFollower:
+    """The moving blob at each detection frame of the main pass (in order): the largest region that
+    differs from the recording's background and moved since the previous call."""
+
+    def __init__(self, model: MotionModel):
+        self.model = model
+        self._previous: Optional[np.ndarray] = None
+
+    def blob(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """(4,) box in source pixels, or None (no motion, nothing sizeable, or a model that says nothing)."""
+        m = self.model
+        gray = small_gray(image, m.small_size)
+        previous, self._previous = self._previous, gray
+        if previous is None or not m.informative:
+            return None
+        found = moving_blob(gray, m.background, previous, m.options, m._min_blob_px)
+        return None if found is None else m.to_source(found[0])
+
+
+def small_gray(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) RGB -> (h, w) uint8 gray at `size` (w, h): the one conversion both passes use, so
+    their pictures compare."""
+    import cv2
+
+    if image.shape[1] != size[0] or image.shape[0] != size[1]:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+
+
+def _changed(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
+    """uint8 mask (0/255) of pixels differing by more than `threshold`, specks removed."""
+    import cv2
+
+    mask = (cv2.absdiff(a, b) > threshold).astype(np.uint8) * 255
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL3)
+
+
+_KERNEL3 = np.ones((3, 3), np.uint8)
+_KERNEL5 = np.ones((5, 5), np.uint8)
+
+
+def _largest_area(mask: np.ndarray) -> int:
+    import cv2
+
+    mask = np.ascontiguousarray(mask.astype(np.uint8))
+    if not mask.any():
+        return 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
+
+
+def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[np.ndarray], options: MotionOptions,
+                min_px: int, motion: Optional[np.ndarray] = None) -> Optional[tuple[tuple[int, int, int, int], bool]]:
+    """The largest region of `gray` that differs from `background` and holds motion (pixels that
+    differ from `motion_ref`, or the given `motion` mask): ((x, y, w, h) at low resolution, whether
+    it stands out alone), or None."""
+    import cv2
+
+    if motion is None:
+        if motion_ref is None:
+            return None
+        motion = _changed(gray, motion_ref, options.threshold)
+    if not motion.any():
+        return None
+    foreground = _changed(gray, background, options.threshold)
+    foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, _KERNEL5)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    if n <= 1:
+        return None
+    moving = np.bincount(labels[motion > 0], minlength=n)  # motion pixels per region
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    max_px = options.max_blob_share * gray.size
+    ok = [i for i in range(1, n) if moving[i] > 0 and min_px <= areas[i] <= max_px]
+    if not ok:
+        return None
+    ok.sort(key=lambda i: -areas[i])
+    best = ok[0]
+    alone = len(ok) == 1 or areas[ok[1]] * 4 <= areas[best]
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    return (x, y, w, h), alone
+
+
+# --- the first pass ---------------------------------------------------------------------------
+
+class _Samples:
+    """Gathers samples: the motion map as they come, and an evenly thinned set kept for the end."""
+
+    def __init__(self, options: MotionOptions):
+        self.options = options
+        self.moved: Optional[np.ndarray] = None
+        self.kept: list[tuple[float, np.ndarray, np.ndarray]] = []  # (t, gray, packed motion mask)
+        self.every = 1  # keep every n-th sample (doubles each time the kept set is thinned)
+        self.count = 0
+        self.previous: Optional[np.ndarray] = None
+
+    def add(self, t: float, gray: np.ndarray, partner: Optional[np.ndarray]) -> None:
+        """A sample at `t` s; `partner` a frame shortly after it (None: compare with the previous sample)."""
+        threshold = self.options.threshold
+        if self.moved is None:
+            self.moved = np.zeros(gray.shape, np.int32)
+        motion = np.zeros(gray.shape, np.uint8)
+        if partner is not None and partner.shape == gray.shape:
+            motion |= _changed(gray, partner, threshold)
+        if self.previous is not None and self.previous.shape == gray.shape:
+            motion |= _changed(gray, self.previous, threshold)
+        self.moved += motion > 0
+        self.previous = gray
+        if self.count % self.every == 0:
+            self.kept.append((t, gray, np.packbits(motion > 0)))
+            if len(self.kept) > self.options.keep:
+                self.kept = self.kept[::2]
+                self.every *= 2
+        self.count += 1
+
+    def model(self, width: int, height: int, mode: str) -> MotionModel:
+        options = self.options
+        if self.moved is None:  # nothing decoded: an empty model that says nothing
+            w = max(1, min(options.width, width))
+            h = max(1, int(round(height * w / max(1, width))))
+            empty = np.zeros((h, w), np.uint8)
+            return MotionModel(options, width, height, empty, empty.astype(np.int32), np.zeros(0, np.float32),
+                               np.zeros((0, 4), np.float32), np.zeros(0, bool), 0, mode)
+        background = np.median(np.stack([g for _, g, _ in self.kept]), axis=0).astype(np.uint8)
+        times = np.array([t for t, _, _ in self.kept], np.float32)
+        model = MotionModel(options, width, height, background, self.moved, times,
+                            np.full((len(self.kept), 4), np.nan, np.float32), np.zeros(len(self.kept), bool),
+                            self.count, mode)
+        for i, (_, gray, packed) in enumerate(self.kept):
+            motion = np.unpackbits(packed, count=gray.size).reshape(gray.shape) * np.uint8(255)
+            found = moving_blob(gray, background, None, options, model._min_blob_px, motion=motion)
+            if found is not None:
+                model.boxes[i] = model.to_source(found[0])
+                model.clear[i] = found[1]
+        return model
+
+
+def build_motion_model(video_path, options: MotionOptions = MotionOptions(), fps: float = 30.0) -> MotionModel:
+    """The first pass over a video (see the module doc). `fps`: the model's grid, for `every_k`."""
+    from .video import probe_video
+
+    path = Path(video_path)
+    info = probe_video(path)
+    size = _small_size(info.width, info.height, options.width)
+    samples = _keyframe_pass(path, options, size, info.duration_s)
+    mode = "keyframes"
+    if samples.count < options.min_keyframe_samples:
+        samples = _frame_pass(path, options, size, fps)
+        mode = "frames"
+    return samples.model(info.width, info.height, mode)
+
+
+def _small_size(width: int, height: int, target: int) -> tuple[int, int]:
+    w = max(1, min(target, width))
+    return w, max(1, int(round(height * w / max(1, width))))
+
+
+def _rgb(frame) -> np.ndarray:
+    from .video import _rotation_of, _upright
+
+    return _upright(frame.to_ndarray(format="rgb24"), _rotation_of(frame))
+
+
+def _keyframe_pass(path: Path, options: MotionOptions, size: tuple[int, int], duration_s: Optional[float]) -> _Samples:
+    """Samples at keyframes: each keyframe (at least the spacing after the last sample) and the
+    last-shown of the few frames decoded after it. Other packets are read, not decoded."""
+    import av
+
+    from .video import _open
+
+    samples = _Samples(options)
+    spacing = max(options.min_spacing_s, (duration_s or 0.0) / max(1, options.max_samples))
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        tb = stream.time_base
+        t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+        due = -np.inf
+        group: list = []
+        left = 0
+
+        def finish():
+            frames = list(group)
+            try:
+                frames += context.decode(None)  # drain what the decoder holds back for reordering
+            except av.FFmpegError:
+                pass
+            context.flush_buffers()
+            good = [f for f in frames if not getattr(f, "is_corrupt", False)]
+            key = next((f for f in good if f.key_frame), None)
+            if key is None:
+                return
+            t = (key.time if key.time is not None else t0) - t0
+            gray = small_gray(_rgb(key), size)
+            later = [f for f in good if f is not key]
+            partner = small_gray(_rgb(later[-1]), size) if later else None
+            samples.add(t, gray, partner)
+
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            if left == 0 and packet.is_keyframe and tb and float(packet.pts * tb) - t0 >= due:
+                group, left = [], 1 + options.partner_packets
+                due = float(packet.pts * tb) - t0 + spacing
+            if left:
+                try:
+                    group += context.decode(packet)
+                except av.FFmpegError:
+                    pass
+                left -= 1
+                if left == 0:
+                    finish()
+        if left:
+            finish()
+    except av.FFmpegError:
+        pass  # a damaged tail: the samples so far stand (the main pass reports the damage)
+    finally:
+        container.close()
+    return samples
+
+
+def _frame_pass(path: Path, options: MotionOptions, size: tuple[int, int], fps: float) -> _Samples:
+    """Samples every k-th frame of the model's grid, decoding every frame."""
+    import av
+
+    from .video import _open
+
+    samples = _Samples(options)
+    step = max(1, options.every_k) / fps
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        t0 = None
+        due = 0.0
+        for frame in container.decode(stream):
+            t = frame.time
+            if t is None:
+                continue
+            t0 = t if t0 is None else t0
+            shown = t - t0 + 0.25 / fps  # as read_frames: timestamps rounded to a coarse base land late
+            if shown >= due:
+                samples.add(t - t0, small_gray(_rgb(frame), size), None)
+                due = (np.floor(shown / step) + 1) * step
+    except av.FFmpegError:
+        pass
+    finally:
+        container.close()
+    return samples
+
+
+def motion_labels(video_path, options: MotionOptions = MotionOptions(), fps: float = 30.0) -> list[tuple[float, np.ndarray]]:
+    """Frames of a video with the moving animal's box, found without a detector: (time s, (4,) box
+    in upright source pixels) for each sample of the first pass where one moving blob stands out.
+    For a detector trained on a lab's own videos; check a few by eye, since a moving cable or a
+    hand is a moving blob too."""
+    return build_motion_model(video_path, options, fps).labels()

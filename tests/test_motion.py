@@ -1,0 +1,99 @@
+"""The motion model (motion.py): a drawn moving blob and a static white card. The blob is found,
+the card never moved; both sampling modes of the first pass; a recording where nothing moves says
+nothing."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ratscore.motion import MotionOptions, build_motion_model, motion_labels
+from ratscore.roi import box_iou
+from ratscore.video import read_frames
+
+W, H = 320, 240
+CARD = (40, 30, 100, 70)  # a static white card: x0, y0, x1, y1
+BLOB = (36, 20)  # the moving animal's size: width, height
+
+
+def blob_at(i: int, fps: float = 30.0) -> tuple[int, int, int, int]:
+    """The moving blob's box at frame i: it circles the middle of the frame, once in 4 s."""
+    a = 2 * np.pi * (i / fps) / 4.0
+    cx, cy = 180 + 70 * np.cos(a), 140 + 50 * np.sin(a)
+    return (int(cx - BLOB[0] / 2), int(cy - BLOB[1] / 2), int(cx + BLOB[0] / 2), int(cy + BLOB[1] / 2))
+
+
+def scene(i: int, moving: bool = True, fps: float = 30.0) -> np.ndarray:
+    rng = np.random.default_rng(7)  # the same floor texture every frame
+    image = (100 + rng.integers(-12, 13, (H, W, 1))).repeat(3, axis=2).astype(np.uint8)
+    x0, y0, x1, y1 = CARD
+    image[y0:y1, x0:x1] = 245
+    if moving:
+        x0, y0, x1, y1 = blob_at(i, fps)
+        image[y0:y1, x0:x1] = (40, 35, 30)
+    return image
+
+
+def write_clip(path: Path, n_frames: int = 120, fps: float = 30.0, gop: int | None = None, moving: bool = True) -> Path:
+    """An H.264 clip of `scene` (lossless luma); `gop`: a keyframe every that many frames."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = {"qp": "0", "preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+        for i in range(n_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(scene(i, moving, fps), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("motion") / "blob.mp4")
+
+
+def test_the_blob_is_found_and_the_card_never_moved(clip):
+    model = build_motion_model(clip)
+    assert model.mode == "frames" and model.n_samples == 24 and model.informative  # 4 s, every 5th frame
+    assert model.background.shape == (120, 160)  # 160 px wide, the frame's aspect
+    found = np.isfinite(model.boxes).all(axis=1)
+    assert found.mean() > 0.8
+    for t, box in zip(model.times[found], model.boxes[found]):
+        assert box_iou(box, blob_at(int(round(t * 30))))[0, 0] > 0.5
+    assert model.never_moved(CARD)
+    assert not model.never_moved(blob_at(0)) and not model.never_moved(blob_at(60))
+    labels = motion_labels(clip)
+    assert len(labels) >= 0.8 * len(model.times)
+    assert all(box_iou(box, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, box in labels)
+
+
+def test_keyframe_sampling(tmp_path):
+    """A recording with keyframes every 0.33 s is sampled at its keyframes only (and a few frames
+    after each), and gives the same verdicts."""
+    clip = write_clip(tmp_path / "gop.mp4", n_frames=150, gop=10)
+    options = MotionOptions(min_spacing_s=0.3, min_keyframe_samples=8)
+    model = build_motion_model(clip, options)
+    assert model.mode == "keyframes" and model.n_samples == 15 and model.informative
+    np.testing.assert_allclose(model.times, np.arange(15) * 10 / 30, atol=1e-3)
+    assert model.never_moved(CARD) and not model.never_moved(blob_at(30))
+    found = np.isfinite(model.boxes).all(axis=1)
+    assert found.mean() > 0.8
+    assert all(box_iou(b, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, b in zip(model.times[found], model.boxes[found]))
+    # too few keyframes for the default: every frame is decoded instead
+    assert build_motion_model(clip).mode == "frames"
+
+
+def test_nothing_moves_so_the_model_says_nothing(tmp_path):
+    clip = write_clip(tmp_path / "still.mp4", n_frames=60, moving=False)
+    model = build_motion_model(clip)
+    assert model.n_samples == 12 and not model.informative
+    assert not model.never_moved(CARD)  # no veto: a still animal would look just like the card
+    assert model.labels() == []
+    follower = model.follower()
+    assert [follower.blob(f.image) for f in read_frames(clip)][::10] == [None] * 6
