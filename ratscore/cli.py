@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .annotations import TEST_SHARE
 from .errors import RatscoreError
+from .motion import MOTION_DEFAULT
 
 console = Console()
 _debug = {"on": os.environ.get("RATSCORE_DEBUG") == "1"}
@@ -78,6 +79,10 @@ DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is 
 ThresholdOption = typer.Option(None, "--threshold", help="Report events scoring at least this (default: the model's, else 0.3).")
 MaskOption = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions.")
 NoRoiOption = typer.Option(False, "--no-roi", help="Use the whole frame (camera framed on one animal).")
+MotionOption = typer.Option(MOTION_DEFAULT, "--motion/--no-motion",
+                            help="Check the detector with a quick low-resolution pass that models the recording's "
+                                 "background and motion (drops boxes on things that never move; stands in where "
+                                 "the detector finds nothing).")
 BinOption = typer.Option(1.0, "--bin", help="Racine timeline bin width, seconds.")
 GapOption = typer.Option(10.0, "--episode-gap", help="Seizure events closer than this (s) form one episode.")
 KeepFeaturesOption = typer.Option(False, "--keep-features", help="Also write <stem>.features.npy.")
@@ -188,12 +193,13 @@ def extract(
     i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
     no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
-    device: str = DeviceOption,
+    device: str = DeviceOption, motion: bool = MotionOption,
 ):
-    """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) from videos."""
+    """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) and the animal's
+    track (<video_id>.track.csv) from videos."""
     from .features import extract_to_folder
 
-    for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights):
+    for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights, motion=motion):
         found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
         gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
         console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
@@ -375,7 +381,7 @@ def synth(
 
 
 def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
-                     racine_config, nwb=False):
+                     racine_config, nwb=False, motion=MOTION_DEFAULT):
     from .model import BUNDLED_MODEL_DIR, load_model
     from .pipeline import AnalyzeOptions
     from .timeline import ScoringOptions
@@ -389,7 +395,8 @@ def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap,
         threshold = load_model(model).threshold
     scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
     return AnalyzeOptions(model_dir=model, device=device, scoring=scoring, mask=mask,
-                          no_roi=no_roi, keep_features=keep_features, racine_config=racine_config, nwb=nwb)
+                          no_roi=no_roi, keep_features=keep_features, racine_config=racine_config, nwb=nwb,
+                          motion=motion)
 
 
 
@@ -402,9 +409,9 @@ def analyze(
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
-    nwb: bool = NwbOption,
+    nwb: bool = NwbOption, motion: bool = MotionOption,
 ):
-    """Score videos: events, Racine timeline, episodes, summary, picture and an HTML report each."""
+    """Score videos: events, Racine timeline, episodes, summary, picture, track and an HTML report each."""
     from .errors import InputError, RatscoreError
     from .files import check_output_folder
     from .pipeline import Analyzer
@@ -418,7 +425,7 @@ def analyze(
     for video in videos:
         check_video_file(video)
     options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config, nwb)
+                               include_normal, racine_config, nwb, motion)
     analyzer = Analyzer(options)
     failed = 0
     for video in videos:
@@ -459,7 +466,7 @@ def batch(
     time_minutes: int = typer.Option(240, "--time", help="With --submit: time limit per job, minutes."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --submit: jobs running at once (default: all)."),
     study: Optional[Path] = typer.Option(None, "--study", help="STUDY.csv: animal, group, treatment (and injection time) per video; adds them to batch_summary.csv and writes study.xlsx (docs/STUDY.md)."),
-    nwb: bool = NwbOption,
+    nwb: bool = NwbOption, motion: bool = MotionOption,
 ):
     """Score every video of a study; one summary table; resumable, shardable, or submitted to a cluster."""
     from .batch import OutputLock, merge_shards, parse_shard, plan_batch, run_batch
@@ -480,7 +487,7 @@ def batch(
                 "--bin", str(bin_s), "--episode-gap", str(episode_gap),
                 *(["--keep-features"] if keep_features else []), *(["--include-normal"] if include_normal else []),
                 *(["--racine-config", str(Path(racine_config).absolute())] if racine_config else []),
-                *(["--nwb"] if nwb else [])]
+                *(["--nwb"] if nwb else []), "--motion" if motion else "--no-motion"]
         submitted = submit_batch(folder, output, args, shards=shards, executor=submit, partition=partition,
                                  gpus_per_job=gpus, time_minutes=time_minutes, concurrency=concurrency, study=study)
         typer.echo(f"submitted {shards} shard job(s): {', '.join(submitted.array_job_ids)}; merge job "
@@ -507,7 +514,7 @@ def batch(
 
         sheet = load_study(study, folder, recursive, pattern)
     options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config, nwb)
+                               include_normal, racine_config, nwb, motion)
     with OutputLock(output, shard_):  # before the model loads: a refused run ends at once
         analyzer = Analyzer(options) if plan.videos else None
         # a shard's table stays plain: `batch --merge OUT --study STUDY.csv` adds the study to the whole one

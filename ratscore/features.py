@@ -28,7 +28,8 @@ import numpy as np
 from .errors import InputError, RunError
 from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
-from .roi import Detector, RoiOptions, RoiTracker
+from .motion import MOTION_DEFAULT, MotionOptions
+from .roi import Detector, RoiOptions, RoiTracker, Track
 from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
 from .grid import DEFAULT_GRID, FeatureGrid
 from .video import TRUNCATED_PREFIX, VIDEO_SUFFIXES, expected_frames, probe_video, read_frames, truncation
@@ -51,6 +52,8 @@ class FeatureResult:
     width: int = 0  # frame size in source pixels, upright (after the rotation tag); 0: unknown
     height: int = 0
     rotation: int = 0  # degrees the container's rotation tag turned the frames to make them upright
+    track: Optional[Track] = None  # the animal's box at every frame (track.csv); None: not kept
+    motion: Optional[dict] = None  # what the motion model did (RoiTracker.motion_summary); None: not used
 
     @property
     def fps(self) -> float:
@@ -165,6 +168,7 @@ class FrontEnd:
     roi_options: RoiOptions  # how the detector's boxes become crops
     grid: FeatureGrid = DEFAULT_GRID  # frame rate, clip length and stride of the features
     batch_size: int = 8  # clips per network call
+    motion: Optional[MotionOptions] = None  # the motion model's first pass checks the detector; None: off
 
     @property
     def input_size(self) -> int:
@@ -176,14 +180,16 @@ class FrontEnd:
 
 
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
-                   backend: str = "auto", batch_size: int = 8, input_size: int = 224) -> FrontEnd:
+                   backend: str = "auto", batch_size: int = 8, input_size: int = 224,
+                   motion: bool = MOTION_DEFAULT) -> FrontEnd:
     """The I3D and ROI detector for extraction, on the model's time grid.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
     PyTorch. A model folder's I3D runs in ONNX Runtime on the CPU, and in PyTorch on a GPU when the
     folder has its weights (i3d.pt): torch's convolutions on CUDA need nothing beyond torch, where
     ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
-    `no_roi` the folder must hold a detector.
+    `no_roi` the folder must hold a detector; `motion` checks it with the recording's motion model
+    (motion.py; nothing to check without a detector).
     """
     from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
 
@@ -226,7 +232,8 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
             raise InputError(f"{where} no ROI detector; pass --no-roi to use whole frames")
         options = RoiOptions(every_k=spec.every_k, conf=spec.conf, margin=spec.margin, rat_class=spec.rat_class)
         detector = Detector(model.file(spec.onnx), spec.imgsz, spec.classes, device=device, conf=options.conf)
-    return FrontEnd(encoder, detector, options, grid, batch_size)
+    motion_options = MotionOptions() if motion and detector is not None else None
+    return FrontEnd(encoder, detector, options, grid, batch_size, motion_options)
 
 
 # --- extraction -------------------------------------------------------------------------------
@@ -322,9 +329,15 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
         profile = mask_profile if isinstance(mask_profile, RigProfile) else load_rig_profile(mask_profile)
         mask = profile.in_pixels(info.width, info.height)
     grid = front.grid
-    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, grid.fps)
+    motion = None
+    if front.motion is not None and front.detector is not None:
+        from .motion import build_motion_model
+
+        motion = build_motion_model(path, front.motion, grid.fps)  # the first, low-resolution pass
+    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, grid.fps, motion)
     warnings: list[str] = []
-    boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame, the only per-frame state kept
+    boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame
+    track = _Rows(6)  # the animal's box, score and who saw it, per frame (roi.Track): 24 bytes a frame
     features: list[np.ndarray] = []
     n_frames = 0
 
@@ -339,6 +352,7 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
             for roi_frame in tracker.crops(frames):
                 n_frames += 1
                 boxes.append(roi_frame.box)
+                track.append(roi_frame.track_row())
                 if bar is not None and n_frames % 8 == 0:
                     bar.update(task, completed=n_frames)
                 yield roi_frame.crop
@@ -363,7 +377,9 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
                          n_frames=n_frames, source_fps=info.source_fps,
                          rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
                          boxes=boxes.array(), decode_warnings=warnings, truncated=truncated,
-                         width=info.width, height=info.height, rotation=info.rotation)
+                         width=info.width, height=info.height, rotation=info.rotation,
+                         track=Track(grid.fps, info.width, info.height, track.array()),
+                         motion=tracker.motion_summary())
 
 
 class _Rows:
@@ -515,16 +531,18 @@ def video_files(source: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mask_profile=None,
-                      no_roi: bool = False, i3d_weights=None, progress: bool = True) -> list[tuple[Path, FeatureResult]]:
-    """`ratscore extract`: <out_dir>/<video_id>.npy for each video. Bad videos are InputErrors
-    naming the video; one model load serves every video."""
+                      no_roi: bool = False, i3d_weights=None, progress: bool = True,
+                      motion: bool = MOTION_DEFAULT) -> list[tuple[Path, FeatureResult]]:
+    """`ratscore extract`: <out_dir>/<video_id>.npy and <video_id>.track.csv for each video. Bad
+    videos are InputErrors naming the video; one model load serves every video."""
     from .files import atomic_write, check_output_folder, recover
+    from .writers import TrackWriter, write_track_csv
 
     videos, unusable = video_files(Path(source))
     check_output_folder(out_dir)
     recover(out_dir)  # temporary files a killed run left
     total = len(videos) + len(unusable)
-    front = load_front_end(model_dir, i3d_weights, device, no_roi)
+    front = load_front_end(model_dir, i3d_weights, device, no_roi, motion=motion)
     profile = load_rig_profile(mask_profile) if mask_profile is not None else None
     written = []
     failures = {path: f"{path}: {why}" for path, why in unusable}  # never skipped without a word
@@ -538,6 +556,7 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
             continue
         target = Path(out_dir) / f"{result.video}.npy"
         atomic_write(target, lambda f: np.save(f, result.features))
+        atomic_write(TrackWriter().path(out_dir, result.video), lambda f: write_track_csv(result.track, f))
         written.append((target, result))
     if failures:
         first = failures[min(failures)]
@@ -623,10 +642,12 @@ def find_annotated_videos(folder: str | Path, video_ids) -> dict[str, Path]:
     return {vid: by_stem[vid][0] for vid in ids}
 
 
-def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_profile=None) -> str:
+def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_profile=None,
+                  motion: bool = MOTION_DEFAULT) -> str:
     """A short hash of everything that makes a video's features, for the same arguments as
     load_front_end: the model folder's front-end settings and the bytes of its files (detector, I3D)
-    or of the I3D weights file, the time grid, whole frames or not, and the rig mask file. Features
+    or of the I3D weights file, the time grid, whole frames or not, the motion model's options
+    (with a detector) and the rig mask file. Features
     cached under one key are those this front end gives, to within float rounding between the
     I3D's ONNX and PyTorch forms."""
     import hashlib
@@ -653,6 +674,10 @@ def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_p
     if not no_roi and model is not None and model.detector is not None:
         parts["detector"] = front.get("detector")
         files.append(model.file(model.detector.onnx))
+        if motion:  # only when on: keys made before the motion model existed stay as they were without it
+            from dataclasses import asdict
+
+            parts["motion"] = asdict(MotionOptions())
     if mask_profile is not None:
         parts["mask"] = True
         files.append(Path(mask_profile))

@@ -14,6 +14,7 @@ from .errors import InputError
 from .labels import RacineMap, load_racine_map
 from .grid import MODEL_FPS
 from .model import BUNDLED_MODEL_DIR, load_model
+from .motion import MOTION_DEFAULT
 from .timeline import Scoring, ScoringOptions, episode_peaks, score_events
 from .writers import read_events_csv, write_scoring
 
@@ -125,6 +126,7 @@ class AnalyzeOptions:
     scoring: ScoringOptions = ScoringOptions()  # bins, episode gap, score threshold, include "others"
     mask: Optional[Path] = None  # rig profile YAML: arena and mirror-reflection regions
     no_roi: bool = False  # use the whole frame (camera already framed on one animal)
+    motion: bool = MOTION_DEFAULT  # a first, low-resolution pass models the recording's motion to check the detector
     keep_features: bool = False  # also write <stem>.features.npy
     nwb: bool = False  # also write <stem>.nwb (events and episodes as NWB time intervals; needs pynwb)
     racine_config: Optional[Path] = None  # YAML overriding the AU -> Racine stage map
@@ -156,7 +158,7 @@ class Analyzer:
         self.model_id = self.model.identity
         self.racine = load_racine_map(options.racine_config, self.model.racine)
         self.localizer = OnnxLocalizer(self.model, device=options.device)
-        self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi)
+        self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi, motion=options.motion)
         if self.front.feature_dim != self.localizer.feature_dim:
             raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "
                              f"localizer takes {self.localizer.feature_dim}-d")
@@ -167,12 +169,13 @@ class Analyzer:
         self.run_record = {"model_sha256": content_sha256(options.model_dir), "no_roi": options.no_roi,
                            "keep_features": options.keep_features,
                            "racine_config_sha256": content_sha256(options.racine_config),
-                           "mask_sha256": content_sha256(options.mask)}
+                           "mask_sha256": content_sha256(options.mask), "motion": options.motion}
         if options.nwb:  # only when on: sets made before --nwb existed stay current without it
             self.run_record["nwb"] = True
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
         from .features import extract_features
+        from .report import track_strip
         from .timeline import check_timeline_size
         from .video import crop_at, probe_video
 
@@ -193,6 +196,8 @@ class Analyzer:
         scoring.summary["warnings"] = list(result.decode_warnings)  # truncation and decoding problems, in words
         scoring.summary["trust"] = self.trust.assess(result)
         scoring.summary["run"] = self.run_record
+        scoring.track = result.track
+        scoring.strip = track_strip(video, result.track)
         for t in episode_peaks(scoring):
             try:
                 frame = min(len(result.boxes) - 1, max(0, int(t * result.fps))) if result.boxes is not None else None

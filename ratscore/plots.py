@@ -1,7 +1,9 @@
-"""The timeline picture: Racine stage over time above the AU events as coloured bars."""
+"""The timeline picture: Racine stage over time above the AU events as coloured bars; where the
+animal was lost (track.csv's found = 0) as a grey band, and an unfamiliar video's reasons on top."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import IO
 
 from .labels import LABELS, MAX_STAGE, NUM_CLASSES
@@ -16,6 +18,16 @@ def _time_unit(duration_s: float) -> tuple[float, str]:
 
 
 def plot_timeline(scoring, f: IO[bytes]) -> None:
+    """The picture of `scoring` as PNG into f."""
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(scoring)
+    fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def timeline_figure(scoring):
+    """The matplotlib figure of the picture (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,6 +53,11 @@ def plot_timeline(scoring, f: IO[bytes]) -> None:
                        f"{'' if n_ep == 1 else 's'}, max stage {scoring.summary['max_stage']}")
     for ep in scoring.episodes.itertuples(index=False):
         ax_stage.axvspan(ep.onset_s / scale, ep.offset_s / scale, color="gold", alpha=0.25, lw=0)
+    track = getattr(scoring, "track", None)
+    lost = track.lost() if track is not None else []
+    for start, end in lost:
+        for ax in (ax_stage, ax_au):
+            ax.axvspan(start / scale, end / scale, color="0.5", alpha=0.3, lw=0, hatch="//")
 
     for ev in scoring.events.itertuples(index=False):
         ax_au.broken_barh([(ev.start_s / scale, max(ev.duration_s / scale, 1e-3))], (ev.au_id - 0.4, 0.8),
@@ -50,7 +67,12 @@ def plot_timeline(scoring, f: IO[bytes]) -> None:
     ax_au.set_ylim(NUM_CLASSES - 0.5, -0.5)
     ax_au.grid(axis="x", alpha=0.3)
     ax_au.set_xlim(0, scoring.duration_s / scale)
-    ax_au.set_xlabel(f"time ({unit}); bar opacity = score; shaded = seizure episode")
+    ax_au.set_xlabel(f"time ({unit}); bar opacity = score; shaded = seizure episode"
+                     + ("; grey hatched = animal lost (box held)" if lost else ""))
+    trust = scoring.summary.get("trust") or {}
+    if trust and not trust.get("familiar", True):
+        reasons = "; ".join(trust.get("reasons") or []) or "see the summary"
+        fig.suptitle(textwrap.fill(f"UNFAMILIAR: {reasons}", 150), color="firebrick", fontsize=10,
+                     fontweight="bold", x=0.01, ha="left")
     fig.tight_layout()
-    fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    return fig

@@ -69,6 +69,47 @@ def _trust(trust: dict) -> Optional[dict]:
     }
 
 
+STRIP_STILLS = 8  # frames in the report's strip, at evenly spaced moments
+STRIP_WIDTH = 240  # pixels: each strip frame is shrunk to this width
+FOUND_RGB = (0, 200, 0)  # the box where the animal was found
+HELD_RGB = (255, 140, 0)  # the box where it was held or guessed (found = 0)
+
+
+def track_strip(video, track, n: int = STRIP_STILLS, width: int = STRIP_WIDTH) -> list[dict]:
+    """Frames at n evenly spaced moments of the video (the middle of n equal parts) with the
+    track's box drawn: dicts of t_s, found and image (RGB; None where the frame could not be read)."""
+    from .video import crop_at
+
+    if track is None or not len(track):
+        return []
+    found, boxes = track.found(), track.boxes
+    strip = []
+    for k in range(n):
+        i = min(len(track) - 1, int((k + 0.5) * len(track) / n))
+        t = i / track.fps
+        try:
+            image = draw_box(crop_at(video, t), boxes[i], bool(found[i]), width)
+        except Exception:  # noqa: BLE001 - a still that cannot be read is left out, not the report
+            image = None
+        strip.append({"t_s": t, "found": bool(found[i]), "image": image})
+    return strip
+
+
+def draw_box(image: np.ndarray, box, found: bool, width: int = STRIP_WIDTH) -> np.ndarray:
+    """The frame shrunk to `width` (when wider) with the box (source pixels) drawn on it."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, width / w)
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    else:
+        image = image.copy()
+    x0, y0, x1, y1 = (int(round(float(v) * scale)) for v in box)
+    cv2.rectangle(image, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), FOUND_RGB if found else HELD_RGB, 2)
+    return image
+
+
 def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
     """The page: summary, trust, the timeline picture, the episode table with a still per episode.
 
@@ -91,6 +132,9 @@ def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
     events = [{"event": ev.event, "start_s": f"{ev.start_s:.2f}", "end_s": f"{ev.end_s:.2f}", "au": _text(ev.au),
                "stage": _text(ev.racine_stage), "score": f"{ev.score:.2f}"}
               for ev in scoring.events.itertuples(index=False)]
+    strip = [{"t_s": f"{f['t_s']:.1f}", "found": f["found"],
+              "image": None if f["image"] is None else _png_data_uri(_rgb_to_png(f["image"]))}
+             for f in getattr(scoring, "strip", ())]
     return _template().render(
         video=str(scoring.video),
         model=str(s.get("model", "")),
@@ -105,4 +149,5 @@ def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
         timeline_png=_png_data_uri(buf.getvalue()),
         episodes=episodes,
         events=events,
+        strip=strip,
     )

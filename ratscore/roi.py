@@ -1,9 +1,9 @@
 """The region of interest: find the rat, follow it, and cut a square around it for I3D.
 
-A YOLO detector (exported to ONNX by `detector.py`) runs on every k-th frame. Between two
-detection frames the box is interpolated, so the crop glides rather than jumps; detection boxes
-are also smoothed over time (exponential average) because a detector's box jitters by a few
-pixels from frame to frame and I3D would read that jitter as motion.
+A YOLO detector (exported to ONNX by `detector.py`) runs on every k-th frame and on the last one.
+Between two detection frames the box is interpolated, so the crop glides rather than jumps;
+detection boxes are also smoothed over time (exponential average) because a detector's box
+jitters by a few pixels from frame to frame and I3D would read that jitter as motion.
 
 Rat or reflection: the detector has a class for each (the synthetic data labels them apart), a
 rig profile's mask drops boxes outside the arena or inside mirror regions, and when several
@@ -13,6 +13,11 @@ box, then nearest) wins over the most confident one.
 When the rat is lost the last box is held, and the time it was missing is reported as a gap.
 Without a detector (`--no-roi`) every frame is used whole, padded to a square.
 
+A motion model of the recording (motion.py), when given, checks the detector: a box on something
+that never moved in the whole recording is dropped, and where the detector finds nothing the
+moving blob stands in for it. The animal's box at every frame, with who saw it there, is kept
+(`RoiFrame.track_row`, `Track`) for track.csv.
+
 Streaming: only the frames since the last detection frame are buffered (k frames).
 """
 
@@ -20,12 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from .mask import RigMask
 from .video import Frame, crop_square
+
+if TYPE_CHECKING:
+    from .motion import MotionModel
 
 LETTERBOX_FILL = 114  # ultralytics pads letterboxed images with this grey
 
@@ -48,7 +56,69 @@ class RoiFrame:
     t_s: float  # seconds
     crop: np.ndarray  # (S, S, 3) uint8 RGB, resized to the I3D input size
     box: np.ndarray  # (4,) the square cut from the frame: x0, y0, x1, y1 in upright source pixels
-    found: bool  # the detector saw the rat here (False: a held or guessed box)
+    found: bool  # the detector (or the motion model) saw the rat here (False: a held or guessed box)
+    rat: Optional[np.ndarray] = None  # (4,) the animal's box (smoothed, interpolated or held); None: none yet
+    score: float = float("nan")  # the detector's confidence at this very frame; NaN where it did not see it here
+    seen: int = 0  # who saw the animal at this very frame: SEEN_NONE, SEEN_DETECTOR, SEEN_MOTION, SEEN_WHOLE
+
+    def track_row(self) -> np.ndarray:
+        """(6,) float32: the animal's box (NaN before the first sighting), score, seen (a Track row)."""
+        box = self.rat if self.rat is not None else (np.nan,) * 4
+        return np.array([*box, self.score, self.seen], np.float32)
+
+
+SEEN_NONE, SEEN_DETECTOR, SEEN_MOTION, SEEN_WHOLE = 0, 1, 2, 3  # SEEN_WHOLE: no detector, the whole frame
+
+
+@dataclass
+class Track:
+    """The animal's box at every frame of the model's time grid: what track.csv holds."""
+
+    fps: float  # the grid's frame rate
+    width: int  # frame size, upright source pixels
+    height: int
+    rows: np.ndarray  # (N, 6) float32: x0, y0, x1, y1 (NaN before the first sighting), score (NaN: none), seen
+    max_gap_s: float = 1.0  # frames between two sightings at most this far apart count as found
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def seen(self) -> np.ndarray:
+        return self.rows[:, 5].astype(np.uint8)
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.rows[:, 4]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) the animal's box; the whole frame where there was none yet (a guess)."""
+        boxes = self.rows[:, :4].copy()
+        boxes[~np.isfinite(boxes).all(axis=1)] = (0, 0, self.width, self.height)
+        return boxes
+
+    def found(self) -> np.ndarray:
+        """(N,) bool: seen at the frame, or between two sightings at most max_gap_s apart."""
+        seen = np.flatnonzero(self.seen != SEEN_NONE)
+        found = np.zeros(len(self.rows), bool)
+        found[seen] = True
+        if len(seen) > 1:
+            starts, ends = seen[:-1], seen[1:]
+            close = (ends - starts) <= self.max_gap_s * self.fps + 1e-6
+            edges = np.zeros(len(self.rows) + 1, np.int64)
+            np.add.at(edges, starts[close], 1)
+            np.add.at(edges, ends[close], -1)
+            found |= np.cumsum(edges)[:-1] > 0
+        return found
+
+    def lost(self) -> list[tuple[float, float]]:
+        """(start_s, end_s) of each run of frames not found."""
+        found = self.found()
+        if found.all():
+            return []
+        edges = np.flatnonzero(np.diff(np.concatenate([[1], found.astype(np.int8), [1]])))
+        return [(s / self.fps, e / self.fps) for s, e in zip(edges[::2], edges[1::2])]
 
 
 class Detector:
@@ -120,6 +190,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def boxes_overlap(a, b, share: float = 0.1) -> bool:
+    """Whether two boxes overlap by at least `share` of the smaller one's area."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return False
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h >= share * max(smaller, 1e-9)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
     """Indices kept by greedy per-class non-maximum suppression, best score first."""
     order = np.argsort(-scores)
@@ -155,8 +236,15 @@ class RoiTracker:
     """Turns a stream of frames into a stream of square crops following the rat."""
 
     def __init__(self, detector: Optional[Detector], out_size: int, options: RoiOptions = RoiOptions(),
-                 mask: Optional[RigMask] = None, fps: float = 30.0):
+                 mask: Optional[RigMask] = None, fps: float = 30.0, motion: Optional["MotionModel"] = None):
         self.detector, self.out_size, self.options, self.mask, self.fps = detector, out_size, options, mask, fps
+        self.motion = motion  # the recording's motion model (motion.py): veto and fallback; None: none
+        self._follower = motion.follower() if motion is not None else None
+        self.last_score = float("nan")  # confidence of the box choose_rat picked last
+        self.vetoed = 0  # detector boxes dropped: nothing moved inside them in the whole recording
+        self.motion_fallbacks = 0  # detection frames where the moving blob stood in for the detector
+        self.motion_moments = 0  # detection frames with both a detector box and a moving blob
+        self.motion_agreeing = 0  # ... of which the two overlapped
         self.track: Optional[np.ndarray] = None  # smoothed rat box (4,), source pixels
         self.n_frames = 0
         self.n_found = 0
@@ -171,17 +259,24 @@ class RoiTracker:
         rules out never count; among rat boxes, continuity with the track beats confidence."""
         rats = [d for d in detections if int(d[5]) == self.options.rat_class
                 and (self.mask is None or self.mask.keeps(d[:4]))]
+        if self.motion is not None and rats:
+            moving = [d for d in rats if not self.motion.never_moved(d[:4])]
+            self.vetoed += len(rats) - len(moving)
+            rats = moving
         if not rats:
             return None
         rats = np.asarray(rats)
         if self.track is None or len(rats) == 1:
-            return rats[np.argmax(rats[:, 4]), :4]
-        overlaps = box_iou(self.track, rats[:, :4])[0]
-        if overlaps.max() > 0:
-            return rats[np.argmax(overlaps + 1e-3 * rats[:, 4]), :4]
-        centre = (self.track[:2] + self.track[2:]) / 2
-        distances = np.linalg.norm((rats[:, :2] + rats[:, 2:4]) / 2 - centre, axis=1)
-        return rats[np.argmin(distances), :4]
+            pick = int(np.argmax(rats[:, 4]))
+        else:
+            overlaps = box_iou(self.track, rats[:, :4])[0]
+            if overlaps.max() > 0:
+                pick = int(np.argmax(overlaps + 1e-3 * rats[:, 4]))
+            else:
+                centre = (self.track[:2] + self.track[2:]) / 2
+                pick = int(np.argmin(np.linalg.norm((rats[:, :2] + rats[:, 2:4]) / 2 - centre, axis=1)))
+        self.last_score = float(rats[pick, 4])
+        return rats[pick, :4]
 
     def _update_track(self, rat: Optional[np.ndarray]) -> bool:
         if rat is None:
@@ -206,6 +301,15 @@ class RoiTracker:
         elif self._lost_since is None:
             self._lost_since = index
 
+    def motion_summary(self) -> Optional[dict]:
+        """What the motion model did in this pass (None without one)."""
+        m = self.motion
+        if m is None:
+            return None
+        return {"mode": m.mode, "samples": m.n_samples, "informative": bool(m.informative),
+                "vetoed_boxes": self.vetoed, "fallback_frames": self.motion_fallbacks,
+                "moments_with_motion": self.motion_moments, "agreeing": self.motion_agreeing}
+
     def finish(self) -> None:
         if self._lost_since is not None:
             self.lost_runs.append((self._lost_since, self.n_frames))
@@ -224,14 +328,33 @@ class RoiTracker:
         return [(s, e) for s, e in runs if e - s >= self.options.min_gap_s - 1e-9]
 
     # --- the stream -------------------------------------------------------------------------
-    def _emit(self, frame: Frame, rat_box: Optional[np.ndarray], found: bool) -> RoiFrame:
+    def _emit(self, frame: Frame, rat_box: Optional[np.ndarray], found: bool, seen: int = SEEN_NONE,
+              score: float = float("nan")) -> RoiFrame:
         h, w = frame.image.shape[:2]
         if rat_box is None:
             square = whole_frame_square(w, h)
         else:
             square = square_around(rat_box, self.options.margin, self.options.min_side, w, h)
         self._count(frame.index, found)
-        return RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, found)
+        rat = None if rat_box is None else np.asarray(rat_box, np.float32)
+        return RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, found,
+                        rat, score, seen)
+
+    def _look(self, image: np.ndarray) -> tuple[Optional[np.ndarray], int, float]:
+        """The animal at a detection frame: (box, who saw it, the detector's score). The detector
+        first; the moving blob where it finds nothing. Where both see something, whether they
+        overlap is counted (trust.py reads it)."""
+        rat = self.choose_rat(self.detector(image))
+        blob = self._follower.blob(image) if self._follower is not None else None
+        if rat is not None:
+            if blob is not None:
+                self.motion_moments += 1
+                self.motion_agreeing += int(boxes_overlap(rat, blob))
+            return rat, SEEN_DETECTOR, self.last_score
+        if blob is not None:
+            self.motion_fallbacks += 1
+            return blob, SEEN_MOTION, float("nan")
+        return None, SEEN_NONE, float("nan")
 
     def crops(self, frames: Iterable[Frame]) -> Iterator[RoiFrame]:
         if self.detector is None:
@@ -239,18 +362,20 @@ class RoiTracker:
                 h, w = frame.image.shape[:2]
                 square = whole_frame_square(w, h)
                 self._count(frame.index, True)
-                yield RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, True)
+                yield RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, True,
+                               np.array([0, 0, w, h], np.float32), float("nan"), SEEN_WHOLE)
             return
         k = max(1, self.options.every_k)
         pending: list[Frame] = []  # frames after the last detection frame, waiting for the next one
         last_box: Optional[np.ndarray] = None  # track at the last detection frame
         last_found = False
-        for n, frame in enumerate(frames):
-            if n % k:
-                pending.append(frame)
-                continue
+
+        def settle(frame: Frame) -> Iterator[RoiFrame]:
+            """Detect at `frame`, then give the frames that waited for it and the frame itself."""
+            nonlocal pending, last_box, last_found
             self.detect_calls += 1
-            found = self._update_track(self.choose_rat(self.detector(frame.image)))
+            rat, seen, score = self._look(frame.image)
+            found = self._update_track(rat)
             box = self.track  # held when not found
             for j, waiting in enumerate(pending, start=1):
                 # interpolate between the two detection frames; hold when either end is missing
@@ -261,9 +386,15 @@ class RoiTracker:
                     between = box if last_box is None else last_box
                 yield self._emit(waiting, between, last_found and found)
             pending = []
-            yield self._emit(frame, box, found)
+            yield self._emit(frame, box, found, seen, score)
             last_box = None if box is None else box.copy()
             last_found = found
-        for waiting in pending:  # after the last detection frame: hold its box
-            yield self._emit(waiting, last_box, last_found)
+
+        for n, frame in enumerate(frames):
+            if n % k:
+                pending.append(frame)
+                continue
+            yield from settle(frame)
+        if pending:  # the video ends between detection frames: its last frame is one too
+            yield from settle(pending.pop())
         self.finish()

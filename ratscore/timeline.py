@@ -240,6 +240,8 @@ class Scoring:
     episodes: pd.DataFrame
     summary: dict
     stills: list = field(default_factory=list)  # RGB crops of the rat at each episode's peak (report)
+    track: Optional[object] = None  # roi.Track: the animal's box at every frame (track.csv, report, picture)
+    strip: list = field(default_factory=list)  # (t_s, RGB frame with the box drawn) at evenly spaced moments (report)
 
 
 def episode_peaks(scoring) -> list[float]:

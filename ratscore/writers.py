@@ -69,6 +69,41 @@ class ReportWriter(Writer):
         f.write(render_report(scoring, getattr(scoring, "stills", ())).encode("utf-8"))
 
 
+TRACK_COLUMNS = ["frame", "time_s", "found", "x1", "y1", "x2", "y2", "score"]
+TRACK_CHUNK = 1 << 16  # rows formatted at a time: a day's track never sits in memory as text
+
+
+def write_track_csv(track, f: IO[bytes]) -> None:
+    """track.csv of a `roi.Track`: one row per frame of the model's time grid (frame, time_s from
+    the video's start, found 0/1, the animal's box x1, y1, x2, y2 in upright source pixels, the
+    detector's score or empty). No track (a scoring made from an events file): the header alone."""
+    import numpy as np
+    import pandas as pd
+
+    f.write((",".join(TRACK_COLUMNS) + "\n").encode("utf-8"))
+    if track is None or not len(track):
+        return
+    found, boxes, score = track.found(), track.boxes, track.score
+    for start in range(0, len(track), TRACK_CHUNK):
+        end = min(start + TRACK_CHUNK, len(track))
+        frame = np.arange(start, end)
+        chunk = pd.DataFrame({"frame": frame, "time_s": np.round(frame / track.fps, 4),
+                              "found": found[start:end].astype(np.int8)})
+        for i, name in enumerate(("x1", "y1", "x2", "y2")):
+            chunk[name] = np.round(boxes[start:end, i].astype(np.float64), 1)
+        chunk["score"] = np.round(score[start:end].astype(np.float64), 4)
+        f.write(chunk.to_csv(index=False, header=False, lineterminator="\n", na_rep="").encode("utf-8"))
+
+
+class TrackWriter(Writer):
+    """track.csv: the animal's box at every frame (`scoring.track`, a roi.Track)."""
+
+    suffix = ".track.csv"
+
+    def write(self, scoring, f):
+        write_track_csv(getattr(scoring, "track", None), f)
+
+
 class BorisWriter(Writer):
     """A BORIS project of the video (boris.py): its events as states to review and correct in BORIS.
     The observation is the video's stem, its media the video's path as the summary gives it."""
@@ -96,10 +131,11 @@ WRITERS: dict[str, type[Writer]] = {
     "summary": SummaryWriter,
     "timeline": TimelinePlotWriter,
     "report": ReportWriter,
+    "track": TrackWriter,
     "boris": BorisWriter,
 }
 
-ALL_FORMATS = ("events", "racine", "episodes", "timeline", "report", "summary", "boris")
+ALL_FORMATS = ("events", "racine", "episodes", "timeline", "report", "summary", "track", "boris")
 
 
 def get_writer(fmt: str) -> Writer:

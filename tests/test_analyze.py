@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_videos"
 CLIP = SAMPLES / "clip_7_0000.mp4"
 runner = CliRunner()
-OUTPUTS = (".events.csv", ".racine.csv", ".episodes.csv", ".summary.json", ".timeline.png", ".report.html")
+OUTPUTS = (".events.csv", ".racine.csv", ".episodes.csv", ".summary.json", ".timeline.png", ".report.html",
+           ".track.csv")
 
 
 def _model_args(model):
@@ -68,6 +69,11 @@ def test_analyze_writes_every_output(analysed):
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and "Unfamiliar footage" in html
     episodes = pd.read_csv(out / "clip_7_0000.episodes.csv")
     assert html.count("class='still'") == len(episodes) > 0  # a still of the rat at each episode's peak
+    assert html.count("class='frame'") == 8  # the strip of frames with the box
+    track = pd.read_csv(out / "clip_7_0000.track.csv")  # whole frames: the box is the frame, found, no score
+    assert len(track) == 300 and (track.found == 1).all() and track.score.isna().all()
+    assert (track[["x1", "y1", "x2", "y2"]].to_numpy() == [0, 0, 320, 240]).all()
+    assert summary["run"]["motion"] is True
 
 
 def test_bundled_model_on_a_sample(tmp_path):

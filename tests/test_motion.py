@@ -1,6 +1,6 @@
 """The motion model (motion.py): a drawn moving blob and a static white card. The blob is found,
-the card never moved; both sampling modes of the first pass; a recording where nothing moves says
-nothing."""
+the card is vetoed, and the blob stands in where the detector finds nothing; both sampling modes
+of the first pass; a recording where nothing moves says nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ratscore.motion import MotionOptions, build_motion_model, motion_labels
-from ratscore.roi import box_iou
+from ratscore.roi import SEEN_DETECTOR, SEEN_MOTION, RoiOptions, RoiTracker, box_iou
 from ratscore.video import read_frames
 
 W, H = 320, 240
@@ -58,6 +58,22 @@ def clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("motion") / "blob.mp4")
 
 
+class ScriptedDetector:
+    """Detections from a script of the frame's index: that of the frame the tracker took last (it
+    detects on a frame as soon as it takes it, and on the last frame after the stream ends)."""
+
+    def __init__(self, script):
+        self.script, self.index = script, None
+
+    def frames(self, frames):
+        for frame in frames:
+            self.index = frame.index
+            yield frame
+
+    def __call__(self, image):
+        return np.asarray(self.script(self.index), np.float32).reshape(-1, 6)
+
+
 def test_the_blob_is_found_and_the_card_never_moved(clip):
     model = build_motion_model(clip)
     assert model.mode == "frames" and model.n_samples == 24 and model.informative  # 4 s, every 5th frame
@@ -71,6 +87,53 @@ def test_the_blob_is_found_and_the_card_never_moved(clip):
     labels = motion_labels(clip)
     assert len(labels) >= 0.8 * len(model.times)
     assert all(box_iou(box, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, box in labels)
+
+
+DETECTED = [*range(0, 120, 5), 119]  # the frames the tracker detects on: every 5th and the last
+
+
+def _track(clip, script, model):
+    detector = ScriptedDetector(script)
+    tracker = RoiTracker(detector, 32, RoiOptions(every_k=5, smoothing=1.0, margin=0.0), fps=30.0, motion=model)
+    rows = np.stack([f.track_row() for f in tracker.crops(detector.frames(read_frames(clip)))])
+    return tracker, rows
+
+
+def test_a_box_on_the_card_is_vetoed_and_the_blob_stands_in(clip):
+    model = build_motion_model(clip)
+
+    def card_only(n):  # the detector boxes the card, confidently, and never the animal
+        return [[*CARD, 0.9, 0]]
+
+    tracker, rows = _track(clip, card_only, model)
+    assert tracker.vetoed == len(DETECTED)  # every detection frame's card box
+    at = DETECTED[1:]  # the first detection frame has no motion to compare with yet
+    assert (rows[at, 5] == SEEN_MOTION).all() and np.isnan(rows[at, 4]).all()
+    for n in at:
+        assert box_iou(rows[n, :4], blob_at(n))[0, 0] > 0.5
+    summary = tracker.motion_summary()
+    assert summary["fallback_frames"] == len(at) and summary["vetoed_boxes"] == len(DETECTED)
+
+    without, plain = _track(clip, card_only, None)  # no motion model: the card is the "animal"
+    assert without.motion_summary() is None
+    np.testing.assert_allclose(plain[100, :4], CARD)
+    assert (plain[::5, 5] == SEEN_DETECTOR).all()
+
+
+def test_the_fallback_where_the_detector_finds_nothing(clip):
+    model = build_motion_model(clip)
+
+    def animal_then_nothing(n):  # the detector sees the animal for 1 s, then nothing
+        return [[*blob_at(n), 0.8, 0]] if n < 30 else []
+
+    tracker, rows = _track(clip, animal_then_nothing, model)
+    assert (rows[:30:5, 5] == SEEN_DETECTOR).all() and rows[0, 4] == pytest.approx(0.8)
+    after = [n for n in DETECTED if n >= 30]
+    assert (rows[after, 5] == SEEN_MOTION).all()
+    assert all(box_iou(rows[n, :4], blob_at(n))[0, 0] > 0.5 for n in after)
+    assert tracker.found_fraction == 1.0  # the motion model saw the animal where the detector did not
+    # where both saw it, they agreed
+    assert tracker.motion_agreeing == tracker.motion_moments == 5
 
 
 def test_keyframe_sampling(tmp_path):
@@ -97,3 +160,12 @@ def test_nothing_moves_so_the_model_says_nothing(tmp_path):
     assert model.labels() == []
     follower = model.follower()
     assert [follower.blob(f.image) for f in read_frames(clip)][::10] == [None] * 6
+
+
+def test_the_motion_option_reaches_the_run_record(tiny_model):
+    from ratscore.pipeline import AnalyzeOptions, Analyzer
+
+    on = Analyzer(AnalyzeOptions(model_dir=tiny_model, device="cpu", no_roi=True))
+    off = Analyzer(AnalyzeOptions(model_dir=tiny_model, device="cpu", no_roi=True, motion=False))
+    assert on.run_record["motion"] is True and off.run_record["motion"] is False
+    assert on.front.motion is None  # without a detector there is nothing for it to check
