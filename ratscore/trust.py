@@ -52,6 +52,29 @@ def training_percentile(distance: float, stats) -> float:
     return float(100.0 * np.searchsorted(d, distance, side="right") / max(1, len(d)))
 
 
+def track_stats(track, jump_sides: float = 1.5) -> dict:
+    """Figures of a `roi.Track` for the trust check, from the frames where the detector saw the
+    animal: how many (`sightings`), how far the box's centre strays from its median position (the
+    95th percentile, as a share of the frame's diagonal: `spread`), and of the pairs of consecutive
+    sightings at most the track's max_gap_s apart (`pairs`) how many move the centre by more than
+    `jump_sides` times the longer side of the larger box (`jumps`)."""
+    from .roi import SEEN_DETECTOR
+
+    at = np.flatnonzero(track.seen == SEEN_DETECTOR)
+    if not len(at):
+        return {"sightings": 0, "spread": None, "pairs": 0, "jumps": 0}
+    boxes = track.rows[at, :4].astype(np.float64)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    diagonal = max(1.0, float(np.hypot(track.width, track.height)))
+    spread = float(np.percentile(np.linalg.norm(centres - np.median(centres, axis=0), axis=1), 95)) / diagonal
+    close = np.diff(at) <= track.max_gap_s * track.fps + 1e-6
+    step = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    larger = np.maximum(sides[:-1], sides[1:])
+    jumps = int((close & (step > jump_sides * larger)).sum())
+    return {"sightings": int(len(at)), "spread": round(spread, 4), "pairs": int(close.sum()), "jumps": jumps}
+
+
 def feature_stats_bytes(stats: dict) -> bytes:
     """feature_stats.npz's content (plain arrays: read back without pickle)."""
     buf = io.BytesIO()
@@ -76,6 +99,15 @@ class TrustCheck:
     largest distance of any training video, times a margin (a video like the training ones lies
     well inside it; another camera, lighting or species lies outside).
 
+    Inside the box, three things that say the detector may be following something other than the
+    animal (from the track, `roi.Track`, and the motion model's count, `FeatureResult.motion`): the
+    box sits still for a whole recording of `min_still_s` or more (its centre within `still_share`
+    of the frame's diagonal in almost every sighting); it jumps between objects (of the pairs of
+    consecutive sightings at most 1 s apart, at least `min_jumps` and `jump_rate` of them move the
+    centre by more than `jump_sides` times the box's longer side); or it disagrees with the motion
+    model (of `min_motion_moments` or more moments where something moved, the detector's box
+    overlaps the moving blob in under `min_agreement` of them).
+
     Two things the feature distance does not see are flagged from the frames' shape: frames too
     small to show a rat (a side under `min_frame_side` pixels: the crop the I3D sees is blown up from
     a few pixels, and the detector still "finds" something), and portrait frames (taller than wide):
@@ -88,6 +120,13 @@ class TrustCheck:
     distance_limit: Optional[float] = None  # distances above this are unfamiliar
     min_rat_found: float = 0.8  # share of frames in which the rat must be found
     min_frame_side: int = 64  # pixels: frames with a shorter side are too small to score
+    min_still_s: float = 60.0  # a recording at least this long whose box never moves is flagged
+    still_share: float = 0.02  # "never moves": 95% of sightings within this share of the diagonal of the median centre
+    jump_sides: float = 1.5  # a jump: the centre moves more than this many times the box's longer side
+    min_jumps: int = 5  # flagged from this many jumps ...
+    jump_rate: float = 0.05  # ... when they are also at least this share of the consecutive sightings
+    min_motion_moments: int = 20  # the motion model's verdict counts from this many moments with motion
+    min_agreement: float = 0.5  # the detector's box must overlap the moving blob in this share of them
 
     DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
 
@@ -116,6 +155,18 @@ class TrustCheck:
                      else "; a camera on its side shows the rat sideways")
             reasons.append(f"its frames are portrait ({width}x{height}{tag}): the model knows landscape "
                            f"recordings{check}")
+        track_figures = {}
+        track = getattr(result, "track", None)
+        if track is not None and found is not None:  # with a detector: look inside the box
+            track_figures = track_stats(track, self.jump_sides)
+            reasons += self._track_reasons(track_figures, getattr(result, "duration_s", 0.0))
+        motion = getattr(result, "motion", None)
+        if motion:
+            moments, agreeing = motion.get("moments_with_motion", 0), motion.get("agreeing", 0)
+            if moments >= self.min_motion_moments and agreeing < self.min_agreement * moments:
+                reasons.append(f"the detector's box overlapped the moving animal in only {agreeing} of {moments} "
+                               f"moments with motion ({100 * agreeing / moments:.0f}%): it may be following "
+                               f"something else")
         distance = None
         if self.stats is not None:
             distance = feature_distance(result.features, self.stats)
@@ -128,4 +179,19 @@ class TrustCheck:
                 "gaps_s": [[round(a, 2), round(b, 2)] for a, b in result.gaps],
                 "feature_distance": None if distance is None else round(distance, 4),
                 "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
+                "track": track_figures or None, "motion": motion or None,
                 "familiar": not reasons, "reasons": reasons}
+
+    def _track_reasons(self, figures: dict, duration_s: float) -> list[str]:
+        reasons = []
+        sightings = figures.get("sightings", 0)
+        if duration_s >= self.min_still_s and sightings >= 10 and figures["spread"] <= self.still_share:
+            reasons.append(f"the animal's box did not move in the whole {duration_s / 60:.1f} minutes (its centre "
+                           f"stayed within {100 * figures['spread']:.1f}% of the frame): the detector may be "
+                           f"boxing something still, or the animal never moved")
+        jumps, pairs = figures.get("jumps", 0), figures.get("pairs", 0)
+        if jumps >= self.min_jumps and jumps >= self.jump_rate * pairs:
+            reasons.append(f"the animal's box jumped {jumps} times between consecutive sightings "
+                           f"({100 * jumps / max(1, pairs):.0f}% of them): the detector may be switching between "
+                           f"objects")
+        return reasons
