@@ -72,7 +72,7 @@ def timeline_figure(scoring):
     trust = scoring.summary.get("trust") or {}
     if trust and not trust.get("familiar", True):
         reasons = "; ".join(trust.get("reasons") or []) or "see the summary"
-        fig.suptitle(textwrap.fill(f"UNFAMILIAR: {reasons}", 150), color="firebrick", fontsize=10,
+        fig.suptitle(textwrap.fill(f"UNFAMILIAR: {reasons}", 125), color="firebrick", fontsize=10,
                      fontweight="bold", x=0.01, ha="left")
     fig.tight_layout()
     return fig
