@@ -4,11 +4,11 @@ The output follows the released RatSeizure features: float32 (T, D), feature i c
 clip of frames [i * stride, i * stride + clip frames) of the video resampled to the grid's fps
 (grid.py; 16 frames, stride 4, 30 fps for the release and the bundled model).
 
-Everything streams: frames are decoded, cropped and dropped one at a time; a ring of the last 16
-crops makes the clips, and clips go through the network in batches. Memory is the network, one
-batch of clips, a short queue of crops and the (small) features and boxes, whatever the length
-of the video. Decoding, detection and cropping run in a background thread, ahead of I3D
-(PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
+Everything streams: frames are decoded, cropped and dropped one at a time (crops.py); a ring of
+the last 16 crops makes the clips, and clips go through the network in batches. Memory is the
+network, one batch of clips, a short queue of crops and the (small) features and boxes, whatever
+the length of the video. Decoding, detection and cropping run in a background thread, ahead of
+I3D (PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
 
 I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model folder's
 `i3d.onnx`); both give the same features to within float rounding.
@@ -16,22 +16,21 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional, TypeVar, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
 from .errors import InputError, RunError
 from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
-from .roi import Detector, RoiOptions, RoiTracker
-from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
+from .crops import CropTally, VideoCrops, run_ahead
+from .roi import Detector, RoiOptions
+from .runtime import cores_beside_one_thread, onnx_session, resolve_device
 from .grid import DEFAULT_GRID, FeatureGrid
-from .video import TRUNCATED_PREFIX, VIDEO_SUFFIXES, expected_frames, probe_video, read_frames, truncation
+from .video import VIDEO_SUFFIXES, expected_frames, probe_video
 
 
 
@@ -231,57 +230,6 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
 
 # --- extraction -------------------------------------------------------------------------------
 
-T = TypeVar("T")
-_DONE = object()
-
-
-def run_ahead(items: Iterator[T], depth: int = 64) -> Iterator[T]:
-    """Yield what `items` yields, produced by a background thread up to `depth` items ahead.
-
-    An exception raised by `items` is raised here, in the consumer, where it would have been
-    raised without the thread. Closing this generator (or an exception in the consumer) stops
-    the producer and closes `items` in its own thread, so files it holds open are released.
-    """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put((None, item)):
-                    return
-            put((_DONE, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            put((e, None))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="ratscore-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            tag, item = slots.get()
-            if tag is _DONE:
-                return
-            if tag is not None:
-                raise tag
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def clips_from(crops: Iterator[np.ndarray], grid: FeatureGrid = DEFAULT_GRID) -> Iterator[np.ndarray]:
     """Windows of grid.num_frames crops every grid.feat_stride crops: (clip frames, S, S, 3) each."""
     ring: deque = deque(maxlen=grid.num_frames)
@@ -316,70 +264,39 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
         front = model_dir
     else:
         front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size)
-    info = probe_video(path)
-    mask = None
-    if mask_profile is not None and front.detector is not None:
-        profile = mask_profile if isinstance(mask_profile, RigProfile) else load_rig_profile(mask_profile)
-        mask = profile.in_pixels(info.width, info.height)
-    grid = front.grid
-    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, grid.fps)
-    warnings: list[str] = []
-    boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame, the only per-frame state kept
+    stream = VideoCrops(path, front.detector, front.roi_options, front.input_size, front.grid, mask_profile)
     features: list[np.ndarray] = []
-    n_frames = 0
 
-    with _progress(progress, path.name, expected_frames(info, grid.fps)) as bar:
-        task = bar.add_task(path.name[:40], total=expected_frames(info, grid.fps)) if bar is not None else None
+    total = expected_frames(stream.info, front.grid.fps)
+    with _progress(progress, path.name, total) as bar:
+        task = bar.add_task(path.name[:40], total=total) if bar is not None else None
 
         def crops():
-            nonlocal n_frames
-            frames = read_frames(path, grid.fps, warnings)
-            if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
-                frames = run_ahead(frames, depth=8)
-            for roi_frame in tracker.crops(frames):
-                n_frames += 1
-                boxes.append(roi_frame.box)
-                if bar is not None and n_frames % 8 == 0:
-                    bar.update(task, completed=n_frames)
-                yield roi_frame.crop
+            for crop in stream:
+                if bar is not None and stream.n_frames % 8 == 0:
+                    bar.update(task, completed=stream.n_frames)
+                yield crop
 
         batch: list[np.ndarray] = []
-        for clip in clips_from(run_ahead(crops()), grid):
+        for clip in clips_from(run_ahead(crops()), front.grid):
             batch.append(clip)
             if len(batch) == front.batch_size:
                 features.append(_encode(front, batch, path))
                 batch = []
         if batch:
             features.append(_encode(front, batch, path))
-    if n_frames < grid.num_frames:
-        raise InputError(f"{path}: {n_frames} frames at {grid.fps:g} fps ({n_frames / grid.fps:.2f} s) is "
-                         f"shorter than one {grid.num_frames}-frame clip")
+    return feature_result(path, front.grid, stream.tally(), features)
+
+
+def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: list[np.ndarray]) -> FeatureResult:
+    """A video's FeatureResult from its crops' tally and its I3D features, batch by batch."""
     feats = np.concatenate(features).astype(np.float32, copy=False)
-    # the length decoded against the container's claim, on the model's grid: read_frames judges the
-    # same on source timestamps, so its own truncation line gives way to this one
-    truncated = truncation(info.duration_s, n_frames / grid.fps)
-    warnings = [w for w in warnings if not w.startswith(TRUNCATED_PREFIX)] + ([truncated] if truncated else [])
-    return FeatureResult(video=path.stem, features=feats, grid=grid, duration_s=n_frames / grid.fps,
-                         n_frames=n_frames, source_fps=info.source_fps,
-                         rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
-                         boxes=boxes.array(), decode_warnings=warnings, truncated=truncated,
+    info = tally.info
+    return FeatureResult(video=Path(path).stem, features=feats, grid=grid, duration_s=tally.n_frames / grid.fps,
+                         n_frames=tally.n_frames, source_fps=info.source_fps,
+                         rat_found_fraction=tally.rat_found_fraction, gaps=tally.gaps, boxes=tally.boxes,
+                         decode_warnings=tally.decode_warnings, truncated=tally.truncated,
                          width=info.width, height=info.height, rotation=info.rotation)
-
-
-class _Rows:
-    """A float32 (N, width) array grown by doubling: no Python object per row."""
-
-    def __init__(self, width: int):
-        self.data, self.n = np.empty((1024, width), np.float32), 0
-
-    def append(self, row) -> None:
-        if self.n == len(self.data):
-            self.data = np.concatenate([self.data, np.empty_like(self.data)])
-        self.data[self.n] = row
-        self.n += 1
-
-    def array(self) -> np.ndarray:
-        return self.data[: self.n].copy()
 
 
 def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:

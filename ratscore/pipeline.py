@@ -173,17 +173,29 @@ class Analyzer:
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
         from .features import extract_features
-        from .timeline import check_timeline_size
-        from .video import crop_at, probe_video
 
         video = Path(video)
-        stem = stem or video.stem
-        opts = self.options
+        fingerprint = self.prepare(video)
+        result = extract_features(video, self.front, self.options.device, self.mask, self.options.no_roi,
+                                  progress=self.options.progress)
+        return self.finish(video, out_dir, stem or video.stem, fingerprint, result)
+
+    def prepare(self, video: Path) -> str:
+        """What `analyze` checks before a video is decoded; returns its fingerprint."""
+        from .timeline import check_timeline_size
+        from .video import probe_video
+
         fingerprint = video_fingerprint(video)
         stated = probe_video(video).duration_s
         if stated:  # a recording too long for the timeline is refused before it is decoded
-            check_timeline_size(stated, opts.scoring.bin_s, str(video))
-        result = extract_features(video, self.front, opts.device, self.mask, opts.no_roi, progress=opts.progress)
+            check_timeline_size(stated, self.options.scoring.bin_s, str(video))
+        return fingerprint
+
+    def finish(self, video: Path, out_dir: Path, stem: str, fingerprint: str, result) -> Scoring:
+        """Features (features.FeatureResult) -> events -> scoring -> the video's output set."""
+        from .video import crop_at
+
+        opts = self.options
         events = self.localizer.detect(result.features, result.duration_s)
         scoring = score_events(events, stem, result.duration_s, result.source_fps, self.model_id,
                                self.racine, opts.scoring)
