@@ -10,6 +10,13 @@ network, one batch of clips, a short queue of crops and the (small) features and
 the length of the video. Decoding, detection and cropping run in a background thread, ahead of
 I3D (PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
 
+`extract_many` (for `batch`) makes several videos' crops at once in worker processes and runs
+one I3D here over all of them. On the CPU every clip goes through the I3D in the very batch it
+would have in `extract_features` (the same clips of the same video, batch_size at a time): ONNX
+Runtime on more than one thread can give a row that differs in its last bits with the batch's
+size, so only this keeps the features identical to one video at a time. On a GPU the clips of
+several videos share larger batches (MIXED_BATCHES x batch_size), where size pays.
+
 I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model folder's
 `i3d.onnx`); both give the same features to within float rounding.
 """
@@ -19,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Hashable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -135,6 +142,12 @@ class ClipEncoder:
     @property
     def backend(self) -> str:
         return "torch" if self.model is not None else "onnx"
+
+    @property
+    def on_gpu(self) -> bool:
+        if self.session is not None:
+            return "CUDAExecutionProvider" in self.session.get_providers()
+        return self.device == "cuda"
 
     @staticmethod
     def normalise(clips: np.ndarray) -> np.ndarray:
@@ -297,6 +310,183 @@ def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: li
                          rat_found_fraction=tally.rat_found_fraction, gaps=tally.gaps, boxes=tally.boxes,
                          decode_warnings=tally.decode_warnings, truncated=tally.truncated,
                          width=info.width, height=info.height, rotation=info.rotation)
+
+
+MIXED_BATCHES = 4  # on a GPU, clips of several videos share I3D calls of MIXED_BATCHES x batch_size clips
+
+
+@dataclass(eq=False)
+class _Video:
+    """A video of extract_many on its way: crops in, clips, features out."""
+
+    key: Hashable
+    path: Path
+    grid: FeatureGrid
+    ring: deque  # the last grid.num_frames crops
+    n_crops: int = 0
+    group: list = field(default_factory=list)  # its clips waiting for the I3D (per-video batches)
+    parts: list = field(default_factory=list)  # (B, D) features, in clip order
+    waiting: int = 0  # its clips waiting in a shared batch (mixed batches)
+    tally: Optional[CropTally] = None  # set when its crops are all in
+    error: Optional[Exception] = None  # what its extraction raised
+    task: Optional[int] = None  # its progress bar
+
+    def clips(self, crops: np.ndarray) -> Iterator[np.ndarray]:
+        """The clips that the crops (n, S, S, 3) complete, as clips_from makes them."""
+        for crop in crops:
+            self.ring.append(crop)
+            self.n_crops += 1
+            if self.grid.clip_ends(self.n_crops):
+                yield np.stack(self.ring)
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (self.tally is not None and not self.waiting)
+
+
+def extract_many(jobs: Iterable[tuple[Hashable, Optional[Path]]], front: FrontEnd, workers: int,
+                 mask_profile: Union[str, Path, RigProfile, None] = None,
+                 progress: bool = False) -> Iterator[tuple[Hashable, Union[FeatureResult, Exception, None]]]:
+    """extract_features for many videos, their crops made by `workers` worker processes (crops.py)
+    and their clips run through `front`'s I3D here.
+
+    `jobs`: (key, video path), or (key, None) for a place in the order without a video; read
+    as workers become free. Yields (key, outcome) in the order of `jobs`: the video's
+    FeatureResult, the exception extract_features would have raised for it, or None. At most
+    2 x `workers` videos are between `jobs` and the caller at once; closing this generator (or an
+    exception, Ctrl-C, SIGTERM) ends the workers.
+    """
+    import itertools
+
+    from .crops import CropRecipe, CropWorkers, DetectorFile
+
+    profile = mask_profile if front.detector is not None else None
+    if profile is not None and not isinstance(profile, RigProfile):
+        profile = load_rig_profile(profile)
+    recipe = CropRecipe(front.input_size, front.grid, front.roi_options,
+                        DetectorFile.of(front.detector) if front.detector is not None else None, profile)
+    jobs = iter(jobs)
+    mixed = front.encoder.on_gpu
+    size = front.batch_size * (MIXED_BATCHES if mixed else 1)
+    shared: list[tuple[_Video, np.ndarray]] = []  # mixed batches: clips of any video waiting for the I3D
+    order: deque = deque()  # in job order: a _Video, or (key, None) for a job without a video
+    flying: dict[int, _Video] = {}  # videos a worker is on, by worker key
+    ids = itertools.count()
+    videos_held = 0
+    more = True
+
+    def encode_group(video: _Video) -> None:
+        try:
+            video.parts.append(_encode(front, video.group, video.path))
+        except Exception as e:  # noqa: BLE001 - the video's failure, as in extract_features
+            video.error = e
+        video.group = []
+
+    def encode_shared() -> None:
+        batch = list(shared)
+        shared.clear()
+        for video, _ in batch:
+            video.waiting -= 1
+        try:
+            rows = _encode(front, [clip for _, clip in batch], batch[0][0].path)
+        except Exception as e:  # noqa: BLE001 - the failure of every video in the batch
+            for video, _ in batch:
+                video.error = video.error or e
+            return
+        start = 0
+        for video, run in itertools.groupby(batch, key=lambda item: item[0]):
+            n = len(list(run))
+            video.parts.append(rows[start:start + n])
+            start += n
+
+    def take(video: _Video, crops: np.ndarray) -> None:
+        for clip in video.clips(crops):
+            if mixed:
+                shared.append((video, clip))
+                video.waiting += 1
+                if len(shared) >= size:
+                    encode_shared()
+            else:
+                video.group.append(clip)
+                if len(video.group) == size:
+                    encode_group(video)
+            if video.error is not None:
+                return
+
+    def fail(video: _Video, error: Exception) -> None:
+        video.error = video.error or error
+        if video.waiting:
+            shared[:] = [(v, clip) for v, clip in shared if v is not video]
+            video.waiting = 0
+
+    with CropWorkers(max(1, workers), recipe) as pool, _progress(progress, "", None) as bar:
+        while True:
+            while more and pool.has_room() and videos_held < 2 * max(1, workers):
+                try:
+                    key, path = next(jobs)
+                except StopIteration:
+                    more = False
+                    break
+                if path is None:
+                    order.append((key, None))
+                    continue
+                video = _Video(key, Path(path), front.grid, deque(maxlen=front.grid.num_frames))
+                worker_key = next(ids)
+                flying[worker_key] = video
+                order.append(video)
+                videos_held += 1
+                pool.submit(worker_key, video.path)
+                if bar is not None:
+                    video.task = bar.add_task(video.path.name[:40], total=_frames_promised(video.path, front.grid))
+            while order:
+                head = order[0]
+                if not isinstance(head, _Video):
+                    order.popleft()
+                    yield head
+                    continue
+                if head.error is None and head.tally is not None and head.waiting:
+                    encode_shared()  # its last clips: the I3D runs on what waits, whatever its size
+                if not head.finished:
+                    break
+                order.popleft()
+                videos_held -= 1
+                if bar is not None:
+                    bar.remove_task(head.task)
+                outcome: Union[FeatureResult, Exception]
+                if head.error is not None:
+                    outcome = head.error
+                else:
+                    try:
+                        outcome = feature_result(head.path, front.grid, head.tally, head.parts)
+                    except Exception as e:  # noqa: BLE001 - the video's failure
+                        outcome = e
+                yield head.key, outcome
+            if not order and not more:
+                return
+            for kind, worker_key, payload in pool.receive():
+                video = flying.get(worker_key)
+                if video is None:
+                    continue
+                if kind == "crops":
+                    if video.error is None:
+                        take(video, payload)
+                        if bar is not None:
+                            bar.update(video.task, completed=video.n_crops)
+                    continue
+                del flying[worker_key]
+                if kind == "error":
+                    fail(video, payload)
+                elif video.error is None:
+                    if video.group:
+                        encode_group(video)  # its last batch, smaller than batch_size as in extract_features
+                    video.tally = payload
+
+
+def _frames_promised(path: Path, grid: FeatureGrid) -> Optional[int]:
+    try:
+        return expected_frames(probe_video(path), grid.fps)
+    except Exception:  # noqa: BLE001 - a progress bar without a total
+        return None
 
 
 def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Hashable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -221,6 +221,53 @@ class Analyzer:
             extra[nwb_name] = lambda f: write_nwb(scoring, f)
         write_scoring(scoring, out_dir, stem, extra=extra, removes=[features_name, nwb_name])
         return scoring
+
+    def analyze_many(self, jobs: Iterable[tuple[Hashable, Optional[tuple[Path, Path, str]]]],
+                     workers: int) -> Iterator[tuple[Hashable, Union[Scoring, Exception, None]]]:
+        """`analyze` for many videos, their decoding, detection and cropping done by `workers`
+        worker processes ahead of this process's I3D (features.extract_many); the localizer,
+        scoring and writing of each video here, in the order of `jobs`.
+
+        `jobs`: (key, (video, out_dir, stem)), or (key, None) for a place in the order without a
+        video; read a few videos ahead of what is yielded. Yields (key, outcome) in the order of
+        `jobs`: the video's Scoring, the exception `analyze` would have raised for it, or None.
+        Closing the generator ends the workers.
+        """
+        from contextlib import closing
+
+        from .features import extract_many
+
+        taken: dict = {}  # key -> ((video, out_dir, stem), fingerprint), or the exception prepare raised
+
+        def videos():
+            for key, job in jobs:
+                if job is None:
+                    yield key, None
+                    continue
+                video = Path(job[0])
+                try:
+                    taken[key] = ((video, Path(job[1]), job[2]), self.prepare(video))
+                except Exception as e:  # noqa: BLE001 - this video's failure, reported in its place
+                    taken[key] = e
+                    yield key, None
+                    continue
+                yield key, video
+
+        with closing(extract_many(videos(), self.front, workers, self.mask, progress=self.options.progress)) as outcomes:
+            for key, outcome in outcomes:
+                entry = taken.pop(key, None)
+                if entry is None or isinstance(entry, Exception):
+                    yield key, entry
+                elif isinstance(outcome, Exception):
+                    yield key, outcome
+                else:
+                    (video, out_dir, stem), fingerprint = entry
+                    try:
+                        scoring = self.finish(video, out_dir, stem, fingerprint, outcome)
+                    except Exception as e:  # noqa: BLE001 - this video's failure, reported in its place
+                        yield key, e
+                        continue
+                    yield key, scoring
 
 
 def video_fingerprint(video: Path) -> str:
