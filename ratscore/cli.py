@@ -493,7 +493,7 @@ def batch(
 
         path, n, n_failed = merge_shards(merge, study=read_study(study) if study is not None else None)
         xlsx = f" and {path.with_name('study.xlsx')}" if study is not None else ""
-        console.print(f"merged {n} videos ({n_failed} failed) -> {path}{xlsx}")
+        typer.echo(f"merged {n} videos ({n_failed} failed) -> {path}{xlsx}")  # one line, however long the path
         if n_failed:
             raise typer.Exit(1)
         return

@@ -187,6 +187,21 @@ class FrontEnd:
         return self.encoder.feature_dim
 
 
+def front_end_model(model_dir=None):
+    """The model whose front end extraction uses: `model_dir` (a folder or a loaded `model.Model`),
+    else the bundled model when it has a front end, else None (I3D weights given on their own)."""
+    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
+
+    if isinstance(model_dir, Model):
+        return model_dir
+    if model_dir is not None:
+        return load_model(model_dir)
+    if (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
+        bundled = load_model(BUNDLED_MODEL_DIR)
+        return bundled if bundled.has_front_end else None
+    return None
+
+
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
                    backend: str = "auto", batch_size: int = 8, input_size: int = 224) -> FrontEnd:
     """The I3D and ROI detector for extraction, on the model's time grid.
@@ -197,17 +212,8 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
     `no_roi` the folder must hold a detector.
     """
-    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
-
     device = resolve_device(device)
-    model: Optional[Model] = None
-    if isinstance(model_dir, Model):
-        model = model_dir
-    elif model_dir is not None:
-        model = load_model(model_dir)
-    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = load_model(BUNDLED_MODEL_DIR)
-        model = bundled if bundled.has_front_end else None
+    model = front_end_model(model_dir)
     if model is not None and not model.has_front_end and i3d_weights is None:
         raise InputError(f"{model.path}: the model has no I3D front end (it scores features only); "
                          f"give --i3d-weights FILE to extract features")
@@ -739,14 +745,7 @@ def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_p
     import hashlib
     import json
 
-    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model
-
-    model = None
-    if model_dir is not None:
-        model = load_model(model_dir)
-    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = load_model(BUNDLED_MODEL_DIR)
-        model = bundled if bundled.has_front_end else None
+    model = front_end_model(model_dir)
     front = (model.manifest.get("front_end") or {}) if model is not None else {}
     grid = model.grid if model is not None else DEFAULT_GRID
     parts: dict = {"grid": [grid.fps, grid.feat_stride, grid.num_frames], "no_roi": bool(no_roi)}
