@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_study.py [--videos 4] [--minutes 10] [--size 640x480|320x240]
         [--folder DIR] [--work DIR] [--model DIR] [--device cpu|cuda] [--full-i3d] [--repeats 2]
-        [--seed 5000] [-o report.json]
+        [--seed 5000] [--workers N[,N...]] [-o report.json]
 
 Without --folder it renders N synthetic recordings of M minutes (`ratscore synth --long-minutes M
 --long-count N`, seed --seed, one resolution) into --work, and reuses them on the next call with
@@ -14,7 +14,9 @@ times drift, the pair's ratio much less):
     fresh process, with the decoder's threads as ratscore's reader sets them (thread_type AUTO)
     and nothing else: the floor any scoring of the folder stands on;
   - batch: `ratscore batch FOLDER -o OUT --no-resume --model DIR --device D` in a fresh process,
-    into a fresh output folder each time (start-up and model loading included: a study pays them).
+    into a fresh output folder each time (start-up and model loading included: a study pays them);
+    with --workers 0,2 once with `--workers 0` and once with `--workers 2` after each decode (the
+    outputs of the two are compared byte for byte: every CSV and JSON file).
 
 Each run: wall time (measured around the process), hours of video per hour of wall time, and the
 process's peak memory (VmHWM, ratscore.runtime.peak_rss_mb, printed by the child itself); each
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -145,11 +148,11 @@ def decode_run(videos: list[Path]) -> dict:
     return {"wall_s": wall, "frames": child["frames"], "peak_rss_mb": child["peak_rss_mb"]}
 
 
-def batch_run(folder: Path, out: Path, model: Path, device: str) -> dict:
+def batch_run(folder: Path, out: Path, model: Path, device: str, workers: Optional[int] = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-c", BATCH_CHILD, "ratscore", "batch", str(folder), "-o", str(out), "--no-resume",
-           "--model", str(model), "--device", device]
+           "--model", str(model), "--device", device, *(["--workers", str(workers)] if workers is not None else [])]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -157,6 +160,14 @@ def batch_run(folder: Path, out: Path, model: Path, device: str) -> dict:
         sys.exit(f"bench_study: batch failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
     rss = next(float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_MB"))
     return {"wall_s": wall, "peak_rss_mb": rss}
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    """Every CSV and JSON file of two batch output folders, byte for byte."""
+    def files(out: Path) -> dict:
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.suffix in (".csv", ".json") and not p.name.startswith(".")}
+    return files(a) == files(b)
 
 
 def table(rows: list[dict]) -> str:
@@ -180,10 +191,18 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--full-i3d", action="store_true", help="a full-size random I3D front end (see above)")
     parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (decode, batch)")
+    parser.add_argument("--workers", help="batch --workers values, comma-separated (e.g. 0,2): one batch run "
+                                          "of each after every decode (default: batch's own default)")
     parser.add_argument("-o", "--output", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     if args.videos < 1 or args.minutes <= 0 or args.repeats < 1:
         parser.error("--videos, --minutes and --repeats must be positive")
+    try:
+        worker_counts = [int(w) for w in args.workers.split(",")] if args.workers else [None]
+    except ValueError:
+        parser.error(f"--workers takes whole numbers separated by commas, got {args.workers!r}")
+    if any(w is not None and w < 0 for w in worker_counts):
+        parser.error("--workers values must be 0 or more")
 
     from ratscore.batch import find_videos
     from ratscore.video import probe_video
@@ -208,27 +227,45 @@ def main() -> None:
         report = {"machine": machine(args.device), "python": platform.python_version(),
                   "folder": str(folder), "videos": len(videos), "video_hours": video_s / 3600,
                   "sizes": sorted({f"{i.width}x{i.height}" for i in infos}),
-                  "model": str(args.model), "full_i3d": args.full_i3d, "device": args.device, "runs": []}
+                  "model": str(args.model), "full_i3d": args.full_i3d, "device": args.device,
+                  "workers": worker_counts, "runs": []}
         print(f"{len(videos)} videos, {video_s / 60:.1f} min in all, {', '.join(report['sizes'])}; "
               f"model {args.model}{' with full-size I3D' if args.full_i3d else ''}; device {args.device}; "
               f"{report['machine']}", flush=True)
+        def label(workers: Optional[int]) -> str:
+            return "batch" if workers is None else f"batch --workers {workers}"
+
         for r in range(1, args.repeats + 1):
             decode = decode_run(videos)
             decode.update(run=f"decode {r}", x_real_time=video_s / decode["wall_s"])
             report["runs"].append(decode)
-            batch = batch_run(folder, work / f"out_{r}", model, args.device)
-            batch.update(run=f"batch {r}", x_real_time=video_s / batch["wall_s"],
-                         ratio=batch["wall_s"] / decode["wall_s"])
-            report["runs"].append(batch)
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()}), flush=True)
-        batches = [run for run in report["runs"] if run["run"].startswith("batch")]
-        report["batch_over_decode"] = [round(b["ratio"], 3) for b in batches]
-        report["batch_over_decode_median"] = round(statistics.median(report["batch_over_decode"]), 3)
-        report["batch_video_hours_per_hour_median"] = round(statistics.median(b["x_real_time"] for b in batches), 2)
+            for workers in worker_counts:
+                out = work / f"out_{r}" if workers is None else work / f"out_{r}_w{workers}"
+                batch = batch_run(folder, out, model, args.device, workers)
+                batch.update(run=f"{label(workers)} {r}", workers=workers, x_real_time=video_s / batch["wall_s"],
+                             ratio=batch["wall_s"] / decode["wall_s"])
+                report["runs"].append(batch)
+                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()}),
+                      flush=True)
+            if len(worker_counts) > 1:
+                outs = [work / f"out_{r}_w{w}" for w in worker_counts]
+                report.setdefault("same_outputs", []).append(all(same_outputs(outs[0], o) for o in outs[1:]))
         print()
         print(table(report["runs"]))
-        print(f"\nbatch / decode, median of {len(batches)}: {report['batch_over_decode_median']:.2f}; "
-              f"batch: {report['batch_video_hours_per_hour_median']:.1f} hours of video per hour")
+        report["by_workers"] = {}
+        for workers in worker_counts:
+            batches = [run for run in report["runs"] if run["run"].startswith("batch") and run["workers"] == workers]
+            ratios = [round(b["ratio"], 3) for b in batches]
+            figures = {"batch_over_decode": ratios, "batch_over_decode_median": round(statistics.median(ratios), 3),
+                       "batch_video_hours_per_hour_median":
+                           round(statistics.median(b["x_real_time"] for b in batches), 2)}
+            report["by_workers"][str(workers)] = figures
+            if len(worker_counts) == 1:
+                report.update(figures)
+            print(f"{label(workers)} / decode, median of {len(batches)}: {figures['batch_over_decode_median']:.2f}; "
+                  f"{figures['batch_video_hours_per_hour_median']:.1f} hours of video per hour")
+        if "same_outputs" in report:
+            print(f"the same CSV and JSON outputs for every --workers value: {all(report['same_outputs'])}")
         if args.output:
             args.output.write_text(json.dumps(report, indent=1) + "\n")
     finally:

@@ -11,6 +11,11 @@ changes the outputs redoes them.
 Every entry of the folder named like a video is analysed or listed as a failure with its reason
 (a broken link, a folder, a pipe, an unreadable file); two videos of one folder with one stem are
 refused before anything runs, since every output is named after the stem.
+
+With workers (`--workers N`, default the cores less one), worker processes decode, detect and crop
+the next videos while this process runs the I3D over their clips (pipeline.Analyzer.analyze_many);
+the videos are still scored, written and reported one after the other in the same order, with
+the same files on the CPU as one video at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -257,10 +262,17 @@ def _with_warnings(status: str, summary: dict) -> str:
     return f"{status} (warning: {'; '.join(warnings)})" if warnings else status
 
 
+def default_workers() -> int:
+    """Worker processes for `batch`: one core stays with the I3D, at least one worker."""
+    from .runtime import cpu_cores
+
+    return max(1, cpu_cores() - 1)
+
+
 def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pattern: Optional[str] = None,
               resume: bool = True, shard: Optional[tuple[int, int]] = None,
               on_video: Optional[Callable[[str, str], None]] = None, plan: Optional[BatchPlan] = None,
-              take_lock: bool = True, study=None) -> BatchResult:
+              take_lock: bool = True, study=None, workers: Optional[int] = None) -> BatchResult:
     """Analyse every video under `folder` into `out_dir`; one failure never stops the batch.
 
     `analyzer` has `.analyze(video, out_dir, stem)`, `.model_id`, `.options` and `.run_record`; it
@@ -270,6 +282,11 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
     `on_video(name, status)` is called after each entry (status: ok or skipped, with the video's
     warnings, or the error line). `study` (study.load_study's, checked before the model loaded): its
     columns join the summary table, and OUT/study.xlsx is written.
+
+    `workers`: processes that decode, detect and crop the next videos while this one runs the I3D
+    over their clips (an analyzer with `.analyze_many`, pipeline.Analyzer's); None: default_workers();
+    0, or a single video to analyse: one video at a time through `.analyze`. Either way the same
+    files, the same order of videos and the same lines.
     """
     from .pipeline import video_fingerprint
 
@@ -278,40 +295,86 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
         plan = plan_batch(folder, recursive, pattern, shard)
     if plan.videos and analyzer is None:
         raise ValueError("run_batch needs an analyzer for a plan with videos")
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {workers}")
+    workers = default_workers() if workers is None else workers
     names = _table_names(shard)
     result = BatchResult(other_files=plan.other_files, folders_not_searched=plan.folders_not_searched)
     scoring_dict = asdict(analyzer.options.scoring) if analyzer is not None else None  # as summary.json has it
     entries = sorted([(rel, None) for rel in plan.videos] + list(plan.unusable))
+
+    def done_before(rel: Path, unusable: Optional[str]) -> Optional[dict]:
+        """The summary of a video whose outputs are current (resume), else None; InputError for an
+        entry that cannot be read."""
+        if unusable is not None:
+            raise InputError(f"{folder / rel}: {unusable}")
+        if not resume:
+            return None
+        return outputs_complete(out_dir / rel.parent, rel.stem, analyzer.model_id, video_fingerprint(folder / rel),
+                                scoring_dict, analyzer.run_record)
+
+    def one_at_a_time():
+        for rel, unusable in entries:
+            try:
+                done = done_before(rel, unusable)
+                if done is not None:
+                    yield rel, "skipped", done
+                else:
+                    yield rel, "ok", analyzer.analyze(folder / rel, out_dir / rel.parent, rel.stem).summary
+            except Exception as e:  # noqa: BLE001 - one bad video never stops the batch
+                yield rel, "failed", e
+
+    def in_workers():
+        decided: dict[int, tuple[str, object]] = {}  # entries settled without the analyzer
+
+        def jobs():
+            for i, (rel, unusable) in enumerate(entries):
+                try:
+                    done = done_before(rel, unusable)
+                except Exception as e:  # noqa: BLE001 - one bad video never stops the batch
+                    decided[i] = ("failed", e)
+                    yield i, None
+                    continue
+                if done is not None:
+                    decided[i] = ("skipped", done)
+                    yield i, None
+                else:
+                    yield i, (folder / rel, out_dir / rel.parent, rel.stem)
+
+        with closing(analyzer.analyze_many(jobs(), workers)) as outcomes:
+            for i, outcome in outcomes:
+                if i in decided:
+                    yield (entries[i][0], *decided.pop(i))
+                elif isinstance(outcome, Exception):
+                    yield entries[i][0], "failed", outcome
+                else:
+                    yield entries[i][0], "ok", outcome.summary
+
+    parallel = workers > 0 and len(plan.videos) > 1 and hasattr(analyzer, "analyze_many")
     with OutputLock(out_dir, shard) if take_lock else nullcontext():
         recover(out_dir)  # what a killed run left at the top (sub-folders: as their videos are written)
-        for rel, unusable in entries:
-            name = rel.as_posix()
-            target = out_dir / rel.parent
-            try:
-                if unusable is not None:
-                    raise InputError(f"{folder / rel}: {unusable}")
-                done = None
-                if resume:
-                    done = outputs_complete(target, rel.stem, analyzer.model_id, video_fingerprint(folder / rel),
-                                            scoring_dict, analyzer.run_record)
-                if done is not None:
-                    summary, status = done, "skipped"
-                    result.skipped += 1
-                else:
-                    summary, status = analyzer.analyze(folder / rel, target, rel.stem).summary, "ok"
-                    result.analysed += 1
-                result.rows.append(summary_row(name, summary))
-                status = _with_warnings(status, summary)
-            except RatscoreError as e:
-                status = str(e)
-                result.failures.append({"video": name, "error": status})
-                result.rows.append({"video": name, "status": "failed"})
-            except Exception as e:  # noqa: BLE001 - one bad video never stops the batch
-                status = f"internal error: {type(e).__name__}: {e}"
-                result.failures.append({"video": name, "error": status})
-                result.rows.append({"video": name, "status": "failed"})
-            if on_video:
-                on_video(name, status)
+        with closing(in_workers() if parallel else one_at_a_time()) as outcomes:
+            for rel, status, payload in outcomes:
+                name = rel.as_posix()
+                try:
+                    if status == "failed":
+                        raise payload
+                    if status == "skipped":
+                        result.skipped += 1
+                    else:
+                        result.analysed += 1
+                    result.rows.append(summary_row(name, payload))
+                    status = _with_warnings(status, payload)
+                except RatscoreError as e:
+                    status = str(e)
+                    result.failures.append({"video": name, "error": status})
+                    result.rows.append({"video": name, "status": "failed"})
+                except Exception as e:  # noqa: BLE001 - one bad video never stops the batch
+                    status = f"internal error: {type(e).__name__}: {e}"
+                    result.failures.append({"video": name, "error": status})
+                    result.rows.append({"video": name, "status": "failed"})
+                if on_video:
+                    on_video(name, status)
         result.summary_path = _write_tables(out_dir, result.rows, result.failures, names, study)
     return result
 

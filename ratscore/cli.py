@@ -467,6 +467,7 @@ def batch(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --submit: jobs running at once (default: all)."),
     study: Optional[Path] = typer.Option(None, "--study", help="STUDY.csv: animal, group, treatment (and injection time) per video; adds them to batch_summary.csv and writes study.xlsx (docs/STUDY.md)."),
     nwb: bool = NwbOption, motion: bool = MotionOption,
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Processes that decode, detect and crop the next videos while the I3D runs (default: cores - 1, at least 1; 0: one video at a time). The outputs are the same."),
 ):
     """Score every video of a study; one summary table; resumable, shardable, or submitted to a cluster."""
     from .batch import OutputLock, merge_shards, parse_shard, plan_batch, run_batch
@@ -487,7 +488,8 @@ def batch(
                 "--bin", str(bin_s), "--episode-gap", str(episode_gap),
                 *(["--keep-features"] if keep_features else []), *(["--include-normal"] if include_normal else []),
                 *(["--racine-config", str(Path(racine_config).absolute())] if racine_config else []),
-                *(["--nwb"] if nwb else []), "--motion" if motion else "--no-motion"]
+                *(["--nwb"] if nwb else []), "--motion" if motion else "--no-motion",
+                *(["--workers", str(workers)] if workers is not None else [])]
         submitted = submit_batch(folder, output, args, shards=shards, executor=submit, partition=partition,
                                  gpus_per_job=gpus, time_minutes=time_minutes, concurrency=concurrency, study=study)
         typer.echo(f"submitted {shards} shard job(s): {', '.join(submitted.array_job_ids)}; merge job "
@@ -499,7 +501,7 @@ def batch(
 
         path, n, n_failed = merge_shards(merge, study=read_study(study) if study is not None else None)
         xlsx = f" and {path.with_name('study.xlsx')}" if study is not None else ""
-        console.print(f"merged {n} videos ({n_failed} failed) -> {path}{xlsx}")
+        typer.echo(f"merged {n} videos ({n_failed} failed) -> {path}{xlsx}")  # one line, however long the path
         if n_failed:
             raise typer.Exit(1)
         return
@@ -520,7 +522,7 @@ def batch(
         # a shard's table stays plain: `batch --merge OUT --study STUDY.csv` adds the study to the whole one
         result = run_batch(folder, output, analyzer, recursive, pattern, resume, shard_,
                            on_video=lambda name, status: typer.echo(f"{name}: {status}"), plan=plan, take_lock=False,
-                           study=sheet if shard_ is None else None)
+                           study=sheet if shard_ is None else None, workers=workers)
     if shard_ is not None and not result.rows:
         typer.echo(f"shard {shard_[0]}/{shard_[1]}: no videos in this shard ({plan.in_folder} in the folder)")
     if shard_ is not None and sheet is not None:

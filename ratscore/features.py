@@ -4,11 +4,18 @@ The output follows the released RatSeizure features: float32 (T, D), feature i c
 clip of frames [i * stride, i * stride + clip frames) of the video resampled to the grid's fps
 (grid.py; 16 frames, stride 4, 30 fps for the release and the bundled model).
 
-Everything streams: frames are decoded, cropped and dropped one at a time; a ring of the last 16
-crops makes the clips, and clips go through the network in batches. Memory is the network, one
-batch of clips, a short queue of crops and the (small) features and boxes, whatever the length
-of the video. Decoding, detection and cropping run in a background thread, ahead of I3D
-(PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
+Everything streams: frames are decoded, cropped and dropped one at a time (crops.py); a ring of
+the last 16 crops makes the clips, and clips go through the network in batches. Memory is the
+network, one batch of clips, a short queue of crops and the (small) features and boxes, whatever
+the length of the video. Decoding, detection and cropping run in a background thread, ahead of
+I3D (PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
+
+`extract_many` (for `batch`) makes several videos' crops at once in worker processes and runs
+one I3D here over all of them. On the CPU every clip goes through the I3D in the very batch it
+would have in `extract_features` (the same clips of the same video, batch_size at a time): ONNX
+Runtime on more than one thread can give a row that differs in its last bits with the batch's
+size, so only this keeps the features identical to one video at a time. On a GPU the clips of
+several videos share larger batches (MIXED_BATCHES x batch_size), where size pays.
 
 I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model folder's
 `i3d.onnx`); both give the same features to within float rounding.
@@ -16,12 +23,10 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional, TypeVar, Union
+from typing import Hashable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -29,10 +34,11 @@ from .errors import InputError, RunError
 from .i3d import I3DConfig, InceptionI3d, config_from_state_dict
 from .mask import RigProfile, load_rig_profile
 from .motion import MOTION_DEFAULT, MotionOptions
-from .roi import Detector, RoiOptions, RoiTracker, Track
-from .runtime import cores_beside_one_thread, cpu_cores, onnx_session, resolve_device
+from .crops import CropTally, VideoCrops, run_ahead
+from .roi import Detector, RoiOptions, Track
+from .runtime import cores_beside_one_thread, onnx_session, resolve_device
 from .grid import DEFAULT_GRID, FeatureGrid
-from .video import TRUNCATED_PREFIX, VIDEO_SUFFIXES, expected_frames, probe_video, read_frames, truncation
+from .video import VIDEO_SUFFIXES, expected_frames, probe_video
 
 
 
@@ -140,6 +146,12 @@ class ClipEncoder:
     def backend(self) -> str:
         return "torch" if self.model is not None else "onnx"
 
+    @property
+    def on_gpu(self) -> bool:
+        if self.session is not None:
+            return "CUDAExecutionProvider" in self.session.get_providers()
+        return self.device == "cuda"
+
     @staticmethod
     def normalise(clips: np.ndarray) -> np.ndarray:
         # (B, T, S, S, 3) uint8 -> (B, 3, T, S, S) float32 in [-1, 1]
@@ -179,6 +191,21 @@ class FrontEnd:
         return self.encoder.feature_dim
 
 
+def front_end_model(model_dir=None):
+    """The model whose front end extraction uses: `model_dir` (a folder or a loaded `model.Model`),
+    else the bundled model when it has a front end, else None (I3D weights given on their own)."""
+    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
+
+    if isinstance(model_dir, Model):
+        return model_dir
+    if model_dir is not None:
+        return load_model(model_dir)
+    if (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
+        bundled = load_model(BUNDLED_MODEL_DIR)
+        return bundled if bundled.has_front_end else None
+    return None
+
+
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
                    backend: str = "auto", batch_size: int = 8, input_size: int = 224,
                    motion: bool = MOTION_DEFAULT) -> FrontEnd:
@@ -191,17 +218,8 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     `no_roi` the folder must hold a detector; `motion` checks it with the recording's motion model
     (motion.py; nothing to check without a detector).
     """
-    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, Model, load_model
-
     device = resolve_device(device)
-    model: Optional[Model] = None
-    if isinstance(model_dir, Model):
-        model = model_dir
-    elif model_dir is not None:
-        model = load_model(model_dir)
-    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = load_model(BUNDLED_MODEL_DIR)
-        model = bundled if bundled.has_front_end else None
+    model = front_end_model(model_dir)
     if model is not None and not model.has_front_end and i3d_weights is None:
         raise InputError(f"{model.path}: the model has no I3D front end (it scores features only); "
                          f"give --i3d-weights FILE to extract features")
@@ -238,57 +256,6 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
 
 # --- extraction -------------------------------------------------------------------------------
 
-T = TypeVar("T")
-_DONE = object()
-
-
-def run_ahead(items: Iterator[T], depth: int = 64) -> Iterator[T]:
-    """Yield what `items` yields, produced by a background thread up to `depth` items ahead.
-
-    An exception raised by `items` is raised here, in the consumer, where it would have been
-    raised without the thread. Closing this generator (or an exception in the consumer) stops
-    the producer and closes `items` in its own thread, so files it holds open are released.
-    """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put((None, item)):
-                    return
-            put((_DONE, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            put((e, None))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="ratscore-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            tag, item = slots.get()
-            if tag is _DONE:
-                return
-            if tag is not None:
-                raise tag
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def clips_from(crops: Iterator[np.ndarray], grid: FeatureGrid = DEFAULT_GRID) -> Iterator[np.ndarray]:
     """Windows of grid.num_frames crops every grid.feat_stride crops: (clip frames, S, S, 3) each."""
     ring: deque = deque(maxlen=grid.num_frames)
@@ -323,79 +290,219 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
         front = model_dir
     else:
         front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size)
-    info = probe_video(path)
-    mask = None
-    if mask_profile is not None and front.detector is not None:
-        profile = mask_profile if isinstance(mask_profile, RigProfile) else load_rig_profile(mask_profile)
-        mask = profile.in_pixels(info.width, info.height)
-    grid = front.grid
-    motion = None
-    if front.motion is not None and front.detector is not None:
-        from .motion import build_motion_model
-
-        motion = build_motion_model(path, front.motion, grid.fps)  # the first, low-resolution pass
-    tracker = RoiTracker(front.detector, front.input_size, front.roi_options, mask, grid.fps, motion)
-    warnings: list[str] = []
-    boxes = _Rows(4)  # one crop box per frame: 16 bytes a frame
-    track = _Rows(6)  # the animal's box, score and who saw it, per frame (roi.Track): 24 bytes a frame
+    stream = VideoCrops(path, front.detector, front.roi_options, front.input_size, front.grid, mask_profile,
+                        front.motion)
     features: list[np.ndarray] = []
-    n_frames = 0
 
-    with _progress(progress, path.name, expected_frames(info, grid.fps)) as bar:
-        task = bar.add_task(path.name[:40], total=expected_frames(info, grid.fps)) if bar is not None else None
+    total = expected_frames(stream.info, front.grid.fps)
+    with _progress(progress, path.name, total) as bar:
+        task = bar.add_task(path.name[:40], total=total) if bar is not None else None
 
         def crops():
-            nonlocal n_frames
-            frames = read_frames(path, grid.fps, warnings)
-            if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
-                frames = run_ahead(frames, depth=8)
-            for roi_frame in tracker.crops(frames):
-                n_frames += 1
-                boxes.append(roi_frame.box)
-                track.append(roi_frame.track_row())
-                if bar is not None and n_frames % 8 == 0:
-                    bar.update(task, completed=n_frames)
-                yield roi_frame.crop
+            for crop in stream:
+                if bar is not None and stream.n_frames % 8 == 0:
+                    bar.update(task, completed=stream.n_frames)
+                yield crop
 
         batch: list[np.ndarray] = []
-        for clip in clips_from(run_ahead(crops()), grid):
+        for clip in clips_from(run_ahead(crops()), front.grid):
             batch.append(clip)
             if len(batch) == front.batch_size:
                 features.append(_encode(front, batch, path))
                 batch = []
         if batch:
             features.append(_encode(front, batch, path))
-    if n_frames < grid.num_frames:
-        raise InputError(f"{path}: {n_frames} frames at {grid.fps:g} fps ({n_frames / grid.fps:.2f} s) is "
-                         f"shorter than one {grid.num_frames}-frame clip")
+    return feature_result(path, front.grid, stream.tally(), features)
+
+
+def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: list[np.ndarray]) -> FeatureResult:
+    """A video's FeatureResult from its crops' tally and its I3D features, batch by batch."""
     feats = np.concatenate(features).astype(np.float32, copy=False)
-    # the length decoded against the container's claim, on the model's grid: read_frames judges the
-    # same on source timestamps, so its own truncation line gives way to this one
-    truncated = truncation(info.duration_s, n_frames / grid.fps)
-    warnings = [w for w in warnings if not w.startswith(TRUNCATED_PREFIX)] + ([truncated] if truncated else [])
-    return FeatureResult(video=path.stem, features=feats, grid=grid, duration_s=n_frames / grid.fps,
-                         n_frames=n_frames, source_fps=info.source_fps,
-                         rat_found_fraction=tracker.found_fraction, gaps=tracker.gaps,
-                         boxes=boxes.array(), decode_warnings=warnings, truncated=truncated,
+    info = tally.info
+    return FeatureResult(video=Path(path).stem, features=feats, grid=grid, duration_s=tally.n_frames / grid.fps,
+                         n_frames=tally.n_frames, source_fps=info.source_fps,
+                         rat_found_fraction=tally.rat_found_fraction, gaps=tally.gaps, boxes=tally.boxes,
+                         decode_warnings=tally.decode_warnings, truncated=tally.truncated,
                          width=info.width, height=info.height, rotation=info.rotation,
-                         track=Track(grid.fps, info.width, info.height, track.array()),
-                         motion=tracker.motion_summary())
+                         track=Track(grid.fps, info.width, info.height, tally.track), motion=tally.motion)
 
 
-class _Rows:
-    """A float32 (N, width) array grown by doubling: no Python object per row."""
+MIXED_BATCHES = 4  # on a GPU, clips of several videos share I3D calls of MIXED_BATCHES x batch_size clips
 
-    def __init__(self, width: int):
-        self.data, self.n = np.empty((1024, width), np.float32), 0
 
-    def append(self, row) -> None:
-        if self.n == len(self.data):
-            self.data = np.concatenate([self.data, np.empty_like(self.data)])
-        self.data[self.n] = row
-        self.n += 1
+@dataclass(eq=False)
+class _Video:
+    """A video of extract_many on its way: crops in, clips, features out."""
 
-    def array(self) -> np.ndarray:
-        return self.data[: self.n].copy()
+    key: Hashable
+    path: Path
+    grid: FeatureGrid
+    ring: deque  # the last grid.num_frames crops
+    n_crops: int = 0
+    group: list = field(default_factory=list)  # its clips waiting for the I3D (per-video batches)
+    parts: list = field(default_factory=list)  # (B, D) features, in clip order
+    waiting: int = 0  # its clips waiting in a shared batch (mixed batches)
+    tally: Optional[CropTally] = None  # set when its crops are all in
+    error: Optional[Exception] = None  # what its extraction raised
+    task: Optional[int] = None  # its progress bar
+
+    def clips(self, crops: np.ndarray) -> Iterator[np.ndarray]:
+        """The clips that the crops (n, S, S, 3) complete, as clips_from makes them."""
+        for crop in crops:
+            self.ring.append(crop)
+            self.n_crops += 1
+            if self.grid.clip_ends(self.n_crops):
+                yield np.stack(self.ring)
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (self.tally is not None and not self.waiting)
+
+
+def extract_many(jobs: Iterable[tuple[Hashable, Optional[Path]]], front: FrontEnd, workers: int,
+                 mask_profile: Union[str, Path, RigProfile, None] = None,
+                 progress: bool = False) -> Iterator[tuple[Hashable, Union[FeatureResult, Exception, None]]]:
+    """extract_features for many videos, their crops made by `workers` worker processes (crops.py)
+    and their clips run through `front`'s I3D here.
+
+    `jobs`: (key, video path), or (key, None) for a place in the order without a video; read
+    as workers become free. Yields (key, outcome) in the order of `jobs`: the video's
+    FeatureResult, the exception extract_features would have raised for it, or None. At most
+    2 x `workers` videos are between `jobs` and the caller at once; closing this generator (or an
+    exception, Ctrl-C, SIGTERM) ends the workers.
+    """
+    import itertools
+
+    from .crops import CropRecipe, CropWorkers, DetectorFile
+
+    profile = mask_profile if front.detector is not None else None
+    if profile is not None and not isinstance(profile, RigProfile):
+        profile = load_rig_profile(profile)
+    recipe = CropRecipe(front.input_size, front.grid, front.roi_options,
+                        DetectorFile.of(front.detector) if front.detector is not None else None, profile,
+                        front.motion)
+    jobs = iter(jobs)
+    mixed = front.encoder.on_gpu
+    size = front.batch_size * (MIXED_BATCHES if mixed else 1)
+    shared: list[tuple[_Video, np.ndarray]] = []  # mixed batches: clips of any video waiting for the I3D
+    order: deque = deque()  # in job order: a _Video, or (key, None) for a job without a video
+    flying: dict[int, _Video] = {}  # videos a worker is on, by worker key
+    ids = itertools.count()
+    videos_held = 0
+    more = True
+
+    def encode_group(video: _Video) -> None:
+        try:
+            video.parts.append(_encode(front, video.group, video.path))
+        except Exception as e:  # noqa: BLE001 - the video's failure, as in extract_features
+            video.error = e
+        video.group = []
+
+    def encode_shared() -> None:
+        batch = list(shared)
+        shared.clear()
+        for video, _ in batch:
+            video.waiting -= 1
+        try:
+            rows = _encode(front, [clip for _, clip in batch], batch[0][0].path)
+        except Exception as e:  # noqa: BLE001 - the failure of every video in the batch
+            for video, _ in batch:
+                video.error = video.error or e
+            return
+        start = 0
+        for video, run in itertools.groupby(batch, key=lambda item: item[0]):
+            n = len(list(run))
+            video.parts.append(rows[start:start + n])
+            start += n
+
+    def take(video: _Video, crops: np.ndarray) -> None:
+        for clip in video.clips(crops):
+            if mixed:
+                shared.append((video, clip))
+                video.waiting += 1
+                if len(shared) >= size:
+                    encode_shared()
+            else:
+                video.group.append(clip)
+                if len(video.group) == size:
+                    encode_group(video)
+            if video.error is not None:
+                return
+
+    def fail(video: _Video, error: Exception) -> None:
+        video.error = video.error or error
+        if video.waiting:
+            shared[:] = [(v, clip) for v, clip in shared if v is not video]
+            video.waiting = 0
+
+    with CropWorkers(max(1, workers), recipe) as pool, _progress(progress, "", None) as bar:
+        while True:
+            while more and pool.has_room() and videos_held < 2 * max(1, workers):
+                try:
+                    key, path = next(jobs)
+                except StopIteration:
+                    more = False
+                    break
+                if path is None:
+                    order.append((key, None))
+                    continue
+                video = _Video(key, Path(path), front.grid, deque(maxlen=front.grid.num_frames))
+                worker_key = next(ids)
+                flying[worker_key] = video
+                order.append(video)
+                videos_held += 1
+                pool.submit(worker_key, video.path)
+                if bar is not None:
+                    video.task = bar.add_task(video.path.name[:40], total=_frames_promised(video.path, front.grid))
+            while order:
+                head = order[0]
+                if not isinstance(head, _Video):
+                    order.popleft()
+                    yield head
+                    continue
+                if head.error is None and head.tally is not None and head.waiting:
+                    encode_shared()  # its last clips: the I3D runs on what waits, whatever its size
+                if not head.finished:
+                    break
+                order.popleft()
+                videos_held -= 1
+                if bar is not None:
+                    bar.remove_task(head.task)
+                outcome: Union[FeatureResult, Exception]
+                if head.error is not None:
+                    outcome = head.error
+                else:
+                    try:
+                        outcome = feature_result(head.path, front.grid, head.tally, head.parts)
+                    except Exception as e:  # noqa: BLE001 - the video's failure
+                        outcome = e
+                yield head.key, outcome
+            if not order and not more:
+                return
+            for kind, worker_key, payload in pool.receive():
+                video = flying.get(worker_key)
+                if video is None:
+                    continue
+                if kind == "crops":
+                    if video.error is None:
+                        take(video, payload)
+                        if bar is not None:
+                            bar.update(video.task, completed=video.n_crops)
+                    continue
+                del flying[worker_key]
+                if kind == "error":
+                    fail(video, payload)
+                elif video.error is None:
+                    if video.group:
+                        encode_group(video)  # its last batch, smaller than batch_size as in extract_features
+                    video.tally = payload
+
+
+def _frames_promised(path: Path, grid: FeatureGrid) -> Optional[int]:
+    try:
+        return expected_frames(probe_video(path), grid.fps)
+    except Exception:  # noqa: BLE001 - a progress bar without a total
+        return None
 
 
 def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:
@@ -653,14 +760,7 @@ def front_end_key(model_dir=None, i3d_weights=None, no_roi: bool = False, mask_p
     import hashlib
     import json
 
-    from .model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model
-
-    model = None
-    if model_dir is not None:
-        model = load_model(model_dir)
-    elif (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = load_model(BUNDLED_MODEL_DIR)
-        model = bundled if bundled.has_front_end else None
+    model = front_end_model(model_dir)
     front = (model.manifest.get("front_end") or {}) if model is not None else {}
     grid = model.grid if model is not None else DEFAULT_GRID
     parts: dict = {"grid": [grid.fps, grid.feat_stride, grid.num_frames], "no_roi": bool(no_roi)}

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Hashable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -175,18 +175,30 @@ class Analyzer:
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
         from .features import extract_features
-        from .report import track_strip
-        from .timeline import check_timeline_size
-        from .video import crop_at, probe_video
 
         video = Path(video)
-        stem = stem or video.stem
-        opts = self.options
+        fingerprint = self.prepare(video)
+        result = extract_features(video, self.front, self.options.device, self.mask, self.options.no_roi,
+                                  progress=self.options.progress)
+        return self.finish(video, out_dir, stem or video.stem, fingerprint, result)
+
+    def prepare(self, video: Path) -> str:
+        """What `analyze` checks before a video is decoded; returns its fingerprint."""
+        from .timeline import check_timeline_size
+        from .video import probe_video
+
         fingerprint = video_fingerprint(video)
         stated = probe_video(video).duration_s
         if stated:  # a recording too long for the timeline is refused before it is decoded
-            check_timeline_size(stated, opts.scoring.bin_s, str(video))
-        result = extract_features(video, self.front, opts.device, self.mask, opts.no_roi, progress=opts.progress)
+            check_timeline_size(stated, self.options.scoring.bin_s, str(video))
+        return fingerprint
+
+    def finish(self, video: Path, out_dir: Path, stem: str, fingerprint: str, result) -> Scoring:
+        """Features (features.FeatureResult) -> events -> scoring -> the video's output set."""
+        from .report import track_strip
+        from .video import crop_at
+
+        opts = self.options
         events = self.localizer.detect(result.features, result.duration_s)
         scoring = score_events(events, stem, result.duration_s, result.source_fps, self.model_id,
                                self.racine, opts.scoring)
@@ -214,6 +226,53 @@ class Analyzer:
             extra[nwb_name] = lambda f: write_nwb(scoring, f)
         write_scoring(scoring, out_dir, stem, extra=extra, removes=[features_name, nwb_name])
         return scoring
+
+    def analyze_many(self, jobs: Iterable[tuple[Hashable, Optional[tuple[Path, Path, str]]]],
+                     workers: int) -> Iterator[tuple[Hashable, Union[Scoring, Exception, None]]]:
+        """`analyze` for many videos, their decoding, detection and cropping done by `workers`
+        worker processes ahead of this process's I3D (features.extract_many); the localizer,
+        scoring and writing of each video here, in the order of `jobs`.
+
+        `jobs`: (key, (video, out_dir, stem)), or (key, None) for a place in the order without a
+        video; read a few videos ahead of what is yielded. Yields (key, outcome) in the order of
+        `jobs`: the video's Scoring, the exception `analyze` would have raised for it, or None.
+        Closing the generator ends the workers.
+        """
+        from contextlib import closing
+
+        from .features import extract_many
+
+        taken: dict = {}  # key -> ((video, out_dir, stem), fingerprint), or the exception prepare raised
+
+        def videos():
+            for key, job in jobs:
+                if job is None:
+                    yield key, None
+                    continue
+                video = Path(job[0])
+                try:
+                    taken[key] = ((video, Path(job[1]), job[2]), self.prepare(video))
+                except Exception as e:  # noqa: BLE001 - this video's failure, reported in its place
+                    taken[key] = e
+                    yield key, None
+                    continue
+                yield key, video
+
+        with closing(extract_many(videos(), self.front, workers, self.mask, progress=self.options.progress)) as outcomes:
+            for key, outcome in outcomes:
+                entry = taken.pop(key, None)
+                if entry is None or isinstance(entry, Exception):
+                    yield key, entry
+                elif isinstance(outcome, Exception):
+                    yield key, outcome
+                else:
+                    (video, out_dir, stem), fingerprint = entry
+                    try:
+                        scoring = self.finish(video, out_dir, stem, fingerprint, outcome)
+                    except Exception as e:  # noqa: BLE001 - this video's failure, reported in its place
+                        yield key, e
+                        continue
+                    yield key, scoring
 
 
 def video_fingerprint(video: Path) -> str:

@@ -131,6 +131,7 @@ class Detector:
 
         # one thread: the detector runs inside the decoding thread, beside the I3D (runtime.py)
         self.session = onnx_session(onnx_path, device, threads=threads, what="detector ONNX model")
+        self.onnx_path = Path(onnx_path)  # a worker process (crops.py) loads the same file again
         self.input_name = self.session.get_inputs()[0].name
         self.imgsz, self.classes, self.conf, self.nms_iou = int(imgsz), list(classes), conf, nms_iou
 

@@ -48,10 +48,11 @@ def worker_processes(count: int):
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(max(1, count), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_end_with_parent)
+                               initializer=end_with_parent)
 
 
-def _end_with_parent() -> None:
+def end_with_parent() -> None:
+    """In a worker process: end it (SIGTERM) when the process that started it ends."""
     try:
         import ctypes
         import signal

@@ -116,11 +116,11 @@ def test_streamed_equals_whole_read(video, weights):
 def test_decoding_in_a_thread_of_its_own_changes_nothing(video, weights, monkeypatch):
     import threading
 
-    import ratscore.features as features
+    import ratscore.crops as crops
 
     runs = {}
     for cores in (2, 16):  # with more than 2 cores decoding runs ahead in a thread of its own
-        monkeypatch.setattr(features, "cpu_cores", lambda: cores)
+        monkeypatch.setattr(crops, "cpu_cores", lambda: cores)
         runs[cores] = extract_features(video, i3d_weights=weights[1], no_roi=True, progress=False, device="cpu")
     assert np.array_equal(runs[2].features, runs[16].features)
     assert np.array_equal(runs[2].boxes, runs[16].boxes) and runs[2].n_frames == runs[16].n_frames == 50

@@ -5,12 +5,6 @@ import torch
 from ratscore.localizer import LocalizerConfig, LocalTopKMHCA, RaSeformer
 
 TINY = LocalizerConfig(input_dim=16, embd_dim=32, fpn_dim=32, head_dim=32)
-TINY_YAML = """\
-dataset: {input_dim: 16}
-model: {embd_dim: 32, fpn_dim: 32, head_dim: 32}
-opt: {learning_rate: 0.001, epochs: 2, warmup_epochs: 1}
-loader: {batch_size: 4}
-"""
 
 
 def test_level_shapes_and_padding_invariance():

@@ -173,18 +173,6 @@ def _move_into_place(building: Path, output: Path) -> None:
     building.rmdir()
 
 
-def _front_end_source(model, i3d_weights):
-    """The Model whose detector (and, without i3d_weights, I3D) extracts, as load_front_end picks it."""
-    from ..model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model
-
-    if model is not None:
-        return load_model(model)
-    if (BUNDLED_MODEL_DIR / MANIFEST_NAME).is_file():
-        bundled = load_model(BUNDLED_MODEL_DIR)
-        return bundled if bundled.has_front_end else None
-    return None
-
-
 def _copy_file(path: Path):
     def write(f):
         with open(path, "rb") as src:
@@ -321,13 +309,13 @@ def train_on_own_scoring(annotations, output, *, videos=None, features=None, cod
     resolved = resolve_device(device or "auto")
 
     if videos is not None:
-        from ..features import cached_features, find_annotated_videos, front_end_key, load_front_end
+        from ..features import cached_features, find_annotated_videos, front_end_key, front_end_model, load_front_end
         from ..pipeline import video_fingerprint
 
         files = find_annotated_videos(videos, [v for v in scored if v in used or v in testing])
         front = load_front_end(model, i3d_weights, resolved, no_roi)
         key = front_end_key(model, i3d_weights, no_roi, mask)
-        source = _front_end_source(model, i3d_weights)
+        source = front_end_model(model)  # the model load_front_end takes the detector (and I3D) from
         dim = front.feature_dim
         sized = localizer_setup(dim, config, front.grid)
         cache_dir = Path(cache) if cache is not None else output / FEATURE_CACHE
