@@ -98,6 +98,7 @@ def test_workers_give_the_same_files_and_lines(study, tiny_model, one_at_a_time,
     assert result.stdout.replace(str(out), "OUT") == lines.replace(str(whole), "OUT")  # the same lines, in order
     mine, theirs = _outputs(out), _outputs(whole)
     assert sorted(mine) == sorted(theirs)
+    assert {"rat1.track.csv", "rat4.track.csv"} <= set(mine)  # the track travels from the workers too
     assert len([n for n in mine if n.endswith(".summary.json")]) == 4
     for name in theirs:
         assert mine[name] == theirs[name], name
