@@ -224,7 +224,10 @@ def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, 
     plans = plan_videos(clips, seed, config, long_minutes, long_count)
     out_dir = Path(out_dir)
     _check_output(out_dir)
-    manifest = {"seed": seed, "config": _untuple(dataclasses.asdict(config)), "videos": {}}
+    settings = _untuple(dataclasses.asdict(config))
+    if config.style == "classic":  # a classic folder's manifest stays as it was before styles had names
+        del settings["style"]
+    manifest = {"seed": seed, "config": settings, "videos": {}}
     for plan, info in _render_all(plans, out_dir, config, jobs):
         manifest["videos"][plan.video_id] = info
         if progress is not None:
