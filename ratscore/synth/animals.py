@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .body import _CAP_PRIMS, _PRIMS, CAP, EYE, FUR, MOUTH, PINK, PLUG
+from .body import _CAP_PRIMS, _PRIMS, FUR, PINK
 
 HOOD, LED = 6, 7  # colour slots beyond body.py's six
 COATS = ("albino", "hooded", "black", "agouti")
@@ -73,5 +73,3 @@ def draw_animal(rng: np.random.Generator, species: str = None, coat: str = None,
     cable = tuple(float(c) for c in rng.choice([[25, 25, 25], [50, 50, 60], [200, 200, 200], [40, 60, 120], [180, 60, 40]]))
     return Animal(species, coat, colours, np.array(prims, float), cap, led, cable, float(length))
 
-
-__all__ = ["Animal", "COATS", "SPECIES", "draw_animal", "HOOD", "LED", "FUR", "PINK", "EYE", "CAP", "PLUG", "MOUTH"]

@@ -17,9 +17,9 @@ import math
 import cv2
 import numpy as np
 
-from .animals import CAP, PLUG, draw_animal
+from .animals import draw_animal
 from .arenas import Arena, fit_camera, paint_arena, paint_bench, share_for_fill
-from .body import TAU, TAIL_N, TAIL_START
+from .body import CAP, PLUG, TAIL_N, TAIL_START, TAU
 from .camera import Camera
 from .planning import SynthConfig, VideoPlan
 from .rendering import _draw_prims

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .animals import draw_animal
 from .arenas import ARENAS, draw_arena, fit_camera, paint_arena, paint_bench
 from .body import TAU

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from ratscore.cli import app
 from ratscore.errors import InputError
 from ratscore.synth.planning import STYLES, TRAINING_STYLES
-from ratscore.training.bundle import _STAGE_FIELDS, BundleRecipe, _renders, bundle_stages, stage_inputs
+from ratscore.training.bundle import BundleRecipe, _renders, bundle_stages, stage_inputs
 
 
 def test_the_recipe_refuses_unseen_for_training():
