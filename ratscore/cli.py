@@ -365,15 +365,22 @@ def synth(
     long_count: int = typer.Option(1, "--long-count", help="How many long recordings --long-minutes makes."),
     config: Optional[Path] = typer.Option(None, "--config", dir_okay=False, help="YAML file overriding synth settings (resolutions, noise, view, ...)."),
     jobs: int = typer.Option(1, "--jobs", help="Videos rendered at once (one core each); the files are the same whatever it is."),
+    style: Optional[str] = typer.Option(None, "--style", help="The drawing: classic (default), varied (for the detector: many looks, things that are not animals, empty frames) or unseen (never trained on). Overrides the config's style."),
 ):
     """Make synthetic RatSeizure-style videos of a rat with exact ground truth."""
+    import dataclasses
+
     from .synth import load_synth_config, synthesize
+    from .synth.planning import make_config
 
     def report(plan, info):
         console.print(f"{info['file']}: {info['width']}x{info['height']}, {plan.duration:g} s, {plan.subset}, "
                       f"{len(plan.segments)} segments")
 
-    videos = synthesize(output, clips, seed, load_synth_config(config), long_minutes, long_count, progress=report,
+    settings = load_synth_config(config)
+    if style is not None:
+        settings = make_config({**dataclasses.asdict(settings), "style": style}, "--style")
+    videos = synthesize(output, clips, seed, settings, long_minutes, long_count, progress=report,
                         jobs=jobs)
     n_test = sum(v.subset == "testing" for v in videos.values())
     console.print(f"{len(videos)} videos ({len(videos) - n_test} training / {n_test} testing), "

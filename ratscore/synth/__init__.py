@@ -8,6 +8,10 @@ body.py       the pose vector and the skeleton it bends into
 scene.py      one video's camera, chamber, colours, light and painted background
 rendering.py  drawing a frame: the rat, its shadow and reflection, the camera's effects
 writing.py    the videos, labels, boxes, annotations and contact sheet of a `ratscore synth` folder
+styles.py     the named drawings (classic, varied, unseen) and the per-frame Look of the others
+varied.py     the "varied" style, for the detector; unseen.py the "unseen" style, never trained on
+arenas.py     their arenas; animals.py their animals; distractors.py things that are not animals;
+camera.py     what their cameras add
 """
 
 from .planning import SynthConfig, VideoPlan, load_synth_config, make_config, plan_clips, plan_long, plan_videos

@@ -27,6 +27,11 @@ SEIZURE_IDS = tuple(range(1, NUM_CLASSES))
 ESCALATION = (1, 2, 3, 4, 5, 6, 8, 7, 9, 10, 11, 12, 13)  # wet dog shakes: unstaged, kept near the onset
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 GRID_S = 0.1  # segment boundaries lie on this grid (3 frames at 30 fps)
+# The named drawings (synth/styles.py): "classic" is the RatSeizure-like rig every stage of the
+# recipe trains on, frozen; "varied" what labs' footage varies, with things that are not animals,
+# for the detector; "unseen" a drawing nothing may train on, to measure what a model learned.
+STYLES = ("classic", "varied", "unseen")
+TRAINING_STYLES = ("classic", "varied")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class SynthConfig:
     crf: int = 23  # x264 constant rate factor (quality; lower is better)
     preset: str = "veryfast"  # x264 preset
     boxes: bool = True  # write the per-frame YOLO boxes (labels/, boxes/)
+    style: str = "classic"  # the drawing: "classic", "varied" or "unseen" (STYLES; docs/TRAINING.md)
 
     def __post_init__(self):
         _validate(self)
@@ -102,6 +108,8 @@ def _validate(c: SynthConfig) -> None:
         raise InputError(f"synth setting crf must be an integer 0..51, got {_show(c.crf)}")
     if c.preset not in X264_PRESETS:
         raise InputError(f"synth setting preset must be one of {', '.join(X264_PRESETS)}, got {c.preset!r}")
+    if c.style not in STYLES:
+        raise InputError(f"synth setting style must be one of {', '.join(STYLES)}, got {_show(c.style)}")
     if not isinstance(c.boxes, bool):
         raise InputError(f"synth setting boxes must be true or false, got {_show(c.boxes)}")
 

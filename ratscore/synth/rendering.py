@@ -25,9 +25,13 @@ from .scene import Scene, _poly, make_scene
 # ---------------------------------------------------------------------------------------------
 # Rendering a video frame by frame.
 
+_MASK_COLOURS = [255] * 8  # every colour slot a body may use (styles add a hood and an LED), for masks
+
+
 class SynthFrame(NamedTuple):
     image: np.ndarray                 # (H, W, 3) uint8 RGB
-    rat_box: tuple                    # (x0, y0, x1, y1) pixels, the rat's body (tail and cable left out)
+    rat_box: Optional[tuple]          # (x0, y0, x1, y1) pixels, the rat's body (tail and cable left out);
+                                      # None where no animal shows (never in the classic style)
     reflection_box: Optional[tuple]   # (x0, y0, x1, y1) pixels of the visible reflection's body, or None
     label_id: int                     # the ground-truth action unit at this frame
     rat_mask: Optional[np.ndarray]    # (H, W) uint8 pixels the rat's body was drawn on, as rat_box bounds it (only when asked for)
@@ -143,6 +147,10 @@ def render_frames(scene: Scene, timeline: Sequence, labels: list, fps: float, n_
         world[:, 1] = body.y + scene.rat_len * (s * local[:, 0] + c * local[:, 1])
         world[:, 2] = scene.rat_len * local[:, 2]
         u, v, k, depth = scene.project(world)
+        if scene.look is not None:  # a named style other than classic draws the frame its own way
+            label = labels[min(max(bisect_right(starts, t) - 1, 0), len(labels) - 1)][2]
+            yield scene.look.frame(n, t, p, body, world, u, v, k, depth, label, with_masks)
+            continue
         light = float(scene.illum[int(min(max(np.median(v), 0), h - 1)), int(min(max(np.median(u), 0), w - 1))])
         colours = [tuple(float(x) for x in np.minimum(col * light, 255)) for col in scene.colours]
         box = _extent(u, v, k, prims, scene.rat_len, w, h)  # all that is drawn, tail included
@@ -172,7 +180,7 @@ def render_frames(scene: Scene, timeline: Sequence, labels: list, fps: float, n_
         mask = None
         if with_masks:
             mask = np.zeros((h, w), np.uint8)
-            _draw_prims(mask, u, v, k, depth, boxed, [255] * 6, scene.rat_len)
+            _draw_prims(mask, u, v, k, depth, boxed, _MASK_COLOURS, scene.rat_len)
         label = labels[min(max(bisect_right(starts, t) - 1, 0), len(labels) - 1)][2]
         rat_box = _clip_box(_extent(u, v, k, boxed, scene.rat_len, w, h), w, h)
         yield SynthFrame(frame, rat_box, reflection_box, label, mask)
@@ -221,7 +229,7 @@ def _draw_reflection(frame, scene: Scene, world, prims, boxed, colours, body: _B
     def faded(drawn_prims) -> np.ndarray:
         # how strongly the reflection of these primitives shows at each pixel of the region
         mask = np.zeros(roi.shape[:2], np.uint8)
-        _draw_prims(mask, u - x0, v - y0, k, depth, drawn_prims, [255] * 6, scene.rat_len)
+        _draw_prims(mask, u - x0, v - y0, k, depth, drawn_prims, _MASK_COLOURS, scene.rat_len)
         return cv2.GaussianBlur(mask.astype(np.float32) * (strength / 255.0), (0, 0), 0.8) * scene.band[y0:y1, x0:x1]
 
     _draw_prims(drawn, u - x0, v - y0, k, depth, prims, colours, scene.rat_len)
@@ -270,4 +278,12 @@ def _scene_and_timeline(plan: VideoPlan, config: SynthConfig):
     rng = np.random.default_rng(plan.render_seed)
     scene = make_scene(rng, config)
     spans = [(s.start_s, s.end_s, s.au_id) for s in plan.segments]
-    return rng, scene, build_timeline(spans, rng, config.transition_seconds), spans
+    timeline = build_timeline(spans, rng, config.transition_seconds)
+    if config.style != "classic":
+        # Another drawing of the same video: the classic scene above was still drawn, so the
+        # timeline and the path are drawn from the same generator as classic's (the same motions);
+        # the style's own look comes from generators of its own.
+        from .styles import styled_scene
+
+        scene = styled_scene(plan, config)
+    return rng, scene, timeline, spans

@@ -47,6 +47,7 @@ class Scene:
     band_box: tuple = (0, 0, 0, 0)
     illum: np.ndarray = None      # (H, W) float32 light falling on each pixel
     noise_bank: list = None
+    look: object = None           # a named style's per-frame drawing (styles.Look); None: classic
 
     def project(self, pts: np.ndarray):
         """World points (N, 3) in chamber radii (x right, y away, z up) -> u, v, px per unit, depth."""

@@ -11,9 +11,12 @@ Output folder layout (DIR):
     DIR/labels/<video_id>/<frame:06d>.txt   YOLO boxes of frame <frame> (0-based decode order):
                                      "0 cx cy w h" the rat, "1 cx cy w h" its reflection (when visible);
                                      a box bounds the body (head to rump, paws, implant), not the
-                                     tail (drawn 1-2 px wide, often unseen) or the cable
+                                     tail (drawn 1-2 px wide, often unseen) or the cable; a frame
+                                     where no animal shows (styles other than classic) has an
+                                     empty file, and no rows in boxes/<video_id>.csv
     DIR/boxes/<video_id>.csv         the same boxes in one table: frame,cls,cx,cy,w,h (normalised)
     DIR/synth_manifest.json          per video: file, width, height, fps, frames, grayscale, subset
+                                     (other styles: what the style drew, and empty_frames)
     DIR/contact_sheet.png            one labelled frame per action unit
 """
 
@@ -88,6 +91,11 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
     info = {"file": f"{plan.video_id}.mp4", "width": w, "height": h, "fps": config.fps, "frames": 0,
             "grayscale": bool((first.image[..., 0] == first.image[..., 1]).all() and (first.image[..., 1] == first.image[..., 2]).all()),
             "subset": plan.subset, "kind": plan.kind}
+    if config.style != "classic":  # what the style drew in this video (a classic manifest stays as it was)
+        from .rendering import _scene_and_timeline
+
+        info["style"] = {**getattr(_scene_and_timeline(plan, config)[1].look, "summary", {}), "name": config.style}
+        info["empty_frames"] = 0
     label_tmp = csv = None
     if config.boxes:
         (out_dir / "labels").mkdir(parents=True, exist_ok=True)
@@ -109,11 +117,13 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
                 yuv = cv2.cvtColor(item.image, cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
                 info["frames"] = n + 1
+                if item.rat_box is None:  # no animal in view (styles other than classic): an empty label file
+                    info["empty_frames"] = info.get("empty_frames", 0) + 1
                 if label_tmp is not None:
-                    lines = [_yolo_line(0, item.rat_box, w, h)]
+                    lines = [] if item.rat_box is None else [_yolo_line(0, item.rat_box, w, h)]
                     if item.reflection_box is not None:
                         lines.append(_yolo_line(1, item.reflection_box, w, h))
-                    (label_tmp / f"{n:06d}.txt").write_text("\n".join(lines) + "\n")
+                    (label_tmp / f"{n:06d}.txt").write_text("".join(line + "\n" for line in lines))
                     for line in lines:
                         csv.write(f"{n},{line.replace(' ', ',')}\n")
             container.mux(stream.encode(None))
@@ -153,10 +163,14 @@ def _chain(first, rest):
 
 
 def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfig()) -> Path:
-    """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid."""
+    """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid.
+    Other styles than classic: 16 scenes, the frame with the animal's box (or none) drawn."""
     import cv2
 
     from .rendering import render_clip_frames
+
+    if config.style != "classic":
+        return _styled_contact_sheet(path, seed, config)
 
     cell_w, cell_h = 320, 240
     sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
@@ -178,6 +192,35 @@ def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfi
         cv2.putText(sheet, f"{au} {LABELS[au]}", (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(sheet, "green: rat box (class 0)", (3 * cell_w + 8, 3 * (cell_h + 24) + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 150, 0), 1, cv2.LINE_AA)
     cv2.putText(sheet, "red: reflection (class 1)", (3 * cell_w + 8, 3 * (cell_h + 24) + 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 30, 30), 1, cv2.LINE_AA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RunError(f"{path}: could not encode the contact sheet")
+    return atomic_write(Path(path), lambda f: f.write(png.tobytes()))
+
+
+def _styled_contact_sheet(path: Path, seed: int, config: SynthConfig) -> Path:
+    """16 scenes of a style (a frame from the middle of 1.6 s each), the box on the animal only."""
+    import cv2
+
+    from .rendering import render_clip_frames
+
+    cell_w, cell_h = 320, 240
+    sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
+    for i in range(16):
+        au, seconds = i % NUM_CLASSES, 1.6
+        plan = VideoPlan(f"sheet_{i}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, "sheet", i), "sheet")
+        pick = list(render_clip_frames(plan, config))[24]
+        img = pick.image.copy()
+        sx, sy = cell_w / img.shape[1], cell_h / img.shape[0]
+        img = cv2.resize(img, (cell_w, cell_h), interpolation=cv2.INTER_AREA)
+        for box, colour in ((pick.rat_box, (0, 230, 0)), (pick.reflection_box, (230, 40, 40))):
+            if box is not None:
+                cv2.rectangle(img, (int(box[0] * sx), int(box[1] * sy)), (int(box[2] * sx), int(box[3] * sy)), colour, 1)
+        r, c = divmod(i, 4)
+        y, x = r * (cell_h + 24), c * cell_w
+        sheet[y + 24:y + 24 + cell_h, x:x + cell_w] = img
+        text = f"{au} {LABELS[au]}" if pick.rat_box is not None else "no animal: no box"
+        cv2.putText(sheet, text, (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RunError(f"{path}: could not encode the contact sheet")
@@ -224,7 +267,10 @@ def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, 
     plans = plan_videos(clips, seed, config, long_minutes, long_count)
     out_dir = Path(out_dir)
     _check_output(out_dir)
-    manifest = {"seed": seed, "config": _untuple(dataclasses.asdict(config)), "videos": {}}
+    settings = _untuple(dataclasses.asdict(config))
+    if config.style == "classic":  # a classic folder's manifest stays as it was before styles had names
+        del settings["style"]
+    manifest = {"seed": seed, "config": settings, "videos": {}}
     for plan, info in _render_all(plans, out_dir, config, jobs):
         manifest["videos"][plan.video_id] = info
         if progress is not None:

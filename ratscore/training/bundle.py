@@ -42,6 +42,9 @@ class BundleRecipe:
     detector_imgsz: int = 320  # YOLO input side, pixels: 320x240 video keeps its own resolution
     detector_frame_step: int = 30  # train the detector on every n-th frame of each clip
     detector_localizer_clips: bool = True  # the detector also trains on the localizer clips: 3x the scenes, same frames
+    detector_style: str = "classic"  # synth style of the detector's extra clips: "classic" (none: today's detector) or "varied"
+    detector_style_clips: int = 200  # with detector_style "varied": that many clips of it, for the detector only
+    detector_style_seed: int = 5000  # their seed
     detector_every_k: int = 10  # at analysis, the detector runs on every k-th frame (boxes interpolated between)
     i3d_width: float = 0.125  # channel multiplier of the small I3D (128-d features)
     i3d_input_size: int = 80  # crop side given to the I3D, pixels
@@ -58,6 +61,14 @@ class BundleRecipe:
     seed: int = 0  # torch seed for every training stage
     ablation: bool = True  # also train keep ratio 1.0 (plain local attention) on the same features
 
+    def __post_init__(self):
+        # "unseen" is the drawing kept back to measure the model with: no stage may train on it
+        if self.detector_style == "unseen":
+            raise InputError("detector_style 'unseen' is the synth style kept back for measuring; "
+                             "the recipe never trains on it (use classic or varied)")
+        if self.detector_style not in ("classic", "varied"):
+            raise InputError(f"detector_style must be classic or varied, not {self.detector_style!r}")
+
     @classmethod
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":
         if path is None:
@@ -73,7 +84,10 @@ class BundleRecipe:
         if not (isinstance(share, (int, float)) and 0 <= share < 1):
             # 1 keeps the whole mean (the temporal-mean step then does nothing); above 1 adds it back
             raise InputError(f"{path}: i3d_still_share must be a number from 0 up to (not including) 1, not {share!r}")
-        return cls(**doc)
+        try:
+            return cls(**doc)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
 
 
 # The recipe fields each stage's output depends on, its own and those of the stages it builds on.
@@ -100,6 +114,12 @@ _STAGE_FIELDS["features"] = _STAGE_FIELDS["front_end"] + sum(_RENDER_FIELDS.valu
 _STAGE_FIELDS["localizer_topk"] = _STAGE_FIELDS["localizer_plain"] = (
     _STAGE_FIELDS["features"] + ("localizer_epochs", "localizer_dim", "localizer_lr"))
 
+# The detector's clips of another style (detector_style): a stage of their own, and fields of
+# every stage the detector feeds; none of it while the style is classic, so that a classic
+# recipe's stages are found done as they were before the field existed.
+_STYLE_FIELDS = ("detector_style", "detector_style_clips", "detector_style_seed")
+_STAGE_FIELDS["synth_detector"] = _STYLE_FIELDS
+
 # the stages that read the localizer clips themselves (the others only through the detector)
 _READ_LOCALIZER_CLIPS = {"synth_localizer", "features", "localizer_topk", "localizer_plain"}
 
@@ -112,6 +132,8 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     if not recipe.detector_localizer_clips and stage not in _READ_LOCALIZER_CLIPS:
         # the detector then never saw those clips: a change to them redoes only what reads them
         fields -= set(_RENDER_FIELDS["synth_localizer"])
+    if recipe.detector_style != "classic" and "detector_epochs" in fields:
+        fields |= set(_STYLE_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = _front_end_digest(Path(recipe.front_end))
@@ -197,6 +219,8 @@ def bundle_stages(recipe: BundleRecipe) -> list[Stage]:
     """The recipe's stages, in the order they run."""
     stages = [Stage(name, partial(_render, name, how)) for name, how in _renders(recipe)]
     if not recipe.front_end:  # a front end taken from a model folder is used as it is, not trained
+        if recipe.detector_style != "classic":
+            stages.append(Stage("synth_detector", _render_detector_style))
         stages += [Stage("detector", _train_detector), Stage("i3d_classifier", _train_classifier)]
     stages += [Stage("front_end", _assemble_front_end), Stage("detector_heldout", _measure_detector),
                Stage("features", _extract_features)]
@@ -304,6 +328,19 @@ def _render(name: str, how: dict, run: BundleRun) -> dict:
     return dict(how)
 
 
+def _render_detector_style(run: BundleRun) -> dict:
+    """The detector's clips of its own style (never a features or localizer input, never "unseen")."""
+    from ..runtime import cpu_cores
+    from ..synth import SynthConfig, synthesize
+
+    recipe, folder = run.recipe, run.work / "synth_detector"
+    if folder.exists():
+        shutil.rmtree(folder)
+    synthesize(folder, clips=recipe.detector_style_clips, seed=recipe.detector_style_seed,
+               config=SynthConfig(style=recipe.detector_style), jobs=cpu_cores())
+    return {"style": recipe.detector_style, "clips": recipe.detector_style_clips, "seed": recipe.detector_style_seed}
+
+
 def _train_detector(run: BundleRun) -> dict:
     from .detector import train_detector
 
@@ -312,6 +349,8 @@ def _train_detector(run: BundleRun) -> dict:
     # detector misses the rat in fewer held-out frames (docs/RESULTS.md)
     pooled = [run.work / "synth_train"] + ([run.work / "synth_localizer"]
                                            if recipe.detector_localizer_clips and recipe.localizer_clips else [])
+    if recipe.detector_style != "classic":
+        pooled.append(run.work / "synth_detector")
     trained = train_detector(pooled, run.work / "detector", epochs=recipe.detector_epochs,
                              imgsz=recipe.detector_imgsz, seed=recipe.seed, frame_step=recipe.detector_frame_step)
     return {"onnx": str(trained.onnx), "train_frames": trained.n_train_frames}
@@ -459,6 +498,9 @@ def _trained_on(recipe: BundleRecipe) -> str:
         also_detector = recipe.detector_localizer_clips and not recipe.front_end
         localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
                            f"for the localizer{' and the detector' if also_detector else ''}")
+    if recipe.detector_style != "classic" and not recipe.front_end:
+        localizer_only += (f", plus {recipe.detector_style_clips} clips of 10 s in the synth style "
+                           f"{recipe.detector_style} (seed {recipe.detector_style_seed}) for the detector")
     trained = (f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
                if recipe.front_end else f"the detector, the I3D classifier and the localizer{localizer_only}")
     return (f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
