@@ -68,8 +68,19 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
     model = tmp_path / "model"
     add_detector_to_model_dir(model, result.onnx, 64, every_k=4)
     assert read_manifest(model)["front_end"]["detector"]["every_k"] == 4
+    # its PyTorch checkpoint comes along (what `train detector --videos` fine-tunes from)
+    assert read_manifest(model)["front_end"]["detector"]["weights"] == "detector.pt"
+    assert (model / "detector.pt").read_bytes() == result.checkpoint.read_bytes()
     with pytest.raises(InputError, match="no I3D"):
         load_front_end(model, device="cpu")
+
+
+def test_a_model_folder_without_detector_weights_loads():
+    """The bundled model's detector has no detector.pt (trained before it was kept): it loads."""
+    from ratscore.model import BUNDLED_MODEL_DIR, load_model
+
+    detector = load_model(BUNDLED_MODEL_DIR).detector
+    assert detector is not None and detector.weights is None
 
 
 def test_refuses_pretrained_weights_and_missing_data(tmp_path):
