@@ -75,6 +75,20 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
         load_front_end(model, device="cpu")
 
 
+def test_cli_synth_alone_writes_the_detector_and_its_weights(tmp_path, synth_dir):
+    from typer.testing import CliRunner
+
+    from ratscore.cli import app
+    from ratscore.model import load_model
+
+    model = tmp_path / "M"
+    result = CliRunner().invoke(app, ["train", "detector", "--synth", str(synth_dir), "-o", str(model), "--epochs", "1",
+                                      "--imgsz", "64", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    detector = load_model(model).detector
+    assert detector.imgsz == 64 and detector.weights == "detector.pt" and (model / "detector.pt").is_file()
+
+
 def test_a_model_folder_without_detector_weights_loads():
     """The bundled model's detector has no detector.pt (trained before it was kept): it loads."""
     from ratscore.model import BUNDLED_MODEL_DIR, load_model

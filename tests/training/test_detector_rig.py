@@ -157,8 +157,13 @@ def test_the_labels_sit_on_the_moving_blob_not_the_card(trained):
 
 
 def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos, tmp_path, monkeypatch):
+    """From a model with a detector.pt (the first test's), with synthetic frames pooled in."""
     import ratscore.training.rig_detector as rig
     from ratscore.model import load_model
+    from ratscore.synth import SynthConfig, synthesize
+
+    synth = tmp_path / "synth"
+    synthesize(synth, clips=2, seed=3, config=SynthConfig(clip_seconds=2.0, resolutions=((160, 120),)))
 
     base = trained[0]
     starts = []
@@ -171,11 +176,15 @@ def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos
     monkeypatch.setattr(rig, "fit_detector", spy)
     out = tmp_path / "TUNED"
     result = runner.invoke(app, ["train", "detector", "--videos", str(lab_videos), "--model", str(base), "-o", str(out),
-                                 "--epochs", "1", "--device", "cpu"])  # imgsz: the base detector's (64)
+                                 "--synth", str(synth), "--epochs", "1", "--device", "cpu"])  # imgsz: the base's (64)
     assert result.exit_code == 0, result.output
     assert starts == [base / "detector.pt"] and f"fine-tuning {base / 'detector.pt'}" in result.stdout
     tuned = load_model(out)
     assert tuned.detector.imgsz == 64 and tuned.detector.weights == "detector.pt"
+    assert "synthetic frames pooled in" in tuned.manifest["trained_on"] and "[synth] " in result.stdout
+    data = json.loads((out / ".detector_training" / "data.yaml").read_text())
+    assert any(d.endswith("synth/images/train") for d in data["train"])
+    assert any(d.endswith("synth/images/val") for d in data["val"])
 
 
 def test_bad_inputs_exit_2_in_one_line(tmp_path, lab_videos, tiny_model):
