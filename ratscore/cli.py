@@ -256,17 +256,41 @@ def train_localizer(
 @train_app.command("detector")
 @reports_errors
 def train_detector(
-    synth: Path = typer.Option(..., "--synth", help="A `ratscore synth` folder (videos with their boxes)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write the detector into."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of your own recordings: the motion model boxes the moving animal (nobody draws a box), the detector is fine-tuned on those frames, and -o is a whole model (a copy of --model with the new detector)."),
+    synth: Optional[Path] = typer.Option(None, "--synth", help="A `ratscore synth` folder (videos with their boxes). With --videos: pooled in, so the detector keeps other rigs. Alone: the only source, trained from scratch, the detector written into -o."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write. With --videos: a new folder (not --model's), or one an earlier run left (it resumes). With --synth alone: the detector goes into this model folder."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --videos: the base model copied into -o, whose detector.pt is fine-tuned (default: the bundled model; without a detector.pt, from scratch)."),
     epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Detector input side, pixels, a multiple of 32 (default: the base detector's with --videos, 192 with --synth alone)."),
     device: str = DeviceOption,
 ):
-    """Train the ROI detector (YOLO) on synthetic videos into a model folder."""
-    from .training.detector import add_detector_to_model_dir, train_detector as run
+    """Train the ROI detector (YOLO): on your own recordings (--videos DIR, boxes from the motion
+    model; resumable; writes a model folder `analyze --model` takes and a contact sheet of the boxes,
+    detector_labels.png), or on synthetic videos alone (--synth DIR)."""
+    from .errors import InputError
 
-    trained = run(synth, output / "detector_training", epochs=epochs, device=device)
+    say = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    if videos is not None:
+        from .training.rig_detector import RigOptions, train_rig_detector
+
+        run = train_rig_detector(videos, output, model=model, synth=synth,
+                                 options=RigOptions(epochs=epochs, imgsz=imgsz), device=device, log=say)
+        how = "trained from scratch" if run.started_from == "scratch" else f"fine-tuned from {run.started_from}"
+        say(f"model written to {run.model_dir} (detector {how} on {run.n_train_frames} frames, "
+            f"{run.n_val_frames} validation); the boxes it trained on: {run.contact_sheet}")
+        return
+    if synth is None:
+        raise InputError("give --videos DIR (your own recordings) or --synth DIR (synthetic videos), or both")
+    if model is not None:
+        raise InputError("--model names the base model of --videos; with --synth alone the detector trains from scratch")
+    from .model import BUNDLED_MODEL_DIR
+    from .training.detector import add_detector_to_model_dir, train_detector as run_synth
+
+    if output.resolve() == BUNDLED_MODEL_DIR.resolve():
+        raise InputError(f"{output}: is the bundled model; give -o another model folder")
+    trained = run_synth(synth, output / "detector_training", epochs=epochs, imgsz=imgsz or 192, device=device)
     add_detector_to_model_dir(output, trained.onnx, trained.imgsz)
-    console.print(f"detector written to {output / 'detector.onnx'} (validation: {trained.metrics})")
+    say(f"detector written to {output / 'detector.onnx'} (validation: {trained.metrics})")
 
 
 @train_app.command("bundle")

@@ -11,7 +11,8 @@ A model is a folder with `manifest.json` and the files it names (ONNX graphs, we
       "racine_map": {"others": 0, ...},   # AU -> Racine stage (null: not staged)
       "threshold": 0.4,                   # analyze's default event threshold
       "front_end": {                      # absent in a localizer-only model (features in, events out)
-        "detector": {"onnx", "imgsz", "classes", "rat_class", "every_k", "conf", "margin"} | null,
+        "detector": {"onnx", "weights" (detector.pt, optional), "imgsz", "classes", "rat_class",
+                     "every_k", "conf", "margin"} | null,
         "i3d": {"onnx", "weights" (i3d.pt, optional), "input_size", "feature_dim", "normalisation",
                 "width", "subtract_temporal_mean", "still_share"}      # the last three describe it
       },
@@ -66,6 +67,7 @@ class DetectorSpec:
     every_k: int  # detect every k-th frame; the track is interpolated between
     conf: float  # detections below this confidence are ignored
     margin: float  # the crop square extends the box by this share of its size
+    weights: Optional[str] = None  # its ultralytics checkpoint (detector.pt): what fine-tuning starts from
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ def load_model(model_dir: str | Path) -> Model:
             d, default = front["detector"], RoiOptions()
             detector = DetectorSpec(str(d["onnx"]), int(d["imgsz"]), tuple(d.get("classes", ("rat", "reflection"))),
                                     int(d.get("rat_class", default.rat_class)), int(d.get("every_k", default.every_k)),
-                                    float(d.get("conf", default.conf)), float(d.get("margin", default.margin)))
+                                    float(d.get("conf", default.conf)), float(d.get("margin", default.margin)),
+                                    str(d["weights"]) if d.get("weights") else None)
         if front.get("i3d"):
             s = front["i3d"]
             if s.get("normalisation", NORMALISATION) != NORMALISATION:

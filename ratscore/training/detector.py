@@ -4,7 +4,9 @@ No pretrained weights exist here and nothing may be downloaded, so the detector 
 YAML model definition (`yolov8n.yaml`, or the default "pico": YOLOv8 at width 0.125, ~4x cheaper
 than nano, plenty for one animal on a plain floor) and trained from scratch on frames of
 `ratscore synth` videos with their YOLO labels (class 0 the rat, class 1 its reflection). The
-best checkpoint is exported to ONNX, which `roi.Detector` runs with ONNX Runtime.
+best checkpoint is exported to ONNX, which `roi.Detector` runs with ONNX Runtime, and kept beside
+it as `detector.pt` (front_end.detector.weights in a model folder): `train detector --videos`
+(rig_detector.py) fine-tunes from it on a lab's own recordings.
 
 ultralytics keeps its settings in a per-user folder and reaches for the network (fonts for its
 plots, pip for missing packages, analytics): here its settings live in the output folder, plots
@@ -20,7 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from ..files import atomic_write, atomic_write_text
 
 CLASSES = ("rat", "reflection")
 DETECTOR_ONNX_NAME = "detector.onnx"
+DETECTOR_PT_NAME = "detector.pt"  # its ultralytics checkpoint, kept in the model folder for fine-tuning
 PICO = "pico"  # the built-in tiny YOLOv8 definition (see _pico_yaml)
 
 
@@ -177,37 +180,71 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
                    model_yaml: str = PICO, frame_step: int = 4, batch: int = 16, val_fraction: float = 0.15,
                    workers: int = 0, init_from=None, mosaic: float = 0.0, lr0: float = 0.002,
                    device: str = "auto") -> DetectorTraining:
-    """Train a YOLO detector from scratch on synthetic frames; export `detector.onnx` into out_dir.
+    """Train a YOLO detector from scratch on synthetic frames; export `detector.onnx` into out_dir,
+    with its PyTorch checkpoint beside it (`detector.pt`: a later fine-tuning starts from it).
 
     `synth_dirs`: a folder of `ratscore synth` videos with their labels, or a list of folders
     whose frames are pooled (more scenes for the same number of frames, with a larger frame_step).
 
     `model_yaml`: "pico" (default), an ultralytics model name such as "yolov8n.yaml", or a path
     to a model YAML. Never downloads weights: a ".pt" name is refused. `init_from`: a checkpoint
-    of an earlier run of this function (its best.pt) to continue from, for more epochs. Mosaic
-    augmentation is off by default: synthetic frames already vary (scene, light, size, pose), and
-    without it a from-scratch detector converges in far fewer epochs, which CPUs need.
+    of an earlier run of this function (its best.pt, or a model folder's detector.pt) to continue
+    from, for more epochs. Mosaic augmentation is off by default: synthetic frames already vary
+    (scene, light, size, pose), and without it a from-scratch detector converges in far fewer
+    epochs, which CPUs need.
     """
     synth_dirs, out_dir = _synth_dirs(synth_dirs), Path(out_dir)
-    if str(model_yaml).endswith(".pt"):
-        raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
-    if epochs < 1 or imgsz < 32 or imgsz % 32:
-        raise InputError(f"epochs must be >= 1 and imgsz a multiple of 32, got {epochs} and {imgsz}")
-    from ..runtime import resolve_device
-
-    train_device = 0 if resolve_device(device) == "cuda" else "cpu"  # amp stays off: its check downloads weights
+    check_training_options(model_yaml, epochs, imgsz)
     work = out_dir / "detector_training"
     if work.exists():
         shutil.rmtree(work)
     _offline_ultralytics(work / "ultralytics_settings")
+    data, n_train, n_val = build_dataset(synth_dirs, work / "dataset", imgsz, frame_step, val_fraction, seed)
+    best, metrics = fit_detector(data, work, epochs=epochs, imgsz=imgsz, seed=seed, model_yaml=model_yaml,
+                                 batch=batch, workers=workers, init_from=init_from, mosaic=mosaic, lr0=lr0,
+                                 device=device)
+    onnx_path = export_detector(best, imgsz, out_dir / DETECTOR_ONNX_NAME)
+    weights = out_dir / DETECTOR_PT_NAME
+    payload = best.read_bytes()
+    atomic_write(weights, lambda f: f.write(payload))
+    return DetectorTraining(onnx_path, best, imgsz, n_train, n_val, metrics)
+
+
+def check_training_options(model_yaml, epochs: int, imgsz: int) -> None:
+    if str(model_yaml).endswith(".pt"):
+        raise InputError(f"{model_yaml}: the detector is trained from a model YAML, not pretrained weights")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or isinstance(imgsz, bool) or not isinstance(imgsz, int) \
+            or epochs < 1 or imgsz < 32 or imgsz % 32:
+        raise InputError(f"epochs must be >= 1 and imgsz a multiple of 32, got {epochs} and {imgsz}")
+
+
+def fit_detector(data: Path, work: Path, *, epochs: int, imgsz: int, seed: int = 0, model_yaml: str = PICO,
+                 batch: int = 16, workers: int = 0, init_from=None, mosaic: float = 0.0, lr0: float = 0.002,
+                 device: str = "auto", resume_from=None,
+                 on_epoch: Optional[Callable[[int, int, dict], None]] = None) -> tuple[Path, dict]:
+    """ultralytics' training on a dataset (its data.yaml), run in `work`/run: from the YAML, or from
+    the checkpoint `init_from`, or resuming an interrupted run from its last.pt (`resume_from`: the
+    run keeps the settings it started with). `on_epoch(epoch, epochs, metrics)` after each epoch.
+    Returns (best.pt, or last.pt where there is none; the last validation metrics)."""
+    from ..runtime import resolve_device
+
+    train_device = 0 if resolve_device(device) == "cuda" else "cpu"  # amp stays off: its check downloads weights
+    _offline_ultralytics(work / "ultralytics_settings")
     from ultralytics import YOLO
 
-    data, n_train, n_val = build_dataset(synth_dirs, work / "dataset", imgsz, frame_step, val_fraction, seed)
-    definition = _pico_yaml(work / "yolov8p.yaml", len(CLASSES)) if model_yaml == PICO else model_yaml
-    try:
-        model = YOLO(str(definition), task="detect")
-    except FileNotFoundError:
-        raise InputError(f"{model_yaml}: no such model YAML") from None
+    if resume_from is not None:
+        model = YOLO(str(resume_from), task="detect")
+    elif init_from is not None:
+        if not Path(init_from).is_file():
+            raise InputError(f"{init_from}: no such detector checkpoint")
+        # the checkpoint's own architecture and weights (whatever YAML it was trained from)
+        model = YOLO(str(init_from), task="detect")
+    else:
+        definition = _pico_yaml(work / "yolov8p.yaml", len(CLASSES)) if model_yaml == PICO else model_yaml
+        try:
+            model = YOLO(str(definition), task="detect")
+        except FileNotFoundError:
+            raise InputError(f"{model_yaml}: no such model YAML") from None
     if train_device == "cpu":
         import torch
 
@@ -216,57 +253,91 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
         # ultralytics trains on one thread fewer than the cores (one, on 2 cores); on all of them
         # the recipe's epochs run faster (docs/RESULTS.md)
         model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(cpu_cores()))
+    if on_epoch is not None:
+        def epoch_end(trainer):
+            if trainer.epoch < trainer.epochs:  # the final validation reports once more, past the last epoch
+                on_epoch(trainer.epoch + 1, trainer.epochs, dict(trainer.metrics or {}))
+        model.add_callback("on_fit_epoch_end", epoch_end)
     continuing = init_from is not None
-    if continuing:
-        if not Path(init_from).is_file():
-            raise InputError(f"{init_from}: no such detector checkpoint")
-        model.load(str(init_from))  # weights of our own earlier run, matched layer by layer
     try:
-        model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=train_device,
-                    seed=seed, deterministic=True, plots=False, project=str(work), name="run", exist_ok=True,
-                    # pretrained=False would make ultralytics drop the weights loaded above and start
-                    # from the YAML again: init_from then silently trained from scratch
-                    pretrained=continuing, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic, cache="disk",
-                    close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW", lr0=lr0,
-                    # ultralytics warms biases up from 0.1 unless it picks the optimizer itself: with
-                    # AdamW that is a large multiple of lr0 on every bias, not for a checkpoint's
-                    # trained head. From scratch it is left as the bundled detector was trained (a
-                    # run without the bias warm-up was no better: docs/RESULTS.md).
-                    warmup_epochs=1 if continuing else 3, warmup_bias_lr=0.0 if continuing else 0.1)
+        if resume_from is not None:
+            # data named again: without it ultralytics would put its default (a download) in its place
+            model.train(resume=True, data=str(data), device=train_device, workers=workers, plots=False, verbose=False)
+        else:
+            model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, device=train_device,
+                        seed=seed, deterministic=True, plots=False, project=str(work), name="run", exist_ok=True,
+                        # pretrained=False would make ultralytics drop the weights of the checkpoint and
+                        # start from its YAML again: init_from then silently trained from scratch
+                        pretrained=continuing, amp=False, val=True, verbose=False, fliplr=0.5, mosaic=mosaic,
+                        cache="disk", close_mosaic=max(1, epochs // 3), patience=max(epochs, 10), optimizer="AdamW",
+                        lr0=lr0,
+                        # ultralytics warms biases up from 0.1 unless it picks the optimizer itself: with
+                        # AdamW that is a large multiple of lr0 on every bias, not for a checkpoint's
+                        # trained head. From scratch it is left as the bundled detector was trained (a
+                        # run without the bias warm-up was no better: docs/RESULTS.md).
+                        warmup_epochs=1 if continuing else 3, warmup_bias_lr=0.0 if continuing else 0.1)
     except (RuntimeError, OSError) as e:
         raise RunError(f"detector training failed: {str(e).splitlines()[0]}") from None
-    best = work / "run" / "weights" / "best.pt"
+    return run_result(work / "run")
+
+
+def run_result(run: Path) -> tuple[Path, dict]:
+    """A finished ultralytics run's best checkpoint (last.pt where there is no best.pt) and its last
+    validation metrics (mAP50, mAP50-95, ...)."""
+    best = run / "weights" / "best.pt"
     if not best.is_file():
-        best = work / "run" / "weights" / "last.pt"
-    trained = YOLO(str(best), task="detect")
-    exported = Path(trained.export(format="onnx", imgsz=imgsz, opset=17, simplify=False, dynamic=False,
-                                   device="cpu", verbose=False))
-    onnx_path = out_dir / "detector.onnx"
-    payload = exported.read_bytes()
-    atomic_write(onnx_path, lambda f: f.write(payload))
-    metrics = {k: float(v) for k, v in (getattr(trained, "metrics", None) or {}).items()} if isinstance(getattr(trained, "metrics", None), dict) else {}
-    results_csv = work / "run" / "results.csv"
+        best = run / "weights" / "last.pt"
+    metrics = {}
+    results_csv = run / "results.csv"
     if results_csv.is_file():
         import pandas as pd
 
         last = pd.read_csv(results_csv).iloc[-1]
         metrics = {str(k).strip(): float(v) for k, v in last.items() if "metrics" in str(k)}
-    return DetectorTraining(onnx_path, best, imgsz, n_train, n_val, metrics)
+    return best, metrics
+
+
+def export_detector(checkpoint: Path, imgsz: int, onnx_path: Path) -> Path:
+    """A checkpoint as the ONNX graph roi.Detector runs, written whole at `onnx_path`."""
+    from ultralytics import YOLO
+
+    trained = YOLO(str(checkpoint), task="detect")
+    exported = Path(trained.export(format="onnx", imgsz=imgsz, opset=17, simplify=False, dynamic=False,
+                                   device="cpu", verbose=False))
+    payload = exported.read_bytes()
+    atomic_write(Path(onnx_path), lambda f: f.write(payload))
+    return Path(onnx_path)
+
+
+def detector_spec(imgsz: int, every_k: int = 5, conf: float = 0.25, margin: float = 0.25,
+                  weights: Optional[str] = DETECTOR_PT_NAME) -> dict:
+    """The manifest's front_end.detector for a detector trained here (see model.py)."""
+    spec = {"onnx": DETECTOR_ONNX_NAME, "imgsz": int(imgsz), "classes": list(CLASSES), "rat_class": 0,
+            "every_k": int(every_k), "conf": float(conf), "margin": float(margin)}
+    if weights:
+        spec["weights"] = weights
+    return spec
 
 
 def add_detector_to_model_dir(model_dir, onnx_path, imgsz: int, every_k: int = 5, conf: float = 0.25,
-                              margin: float = 0.25) -> Path:
-    """Record a detector ONNX in a model folder's manifest (front_end.detector), copying it in."""
+                              margin: float = 0.25, weights=None) -> Path:
+    """Record a detector ONNX in a model folder's manifest (front_end.detector), copying it in,
+    with its PyTorch checkpoint (`weights`; by default the .pt beside the ONNX, where there is one)
+    as detector.pt: what `train detector --videos` fine-tunes from."""
     from ..model import update_model
 
     model_dir, onnx_path = Path(model_dir), Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"{onnx_path}: no such detector ONNX file")
-    target = model_dir / DETECTOR_ONNX_NAME
-    files = {} if onnx_path.resolve() == target.resolve() else {DETECTOR_ONNX_NAME: onnx_path.read_bytes()}
-    spec = {"onnx": DETECTOR_ONNX_NAME, "imgsz": int(imgsz), "classes": list(CLASSES), "rat_class": 0,
-            "every_k": int(every_k), "conf": float(conf), "margin": float(margin)}
-    front = {"detector": spec}
+    if weights is None and onnx_path.with_suffix(".pt").is_file():
+        weights = onnx_path.with_suffix(".pt")
+    if weights is not None and not Path(weights).is_file():
+        raise InputError(f"{weights}: no such detector checkpoint")
+    files = {}
+    for name, source in ((DETECTOR_ONNX_NAME, onnx_path), (DETECTOR_PT_NAME, weights)):
+        if source is not None and Path(source).resolve() != (model_dir / name).resolve():
+            files[name] = Path(source).read_bytes()
+    front = {"detector": detector_spec(imgsz, every_k, conf, margin, DETECTOR_PT_NAME if weights is not None else None)}
     if not (model_dir / "manifest.json").is_file():
         front["i3d"] = None
     return update_model(model_dir, {}, files, front_end=front)

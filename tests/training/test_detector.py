@@ -68,8 +68,33 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
     model = tmp_path / "model"
     add_detector_to_model_dir(model, result.onnx, 64, every_k=4)
     assert read_manifest(model)["front_end"]["detector"]["every_k"] == 4
+    # its PyTorch checkpoint comes along (what `train detector --videos` fine-tunes from)
+    assert read_manifest(model)["front_end"]["detector"]["weights"] == "detector.pt"
+    assert (model / "detector.pt").read_bytes() == result.checkpoint.read_bytes()
     with pytest.raises(InputError, match="no I3D"):
         load_front_end(model, device="cpu")
+
+
+def test_cli_synth_alone_writes_the_detector_and_its_weights(tmp_path, synth_dir):
+    from typer.testing import CliRunner
+
+    from ratscore.cli import app
+    from ratscore.model import load_model
+
+    model = tmp_path / "M"
+    result = CliRunner().invoke(app, ["train", "detector", "--synth", str(synth_dir), "-o", str(model), "--epochs", "1",
+                                      "--imgsz", "64", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    detector = load_model(model).detector
+    assert detector.imgsz == 64 and detector.weights == "detector.pt" and (model / "detector.pt").is_file()
+
+
+def test_a_model_folder_without_detector_weights_loads():
+    """The bundled model's detector has no detector.pt (trained before it was kept): it loads."""
+    from ratscore.model import BUNDLED_MODEL_DIR, load_model
+
+    detector = load_model(BUNDLED_MODEL_DIR).detector
+    assert detector is not None and detector.weights is None
 
 
 def test_refuses_pretrained_weights_and_missing_data(tmp_path):

@@ -1,0 +1,209 @@
+"""`ratscore train detector --videos`: the detector fine-tuned on a lab's own recordings with boxes
+from the motion model, on tiny videos of a dark blob moving over a static floor beside a static
+white card (which must never be taken for the animal)."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import one_line_error
+from typer.testing import CliRunner
+
+from ratscore.cli import app
+
+runner = CliRunner()
+W, H, FPS = 160, 120, 30
+CARD = (120, 10, 150, 30)  # the static white distractor, x0 y0 x1 y1
+HALF = (14, 9)  # the blob's half axes
+
+
+def blob_centre(t: float, phase: float) -> tuple[float, float]:
+    return 40 + 60 * (0.5 + 0.5 * np.sin(1.3 * t + phase)), 60 + 25 * np.sin(0.9 * t + 2 * phase)
+
+
+def blob_box(t: float, phase: float) -> np.ndarray:
+    cx, cy = blob_centre(t, phase)
+    return np.array([cx - HALF[0], cy - HALF[1], cx + HALF[0], cy + HALF[1]])
+
+
+def write_video(path: Path, seconds: float, phase: float = 0.0, moving: bool = True, gop: int = 30) -> Path:
+    import av
+
+    floor = np.random.default_rng(0).integers(90, 110, (H, W)).astype(np.uint8)
+    floor = np.repeat(floor[:, :, None], 3, 2)
+    floor[CARD[1]:CARD[3], CARD[0]:CARD[2]] = 250
+    yy, xx = np.mgrid[0:H, 0:W]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        for n in range(int(seconds * FPS)):
+            cx, cy = blob_centre(n / FPS if moving else 0.0, phase)
+            image = floor.copy()
+            image[((xx - cx) / HALF[0]) ** 2 + ((yy - cy) / HALF[1]) ** 2 <= 1] = 20
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def lab_videos(tmp_path_factory):
+    """Two short clips (every frame decoded by the motion model) and one 26 s recording with a
+    keyframe every 0.5 s (sampled at keyframes, its frames decoded by seeking)."""
+    folder = tmp_path_factory.mktemp("lab_videos")
+    write_video(folder / "rat0.mp4", 4.0, phase=0.0)
+    write_video(folder / "rat1.mp4", 4.0, phase=1.0)
+    write_video(folder / "rat2.mp4", 26.0, phase=2.0, gop=15)
+    return folder
+
+
+def _train(*args):
+    return runner.invoke(app, ["train", "detector", *map(str, args), "--epochs", "2", "--imgsz", "64",
+                               "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def trained(lab_videos, tmp_path_factory):
+    """One run interrupted after its first epoch (its labels made), then run again: it resumes."""
+    import ratscore.training.rig_detector as rig
+
+    model = tmp_path_factory.mktemp("rig") / "RIG_MODEL"
+    real = rig.fit_detector
+
+    def interrupted(*args, on_epoch=None, **kwargs):
+        def stop(epoch, epochs, metrics):
+            on_epoch(epoch, epochs, metrics)
+            raise KeyboardInterrupt
+
+        return real(*args, on_epoch=stop, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rig, "fit_detector", interrupted)
+        first = _train("--videos", lab_videos, "-o", model)
+    first.model_after = (model / "manifest.json").exists()  # no model yet: the manifest comes last
+    second = _train("--videos", lab_videos, "-o", model)
+    third = _train("--videos", lab_videos, "-o", model)
+    return model, first, second, third
+
+
+def test_labels_resume_and_a_model_analyze_takes(trained, lab_videos, tmp_path):
+    from ratscore.model import BUNDLED_MODEL_DIR, load_model
+
+    model, first, second, third = trained
+    assert first.exit_code == 130, first.output  # interrupted, after labelling every video
+    for name in ("rat0.mp4", "rat1.mp4", "rat2.mp4"):
+        assert f"[label] {name}: " in first.stdout and "frames with a clear moving animal" in first.stdout
+    assert "from scratch (the base model has no detector.pt)" in first.stdout  # the bundled model has none
+    assert "[detector] epoch 1/2" in first.stdout and not first.model_after
+
+    assert second.exit_code == 0, second.output
+    assert second.stdout.count("labelled before") == 3 and "frames with a clear moving animal" not in second.stdout
+    assert "resuming the interrupted training" in second.stdout and "[detector] epoch 2/2" in second.stdout
+    assert "[detector] epoch 1/2" not in second.stdout
+    assert third.exit_code == 0, third.output
+    assert "not redone" in third.stdout and "[detector] epoch" not in third.stdout
+
+    loaded = load_model(model)  # the whole chain: the bundled I3D and localizer, the new detector
+    bundled = load_model(BUNDLED_MODEL_DIR)
+    assert loaded.detector.weights == "detector.pt" and loaded.file("detector.pt").is_file()
+    assert loaded.detector.imgsz == 64 and loaded.detector.every_k == bundled.detector.every_k
+    assert loaded.i3d == bundled.i3d and loaded.localizer.onnx == bundled.localizer.onnx
+    assert (model / "localizer.onnx").read_bytes() == (BUNDLED_MODEL_DIR / "localizer.onnx").read_bytes()
+    assert "motion model" in loaded.manifest["trained_on"] and loaded.name == "RIG_MODEL"
+    assert (model / "detector_labels.png").stat().st_size > 1000
+
+    out = tmp_path / "out"
+    analyzed = runner.invoke(app, ["analyze", str(lab_videos / "rat0.mp4"), "--model", str(model), "-o", str(out),
+                                   "--device", "cpu"])
+    assert analyzed.exit_code == 0, analyzed.output
+    summary = json.loads((out / "rat0.summary.json").read_text())
+    assert summary["model"].startswith("RIG_MODEL@") and (out / "rat0.track.csv").is_file()
+
+
+def test_the_labels_sit_on_the_moving_blob_not_the_card(trained):
+    model = trained[0]
+    work = model / ".detector_training"
+    modes = {}
+    for stem, phase in (("rat0", 0.0), ("rat1", 1.0), ("rat2", 2.0)):
+        record = json.loads((work / "videos" / f"{stem}.json").read_text())
+        modes[stem] = record["mode"]
+        assert len(record["frames"]) >= 15
+        for frame in record["frames"]:
+            box = frame["box"]
+            assert iou(box, blob_box(frame["t"], phase)) > 0.6, (stem, frame)
+            assert iou(box, CARD) == 0.0
+            # the YOLO label is the same box, class 0 (rat), normalised to the frame
+            c, cx, cy, bw, bh = (work / "frames" / "labels" / stem / f"{frame['image']}.txt").read_text().split()
+            assert c == "0" and abs(float(cx) * W - (box[0] + box[2]) / 2) < 0.5
+            assert (work / "frames" / "images" / stem / f"{frame['image']}.jpg").is_file()
+    assert modes == {"rat0": "frames", "rat1": "frames", "rat2": "keyframes"}
+    # the split is by video: a whole video validates
+    data = json.loads((work / "data.yaml").read_text())
+    train, val = ({Path(d).name for d in data[k]} for k in ("train", "val"))
+    assert train | val == {"rat0", "rat1", "rat2"} and not train & val and len(val) == 1
+
+
+def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos, tmp_path, monkeypatch):
+    """From a model with a detector.pt (the first test's), with synthetic frames pooled in."""
+    import ratscore.training.rig_detector as rig
+    from ratscore.model import load_model
+    from ratscore.synth import SynthConfig, synthesize
+
+    synth = tmp_path / "synth"
+    synthesize(synth, clips=2, seed=3, config=SynthConfig(clip_seconds=2.0, resolutions=((160, 120),)))
+
+    base = trained[0]
+    starts = []
+    real = rig.fit_detector
+
+    def spy(*args, **kwargs):
+        starts.append(kwargs.get("init_from"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rig, "fit_detector", spy)
+    out = tmp_path / "TUNED"
+    result = runner.invoke(app, ["train", "detector", "--videos", str(lab_videos), "--model", str(base), "-o", str(out),
+                                 "--synth", str(synth), "--epochs", "1", "--device", "cpu"])  # imgsz: the base's (64)
+    assert result.exit_code == 0, result.output
+    assert starts == [base / "detector.pt"] and f"fine-tuning {base / 'detector.pt'}" in result.stdout
+    tuned = load_model(out)
+    assert tuned.detector.imgsz == 64 and tuned.detector.weights == "detector.pt"
+    assert "synthetic frames pooled in" in tuned.manifest["trained_on"] and "[synth] " in result.stdout
+    data = json.loads((out / ".detector_training" / "data.yaml").read_text())
+    assert any(d.endswith("synth/images/train") for d in data["train"])
+    assert any(d.endswith("synth/images/val") for d in data["val"])
+
+
+def test_bad_inputs_exit_2_in_one_line(tmp_path, lab_videos, tiny_model):
+    from ratscore.model import BUNDLED_MODEL_DIR
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no videos here\n")
+    assert "no video files" in one_line_error(_train("--videos", empty, "-o", tmp_path / "M"))
+    still = tmp_path / "still"
+    still.mkdir()
+    write_video(still / "sleeper.mp4", 4.0, moving=False)
+    err = one_line_error(_train("--videos", still, "-o", tmp_path / "M2"))
+    assert "too few to train on" in err and "sleeper" in err and "never moved" in err
+    assert "bundled model" in one_line_error(_train("--videos", lab_videos, "-o", BUNDLED_MODEL_DIR))
+    assert "base model" in one_line_error(_train("--videos", lab_videos, "--model", tiny_model, "-o", tiny_model))
+    assert "--videos DIR" in one_line_error(_train("-o", tmp_path / "M3"))
+    assert "--model" in one_line_error(_train("--synth", empty, "--model", tiny_model, "-o", tmp_path / "M4"))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "thesis.docx").write_text("mine")
+    assert "holds other files" in one_line_error(_train("--videos", lab_videos, "-o", taken))
