@@ -149,6 +149,14 @@ def model_file(model_dir: str | Path, name: str) -> Path:
     return path
 
 
+def manifest_files(manifest: dict) -> list[str]:
+    """The files a manifest names: the localizer's, the feature statistics, the front end's."""
+    front = manifest.get("front_end") or {}
+    parts = [manifest.get("localizer") or {}, front.get("detector") or {}, front.get("i3d") or {}]
+    names = [part.get(key) for part in parts for key in ("onnx", "checkpoint", "weights")]
+    return [n for n in names + [manifest.get("feature_stats")] if isinstance(n, str) and n]
+
+
 def load_model(model_dir: str | Path) -> Model:
     """The model folder parsed and checked: every field inference uses, in one place."""
     from .postprocess import PostprocessConfig

@@ -126,14 +126,6 @@ def _check_share(share) -> float:
     return float(share)
 
 
-def _model_files(manifest: dict) -> list[str]:
-    """The files a manifest names: the localizer's, the feature statistics, the front end's."""
-    front = manifest.get("front_end") or {}
-    parts = [manifest.get("localizer") or {}, front.get("detector") or {}, front.get("i3d") or {}]
-    names = [part.get(key) for part in parts for key in ("onnx", "checkpoint", "weights")]
-    return [n for n in names + [manifest.get("feature_stats")] if isinstance(n, str) and n]
-
-
 def _check_output(output: Path) -> None:
     """-o must be new, empty (hidden entries aside: a feature cache) or a model folder to replace."""
     from ..files import check_output_folder
@@ -153,12 +145,12 @@ def _move_into_place(building: Path, output: Path) -> None:
     name and hidden entries (the feature cache) stay."""
     import json
 
-    from ..model import MANIFEST_NAME
+    from ..model import MANIFEST_NAME, manifest_files
 
     old = output / MANIFEST_NAME
     if old.is_file():
         try:
-            named = _model_files(json.loads(old.read_text()))
+            named = manifest_files(json.loads(old.read_text()))
         except (OSError, ValueError):
             named = []
         old.unlink()
@@ -200,7 +192,9 @@ def _add_front_end(model_dir: Path, source, i3d_weights, no_roi: bool) -> None:
     files = {}
     if not no_roi and source is not None and source.detector is not None:
         parts["detector"] = dict(front["detector"])
-        files[source.detector.onnx] = _copy_file(source.file(source.detector.onnx))
+        for name in (source.detector.onnx, source.detector.weights):  # the weights: for `train detector` later
+            if name:
+                files[name] = _copy_file(source.file(name))
     if i3d_weights is None:
         parts["i3d"] = dict(front["i3d"])
         for name in (source.i3d.onnx, source.i3d.weights):

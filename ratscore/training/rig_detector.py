@@ -292,7 +292,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     from ..features import scan_folder
     from ..model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model, update_model
     from ..pipeline import video_fingerprint
-    from .own_data import _model_files
+    from ..model import manifest_files
 
     say = log or (lambda line: None)
     output = Path(output)
@@ -414,8 +414,8 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     if old.is_file():
         old.unlink()  # from here until the new manifest the folder is no model (never two models' files)
     manifest = base.manifest
-    files = {name: (lambda f, p=base_dir / name: _copy(p, f)) for name in _model_files(manifest)
-             if name not in _model_files({"front_end": {"detector": manifest["front_end"].get("detector")}})}
+    files = {name: (lambda f, p=base_dir / name: _copy(p, f)) for name in manifest_files(manifest)
+             if name not in manifest_files({"front_end": {"detector": manifest["front_end"].get("detector")}})}
     files[DETECTOR_ONNX_NAME] = lambda f: _copy(onnx, f)
     files[DETECTOR_PT_NAME] = lambda f: _copy(best, f)
     d = base.detector
