@@ -117,6 +117,7 @@ class CropTally:
     truncated: Optional[str]  # a warning when the frames end well before the container's stated duration
     track: np.ndarray  # (n_frames, 6) float32 the animal's box, score and who saw it (roi.Track's rows)
     motion: Optional[dict]  # what the motion model did (RoiTracker.motion_summary); None: not used
+    detector_looks: int = 0  # frames the detector looked at (every_k-th, and the last)
 
 
 class VideoCrops:
@@ -171,7 +172,7 @@ class VideoCrops:
         return CropTally(info=self.info, n_frames=n, boxes=self.boxes.array(),
                          rat_found_fraction=self.tracker.found_fraction, gaps=self.tracker.gaps,
                          decode_warnings=warnings, truncated=truncated, track=self.track.array(),
-                         motion=self.tracker.motion_summary())
+                         motion=self.tracker.motion_summary(), detector_looks=self.tracker.detect_calls)
 
 
 # --- worker processes -------------------------------------------------------------------------

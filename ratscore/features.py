@@ -60,6 +60,7 @@ class FeatureResult:
     rotation: int = 0  # degrees the container's rotation tag turned the frames to make them upright
     track: Optional[Track] = None  # the animal's box at every frame (track.csv); None: not kept
     motion: Optional[dict] = None  # what the motion model did (RoiTracker.motion_summary); None: not used
+    detector_looks: int = 0  # frames the detector looked at; the track's SEEN_DETECTOR rows are those it saw the animal in
 
     @property
     def fps(self) -> float:
@@ -324,7 +325,8 @@ def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: li
                          rat_found_fraction=tally.rat_found_fraction, gaps=tally.gaps, boxes=tally.boxes,
                          decode_warnings=tally.decode_warnings, truncated=tally.truncated,
                          width=info.width, height=info.height, rotation=info.rotation,
-                         track=Track(grid.fps, info.width, info.height, tally.track), motion=tally.motion)
+                         track=Track(grid.fps, info.width, info.height, tally.track), motion=tally.motion,
+                         detector_looks=tally.detector_looks)
 
 
 MIXED_BATCHES = 4  # on a GPU, clips of several videos share I3D calls of MIXED_BATCHES x batch_size clips

@@ -106,7 +106,9 @@ class TrustCheck:
     consecutive sightings at most 1 s apart, at least `min_jumps` and `jump_rate` of them move the
     centre by more than `jump_sides` times the box's longer side); or it disagrees with the motion
     model (of `min_motion_moments` or more moments where something moved, the detector's box
-    overlaps the moving blob in under `min_agreement` of them).
+    overlaps the moving blob in under `min_agreement` of them). And one that says the model does not
+    know the animal: of `min_looks` or more frames the detector looked at, it recognised the animal
+    itself in under `min_recognised` of them (the motion model may have kept it "found").
 
     Two things the feature distance does not see are flagged from the frames' shape: frames too
     small to show a rat (a side under `min_frame_side` pixels: the crop the I3D sees is blown up from
@@ -127,6 +129,8 @@ class TrustCheck:
     jump_rate: float = 0.05  # ... when they are also at least this share of the consecutive sightings
     min_motion_moments: int = 20  # the motion model's verdict counts from this many moments with motion
     min_agreement: float = 0.5  # the detector's box must overlap the moving blob in this share of them
+    min_looks: int = 20  # the detector's own hit rate counts from this many frames it looked at
+    min_recognised: float = 0.5  # ... and it must see the animal itself in this share of them
 
     DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
 
@@ -160,6 +164,7 @@ class TrustCheck:
         if track is not None and found is not None:  # with a detector: look inside the box
             track_figures = track_stats(track, self.jump_sides)
             reasons += self._track_reasons(track_figures, getattr(result, "duration_s", 0.0))
+            reasons += self._recognition_reasons(track_figures, getattr(result, "detector_looks", 0))
         motion = getattr(result, "motion", None)
         if motion:
             moments, agreeing = motion.get("moments_with_motion", 0), motion.get("agreeing", 0)
@@ -181,6 +186,16 @@ class TrustCheck:
                 "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
                 "track": track_figures or None, "motion": motion or None,
                 "familiar": not reasons, "reasons": reasons}
+
+    def _recognition_reasons(self, figures: dict, looks: int) -> list[str]:
+        # The motion model's stand-in keeps the rat "found" where the detector does not know the
+        # animal (a dark mouse, a rig unlike any it learned): the I3D then sees an animal unlike its
+        # training ones, which the feature distance has not been seen to catch.
+        sightings = figures.get("sightings", 0)
+        if looks < self.min_looks or sightings >= self.min_recognised * looks:
+            return []
+        return [f"the detector recognised the animal itself in only {sightings} of the {looks} frames it looked "
+                f"at ({100 * sightings / looks:.0f}%): the model may not know animals or rigs like this one"]
 
     def _track_reasons(self, figures: dict, duration_s: float) -> list[str]:
         reasons = []

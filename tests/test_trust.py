@@ -30,6 +30,7 @@ class Result:
     width: int = W
     height: int = H
     features: np.ndarray = field(default_factory=lambda: np.zeros((4, 8), np.float32))
+    detector_looks: int = 0  # 0: not counted (the recognition check stays out of the other tests)
 
 
 # training statistics the zero features above sit in the middle of: only the new checks can object
@@ -93,6 +94,15 @@ def test_a_track_that_disagrees_with_the_motion_model_is_unfamiliar():
     assert reasons(Result(track, 100.0, motion={"moments_with_motion": 10, "agreeing": 0})) == []  # too few to say
 
 
+def test_a_detector_that_rarely_recognises_the_animal_is_unfamiliar():
+    # the detector saw the animal at 39 of 466 looks; the motion model kept it "found" in between
+    track = track_of(wander(39), every_k=60)
+    [reason] = reasons(Result(track, 78.0, detector_looks=466))
+    assert "recognised the animal itself in only 39 of the 466 frames it looked at (8%)" in reason
+    assert reasons(Result(track, 78.0, detector_looks=70)) == []  # more than half: nothing to say
+    assert reasons(Result(track_of(wander(3)), 1.0, detector_looks=15)) == []  # too few looks to say
+
+
 def test_whole_frames_are_not_judged_by_their_track():
     still = track_of([(320, 240)] * 1800)
     assert reasons(Result(still, 600.0, rat_found_fraction=None)) == []  # --no-roi: nothing was tracked
@@ -113,3 +123,4 @@ def test_the_sample_clips_stay_familiar_with_the_bundled_model():
         assert trust["familiar"], (video.name, trust["reasons"])
         assert trust["motion"]["informative"] and trust["motion"]["vetoed_boxes"] == 0
         assert trust["track"]["jumps"] == 0 and trust["rat_found_fraction"] == 1.0
+        assert trust["track"]["sightings"] >= 0.9 * result.detector_looks > 0  # the detector knows these animals

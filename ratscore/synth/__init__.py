@@ -7,6 +7,7 @@ behaviours.py the rat's motions, one per action unit, and a video's timeline of 
 body.py       the pose vector and the skeleton it bends into
 scene.py      one video's camera, chamber, colours, light and painted background
 rendering.py  drawing a frame: the rat, its shadow and reflection, the camera's effects
+frames.py     a plan's frames: its scene and timeline, drawn in its style
 writing.py    the videos, labels, boxes, annotations and contact sheet of a `ratscore synth` folder
 styles.py     the named drawings (classic, varied, unseen) and the per-frame Look of the others
 varied.py     the "varied" style, for the detector; unseen.py the "unseen" style, never trained on

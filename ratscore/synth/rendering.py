@@ -17,10 +17,9 @@ from typing import Iterator, NamedTuple, Optional
 import cv2
 import numpy as np
 
-from .behaviours import Sequence, build_timeline
+from .behaviours import Sequence
 from .body import _CAP_PRIMS, _PRIMS, TAU, F, _without_tail, body_points
-from .planning import SynthConfig, VideoPlan
-from .scene import Scene, _poly, make_scene
+from .scene import Scene, _poly
 
 # ---------------------------------------------------------------------------------------------
 # Rendering a video frame by frame.
@@ -258,32 +257,3 @@ def _camera(frame, scene: Scene, t: float, rng) -> np.ndarray:
     if scene.gray:
         frame = cv2.cvtColor(frame.reshape(scene.height, scene.width), cv2.COLOR_GRAY2RGB)
     return frame
-
-
-# ---------------------------------------------------------------------------------------------
-# A plan's frames: its seeded scene and timeline, drawn.
-
-def render_clip_frames(plan: VideoPlan, config: SynthConfig = SynthConfig(), with_masks: bool = False) -> Iterator:
-    """Yield SynthFrame(image (H, W, 3) uint8 RGB, rat_box, reflection_box, label_id, rat_mask) per frame.
-
-    Boxes are (x0, y0, x1, y1) in pixels; reflection_box is None while no reflection shows.
-    """
-    rng, scene, timeline, spans = _scene_and_timeline(plan, config)
-    n_frames = int(round(plan.duration * config.fps))
-    return render_frames(scene, timeline, spans, config.fps, n_frames, rng, with_masks)
-
-
-def _scene_and_timeline(plan: VideoPlan, config: SynthConfig):
-    """The generator, scene, pose timeline and (start, end, au) spans a plan renders with."""
-    rng = np.random.default_rng(plan.render_seed)
-    scene = make_scene(rng, config)
-    spans = [(s.start_s, s.end_s, s.au_id) for s in plan.segments]
-    timeline = build_timeline(spans, rng, config.transition_seconds)
-    if config.style != "classic":
-        # Another drawing of the same video: the classic scene above was still drawn, so the
-        # timeline and the path are drawn from the same generator as classic's (the same motions);
-        # the style's own look comes from generators of its own.
-        from .styles import styled_scene
-
-        scene = styled_scene(plan, config)
-    return rng, scene, timeline, spans

@@ -27,25 +27,12 @@ from .planning import STYLES, SynthConfig, VideoPlan
 from .rendering import _MASK_COLOURS, SynthFrame, _draw_prims, _draw_reflection, _draw_shadow, _extent, _without_tail
 from .scene import Scene
 
-__all__ = ["STYLES", "Look", "style_rng", "styled_scene"]
+__all__ = ["STYLES", "Look", "style_rng"]
 
 
 def style_rng(plan: VideoPlan, style: str, part: int = 0) -> np.random.Generator:
     """A style's own generator for one video (part: one stream per use)."""
     return np.random.default_rng([plan.render_seed, 0x5757, STYLES.index(style), part])
-
-
-def styled_scene(plan: VideoPlan, config: SynthConfig) -> Scene:
-    """The scene of a plan in a style other than classic, its `look` set."""
-    if config.style == "varied":
-        from .varied import varied_scene
-
-        return varied_scene(plan, config)
-    if config.style == "unseen":
-        from .unseen import unseen_scene
-
-        return unseen_scene(plan, config)
-    raise ValueError(f"no styled scene for {config.style!r}")
 
 
 class Look:

@@ -49,7 +49,7 @@ def planned_motions(synth_dir: str | Path) -> dict[str, Callable[[float], str]]:
     Rebuilt from the folder's manifest and annotations without rendering a frame, to see what a
     model's false alarms fall on.
     """
-    from .rendering import _scene_and_timeline
+    from .frames import scene_and_timeline
 
     synth_dir = Path(synth_dir)
     annotations = read_annotations(synth_dir / "annotations.json")
@@ -67,7 +67,7 @@ def planned_motions(synth_dir: str | Path) -> dict[str, Callable[[float], str]]:
         raise InputError(f"{synth_dir}: not a `ratscore synth` folder with a readable synth_manifest.json ({e})") from None
     motions = {}
     for plan in plans:
-        timeline = _scene_and_timeline(plan, config)[2]
+        timeline = scene_and_timeline(plan, config)[2]
         motions[plan.video_id] = lambda t, timeline=timeline: type(timeline.motion_at(t)).__name__
     return motions
 
@@ -82,7 +82,7 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
     import av
     import cv2
 
-    from .rendering import render_clip_frames
+    from .frames import render_clip_frames
 
     out_dir = Path(out_dir)
     frames = render_clip_frames(plan, config)
@@ -92,9 +92,9 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
             "grayscale": bool((first.image[..., 0] == first.image[..., 1]).all() and (first.image[..., 1] == first.image[..., 2]).all()),
             "subset": plan.subset, "kind": plan.kind}
     if config.style != "classic":  # what the style drew in this video (a classic manifest stays as it was)
-        from .rendering import _scene_and_timeline
+        from .frames import scene_and_timeline
 
-        info["style"] = {**getattr(_scene_and_timeline(plan, config)[1].look, "summary", {}), "name": config.style}
+        info["style"] = {**getattr(scene_and_timeline(plan, config)[1].look, "summary", {}), "name": config.style}
         info["empty_frames"] = 0
     label_tmp = csv = None
     if config.boxes:
@@ -167,7 +167,7 @@ def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfi
     Other styles than classic: 16 scenes, the frame with the animal's box (or none) drawn."""
     import cv2
 
-    from .rendering import render_clip_frames
+    from .frames import render_clip_frames
 
     if config.style != "classic":
         return _styled_contact_sheet(path, seed, config)
@@ -202,7 +202,7 @@ def _styled_contact_sheet(path: Path, seed: int, config: SynthConfig) -> Path:
     """16 scenes of a style (a frame from the middle of 1.6 s each), the box on the animal only."""
     import cv2
 
-    from .rendering import render_clip_frames
+    from .frames import render_clip_frames
 
     cell_w, cell_h = 320, 240
     sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ratscore.synth.planning import SynthConfig, plan_clips, plan_long
-from ratscore.synth.rendering import render_clip_frames
+from ratscore.synth.frames import render_clip_frames
 from ratscore.synth.writing import _yolo_line
 
 HOUR = SynthConfig(resolutions=((640, 480),), boxes=False)

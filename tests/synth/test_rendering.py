@@ -8,7 +8,7 @@ import pytest
 from ratscore.annotations import Segment
 from ratscore.labels import LABEL_IDS, NORMAL_ID
 from ratscore.synth.planning import VideoPlan, make_config, plan_clips
-from ratscore.synth.rendering import render_clip_frames
+from ratscore.synth.frames import render_clip_frames
 
 # small, clean frames: fast, and motion is the rat's own (no sensor noise, no flicker)
 TINY = make_config({"resolutions": [[160, 120]], "noise_sigma": [0, 0], "flicker": [0, 0], "blur_sigma": [0, 0]})

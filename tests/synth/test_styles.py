@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ratscore.cli import app
 from ratscore.errors import InputError
 from ratscore.synth.planning import STYLES, make_config, plan_clips
-from ratscore.synth.rendering import _scene_and_timeline, render_clip_frames
+from ratscore.synth.frames import render_clip_frames, scene_and_timeline
 
 # tiny: 1 s clips of 160x120
 VARIED = make_config({"style": "varied", "resolutions": [[160, 120]], "clip_seconds": 1.0, "min_segment_seconds": 0.5})
@@ -40,7 +40,7 @@ def _frames(plan, config, with_masks=True):
 
 def test_varied_has_empty_frames_distractors_and_boxes_on_the_animal_only():
     plans = plan_clips(8, seed=7, config=VARIED)
-    summaries = [_scene_and_timeline(p, VARIED)[1].look.summary for p in plans]
+    summaries = [scene_and_timeline(p, VARIED)[1].look.summary for p in plans]
     assert {s["animal"] for s in summaries} >= {"none", "all", "start"}
     assert any(s["distractors"] for s in summaries)
     empty = boxed = 0
@@ -63,7 +63,7 @@ def test_varied_has_empty_frames_distractors_and_boxes_on_the_animal_only():
 
 def test_distractors_alone_get_no_box():
     plan = plan_clips(8, seed=7, config=VARIED)[1]  # an empty rig: paper, tape, cables, a hand, text
-    scene = _scene_and_timeline(plan, VARIED)[1]
+    scene = scene_and_timeline(plan, VARIED)[1]
     assert scene.look.summary["animal"] == "all" and "paper" in scene.look.summary["distractors"]
     frames = _frames(plan, VARIED, with_masks=False)
     assert all(f.rat_box is None and f.reflection_box is None for f in frames)
@@ -97,8 +97,8 @@ def test_varied_folder_writes_empty_label_files_the_detector_takes_as_background
 
 def test_unseen_draws_the_same_motions_otherwise_with_the_animal_always_boxed():
     plan = plan_clips(3, seed=9100, config=UNSEEN)[0]
-    classic_timeline = _scene_and_timeline(plan, CLASSIC)[2]
-    unseen_timeline = _scene_and_timeline(plan, UNSEEN)[2]
+    classic_timeline = scene_and_timeline(plan, CLASSIC)[2]
+    unseen_timeline = scene_and_timeline(plan, UNSEEN)[2]
     for t in np.arange(0.0, 1.0, 0.1):
         assert np.allclose(classic_timeline.pose(t), unseen_timeline.pose(t))
     classic, unseen = _frames(plan, CLASSIC, False), _frames(plan, UNSEEN)

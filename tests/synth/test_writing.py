@@ -114,14 +114,14 @@ def test_synthesize_api_defaults_to_ten_clips_without_rendering_twice(tmp_path, 
 def test_planned_motions_rebuild_what_was_rendered(tmp_path):
     from ratscore.synth.behaviours import _EVERYDAY, MOTIONS
     from ratscore.synth.planning import plan_videos
-    from ratscore.synth.rendering import _scene_and_timeline
+    from ratscore.synth.frames import scene_and_timeline
     from ratscore.synth.writing import planned_motions
 
     synthesize(tmp_path, clips=2, seed=4, config=TINY, long_minutes=0.5)
     motions = planned_motions(tmp_path)
     everyday = {kind.__name__ for kind, _ in _EVERYDAY}
     for plan in plan_videos(2, 4, TINY, long_minutes=0.5):
-        rendered = _scene_and_timeline(plan, TINY)[2]  # the timeline the video was rendered from
+        rendered = scene_and_timeline(plan, TINY)[2]  # the timeline the video was rendered from
         times = np.arange(0.05, plan.duration, 0.1)
         assert [motions[plan.video_id](t) for t in times] == [type(rendered.motion_at(t)).__name__ for t in times]
         for s in plan.segments:
