@@ -21,7 +21,10 @@ interpreter, this environment, so PYTHONPATH applies) and reads `<stem>.track.cs
   without the flag" (recordings named in --seizures hold a real seizure and are exempt from the
   second): ok, or MISSED with which.
 
-It prints a table and writes OUT/real_roi.csv and OUT/real_roi.md. The recordings are public
+It prints a table and writes OUT/real_roi.csv and OUT/real_roi.md. With `--record SET`, the rows
+also go into the model folder's manifest (`benchmark.real_footage`, replacing that set's earlier
+rows), which the model card shows; a `<stem>.about.txt` in POSITIONS says in a few words what
+the recording shows. The recordings are public
 clips under their own licences: keep them, and their positions, out of the repository.
 """
 
@@ -117,6 +120,8 @@ def measure(video: Path, positions: Path, args) -> dict:
     width, height = info.width, info.height
     held = sum(holds(nearest(track, p["t"])["box"], p, width * height) for p in points)
     share = held / len(points) if points else 0.0
+    row["_record"] = {"recording": stem, "moments": len(points), "hold": round(share, 3), "familiar": familiar,
+                      "reasons": trust.get("reasons", []), "max_stage": row["max_stage"]}
     row.update(moments=len(points), held=held, hold=f"{share:.0%}",
                found=f"{sum(r['found'] for r in track) / len(track):.0%}",
                target=target(share, familiar, row["max_stage"], stem in args.seizures))
@@ -132,6 +137,22 @@ def target(share: float, familiar: bool, max_stage, seizure: bool) -> str:
     return "MISSED: " + "; ".join(missed) if missed else "ok"
 
 
+def record(rows: list[dict], pairs, args) -> None:
+    """The rows into the model's manifest, benchmark.real_footage (one writer: model.update_model)."""
+    from ratscore.model import BUNDLED_MODEL_DIR, read_manifest, update_model
+
+    model_dir = Path(args.model) if args.model else BUNDLED_MODEL_DIR
+    about = {v.stem: p.with_name(f"{v.stem}.about.txt") for v, p in pairs}
+    new = [{"set": args.record, **r["_record"],
+            "shows": about[r["recording"]].read_text().strip() if about[r["recording"]].is_file() else ""}
+           for r in rows if "_record" in r]
+    benchmark = dict(read_manifest(model_dir).get("benchmark") or {})
+    kept = [r for r in benchmark.get("real_footage") or [] if r.get("set") != args.record]
+    benchmark["real_footage"] = kept + new
+    update_model(model_dir, {"benchmark": benchmark})
+    print(f"recorded {len(new)} rows as set {args.record!r} in {model_dir / 'manifest.json'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", help="folder of recordings")
@@ -140,6 +161,7 @@ def main():
     parser.add_argument("--out", default="bench_real_roi_out", help="folder for analyze's outputs and the table")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reuse", action="store_true", help="read earlier outputs in --out instead of analysing again")
+    parser.add_argument("--record", metavar="SET", help="also write the rows into the model's manifest as this set")
     parser.add_argument("--seizures", default="", help="comma-separated stems of recordings that hold a real seizure")
     args = parser.parse_args()
     args.seizures = {s for s in args.seizures.split(",") if s}
@@ -152,7 +174,9 @@ def main():
     for video, positions in pairs:
         print(f"{video.name} ...", flush=True)
         rows.append(measure(video, positions, args))
-    columns = list(rows[0])
+    if args.record:
+        record(rows, pairs, args)
+    columns = [c for c in rows[0] if not c.startswith("_")]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with open(Path(args.out) / "real_roi.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, columns)

@@ -31,7 +31,7 @@ REGENERATE = ".venv/bin/python -m ratscore.training.model_card models/ -o docs/M
 _KNOWN_BENCHMARK = {"machine", "timings_s", "detector_heldout", "i3d_classifier", "localizer_topk_0.5",
                     "localizer_plain_1.0", "event_f1_at_threshold", "ap_per_class_at_0.5",
                     "neighbour_confusion", "localizer_speed", "testing", "train_seconds",
-                    "seconds_per_epoch", "device"}
+                    "seconds_per_epoch", "device", "real_footage"}
 
 # The timing stages of the bundle recipe, in the order they run, with words for each.
 _STAGE_WORDS = {
@@ -213,6 +213,24 @@ def _speed(m: dict) -> list[str]:
     return lines
 
 
+def _real_footage(m: dict) -> list[str]:
+    """benchmark.real_footage: one row per public real recording (benchmarks/bench_real_roi.py --record)."""
+    rows = _dict(m.get("benchmark")).get("real_footage")
+    if not isinstance(rows, list) or not rows:
+        return []
+    lines = ["## On real footage", "",
+             "Public recordings of real rodents, none of them made for ratscore (the recordings are not in the",
+             "repository; `benchmarks/README.md` says where they come from). \"box holds\": the share of",
+             "labelled moments whose ROI box contains the animal and is at most 4x its size.", "",
+             "| set | recording | what it shows | box holds | trust | max stage |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        r = _dict(r)
+        trust = "familiar" if r.get("familiar") else "unfamiliar: " + "; ".join(map(str, r.get("reasons") or []))
+        lines.append(f"| {r.get('set', '')} | {r.get('recording', '')} | {r.get('shows', '')} | "
+                     f"{_pct(r.get('hold'), 0)} | {trust} | {_plain(r.get('max_stage'))} |")
+    return lines + [""]
+
+
 def _figures(m: dict) -> list[str]:
     b = _dict(m.get("benchmark"))
     body = _front_end_figures(m) + _speed(m)
@@ -272,7 +290,7 @@ def _design(m: dict) -> list[str]:
 
 def model_card(manifest: dict) -> str:
     """The markdown model card of a manifest (as `ratscore.model.read_manifest` returns it)."""
-    lines = (_about(manifest) + _accuracy(manifest) + _figures(manifest) + _design(manifest)
+    lines = (_about(manifest) + _accuracy(manifest) + _real_footage(manifest) + _figures(manifest) + _design(manifest)
              + [INTENDED_USE, NOT_FOR,
                 "## Regenerating this card", "",
                 "The card is made from the manifest. After a model changes, run from the repository root:", "",

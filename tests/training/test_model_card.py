@@ -56,3 +56,19 @@ def test_main_writes_the_card(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ratscore: error: ") and "\n" not in err
+
+
+def test_real_footage_rows_become_a_section():
+    manifest = copy.deepcopy(read_manifest(ROOT / "models"))
+    manifest.setdefault("benchmark", {})["real_footage"] = [
+        {"set": "dev", "recording": "mouse1", "shows": "black mouse, top view", "moments": 30, "hold": 0.833,
+         "familiar": False, "reasons": ["the detector recognised the animal itself in only 39 of 234 frames"],
+         "max_stage": 6},
+        {"set": "held out", "recording": "rat2", "shows": "hooded rat", "moments": 24, "hold": 0.95,
+         "familiar": True, "reasons": [], "max_stage": 0}]
+    card = model_card(manifest)
+    assert "## On real footage" in card
+    assert ("| dev | mouse1 | black mouse, top view | 83% | unfamiliar: the detector recognised the animal itself "
+            "in only 39 of 234 frames | 6 |") in card
+    assert "| held out | rat2 | hooded rat | 95% | familiar | 0 |" in card
+    assert "real_footage" not in card.split("## Measured figures")[-1]  # not repeated under "Other figures"
