@@ -192,22 +192,53 @@ def train_detector(synth_dirs, out_dir, epochs: int = 15, imgsz: int = 192, seed
     from, for more epochs. Mosaic augmentation is off by default: synthetic frames already vary
     (scene, light, size, pose), and without it a from-scratch detector converges in far fewer
     epochs, which CPUs need.
+
+    Resumable: a run interrupted with the same folders and settings (`detector_training/run_key.json`)
+    goes on from ultralytics' last.pt with the frames it had; other settings start afresh.
     """
+    from ..pipeline import content_sha256
+
     synth_dirs, out_dir = _synth_dirs(synth_dirs), Path(out_dir)
     check_training_options(model_yaml, epochs, imgsz)
     work = out_dir / "detector_training"
-    if work.exists():
-        shutil.rmtree(work)
-    _offline_ultralytics(work / "ultralytics_settings")
-    data, n_train, n_val = build_dataset(synth_dirs, work / "dataset", imgsz, frame_step, val_fraction, seed)
-    best, metrics = fit_detector(data, work, epochs=epochs, imgsz=imgsz, seed=seed, model_yaml=model_yaml,
-                                 batch=batch, workers=workers, init_from=init_from, mosaic=mosaic, lr0=lr0,
-                                 device=device)
+    key = {"synth": [str(d.resolve()) for d in synth_dirs], "epochs": epochs, "imgsz": imgsz, "seed": seed,
+           "model_yaml": str(model_yaml), "frame_step": frame_step, "batch": batch, "val_fraction": val_fraction,
+           "init_from": content_sha256(init_from) if init_from is not None and Path(init_from).is_file() else None,
+           "mosaic": mosaic, "lr0": lr0}
+    key_path, data, last = work / "run_key.json", work / "dataset" / "data.yaml", work / "run" / "weights" / "last.pt"
+    try:
+        same = json.loads(key_path.read_text()) == key
+    except (OSError, ValueError):
+        same = False
+    common = dict(epochs=epochs, imgsz=imgsz, seed=seed, model_yaml=model_yaml, batch=batch, workers=workers,
+                  mosaic=mosaic, lr0=lr0, device=device)
+    if same and data.is_file() and last.is_file():
+        _offline_ultralytics(work / "ultralytics_settings")
+        n_train, n_val = (len(list((work / "dataset" / "images" / split).glob("*.jpg"))) for split in ("train", "val"))
+        best, metrics = (run_result(work / "run") if finished_run(last)
+                         else fit_detector(data, work, resume_from=last, **common))
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        _offline_ultralytics(work / "ultralytics_settings")
+        data, n_train, n_val = build_dataset(synth_dirs, work / "dataset", imgsz, frame_step, val_fraction, seed)
+        atomic_write_text(key_path, json.dumps(key) + "\n")  # after the frames: a key means they are whole
+        best, metrics = fit_detector(data, work, init_from=init_from, **common)
     onnx_path = export_detector(best, imgsz, out_dir / DETECTOR_ONNX_NAME)
     weights = out_dir / DETECTOR_PT_NAME
     payload = best.read_bytes()
     atomic_write(weights, lambda f: f.write(payload))
     return DetectorTraining(onnx_path, best, imgsz, n_train, n_val, metrics)
+
+
+def finished_run(last: Path) -> bool:
+    """Whether an ultralytics run's last.pt is of a finished training (its optimizer stripped, or
+    its last epoch done): then there is nothing to resume."""
+    from ultralytics.utils.patches import torch_load
+
+    ckpt = torch_load(last, map_location="cpu")
+    epochs = (ckpt.get("train_args") or {}).get("epochs")
+    return ckpt.get("optimizer") is None or (epochs is not None and ckpt.get("epoch", -1) + 1 >= epochs)
 
 
 def check_training_options(model_yaml, epochs: int, imgsz: int) -> None:

@@ -21,7 +21,6 @@ at low resolution, so it is loose by a few pixels and takes in a shadow that mov
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from ..errors import InputError
 from ..files import atomic_write, atomic_write_text
 from .detector import (CLASSES, DETECTOR_ONNX_NAME, DETECTOR_PT_NAME, PICO, _keeps_torch_threads,
                        _offline_ultralytics, build_dataset, check_training_options, detector_spec, export_detector,
-                       fit_detector, run_result)
+                       finished_run, fit_detector, run_result)
 
 WORK_NAME = ".detector_training"  # inside MODEL: labels, frames and the ultralytics run
 CONTACT_SHEET_NAME = "detector_labels.png"  # inside MODEL: the boxes trained on
@@ -71,14 +70,6 @@ class _VideoLabels:
     stem: str
     frames: int  # frames written
     why: Optional[str]  # why none, in words
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_output(output: Path, base_dir: Path) -> None:
@@ -273,16 +264,6 @@ def _synth_dataset(synth_dirs, work: Path, imgsz: int, frame_step: int, seed: in
     return [str(dataset / "images" / "train")], [str(dataset / "images" / "val")]
 
 
-def _finished(last: Path) -> bool:
-    """Whether an ultralytics run's last.pt is of a finished training (its optimizer stripped, or
-    its last epoch done): then there is nothing to resume."""
-    from ultralytics.utils.patches import torch_load
-
-    ckpt = torch_load(last, map_location="cpu")
-    epochs = (ckpt.get("train_args") or {}).get("epochs")
-    return ckpt.get("optimizer") is None or (epochs is not None and ckpt.get("epoch", -1) + 1 >= epochs)
-
-
 @_keeps_torch_threads
 def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOptions = RigOptions(),
                        device: str = "auto", log: Optional[Callable[[str], None]] = None) -> RigTraining:
@@ -291,8 +272,8 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     detector. `synth`: `ratscore synth` folders pooled in. `log` gets a line per video and epoch."""
     from ..features import scan_folder
     from ..model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model, update_model
-    from ..pipeline import video_fingerprint
     from ..model import manifest_files
+    from ..pipeline import content_sha256, video_fingerprint
 
     say = log or (lambda line: None)
     output = Path(output)
@@ -370,7 +351,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     key = {"videos": {s: fingerprints[s] for s in stems}, "train": train_stems, "val": val_stems,
            "synth": None if synth is None else json.loads((work / "synth" / "built.json").read_text()),
            "epochs": options.epochs, "imgsz": imgsz, "batch": options.batch, "lr0": options.lr0, "seed": options.seed,
-           "start": _sha256(start) if start is not None else "scratch"}
+           "start": content_sha256(start) if start is not None else "scratch"}
     key_path, run = work / "run_key.json", work / "run"
     last, done = run / "weights" / "last.pt", work / "run_done.json"
     try:
@@ -396,7 +377,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
             atomic_write_text(key_path, json.dumps(key) + "\n")
         common = dict(epochs=options.epochs, imgsz=imgsz, seed=options.seed, batch=options.batch, lr0=options.lr0,
                       device=device, on_epoch=epoch_line)
-        if same and last.is_file() and _finished(last):
+        if same and last.is_file() and finished_run(last):
             say("[detector] the training had finished before: not redone")
             best, metrics = run_result(run)
         elif same and last.is_file():

@@ -75,6 +75,38 @@ def test_train_export_and_run_detector(tmp_path, synth_dir, monkeypatch):
         load_front_end(model, device="cpu")
 
 
+def test_an_interrupted_training_resumes_and_a_finished_one_is_not_redone(tmp_path, synth_dir, monkeypatch):
+    import pandas as pd
+
+    from ratscore.training import detector as module
+
+    real, calls = module.fit_detector, []
+
+    def spy(*args, on_epoch=None, **kwargs):
+        calls.append("resumed" if kwargs.get("resume_from") is not None else "started")
+        return real(*args, on_epoch=on_epoch, **kwargs)
+
+    def interrupted(*args, **kwargs):
+        def stop(epoch, epochs, metrics):
+            raise KeyboardInterrupt  # as Ctrl-C after the first epoch
+
+        return spy(*args, on_epoch=stop, **kwargs)
+
+    how = dict(epochs=2, imgsz=64, frame_step=15, batch=4)
+    monkeypatch.setattr(module, "fit_detector", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        module.train_detector(synth_dir, tmp_path / "det", **how)
+    monkeypatch.setattr(module, "fit_detector", spy)
+    result = module.train_detector(synth_dir, tmp_path / "det", **how)
+    assert calls == ["started", "resumed"] and result.onnx.is_file() and result.n_train_frames > 0
+    epochs = pd.read_csv(tmp_path / "det" / "detector_training" / "run" / "results.csv")["epoch"].tolist()
+    assert epochs == [1, 2]  # the first epoch was not trained again
+    again = module.train_detector(synth_dir, tmp_path / "det", **how)
+    assert calls == ["started", "resumed"] and again.checkpoint == result.checkpoint  # finished: not redone
+    module.train_detector(synth_dir, tmp_path / "det", **{**how, "epochs": 1})  # other settings: afresh
+    assert calls[-1] == "started"
+
+
 def test_cli_synth_alone_writes_the_detector_and_its_weights(tmp_path, synth_dir):
     from typer.testing import CliRunner
 
