@@ -162,6 +162,9 @@ def _chain(first, rest):
     yield from rest
 
 
+CELL_W, CELL_H = 320, 240  # a contact sheet's cell; 24 pixels above each for its caption
+
+
 def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfig()) -> Path:
     """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid.
     Other styles than classic: 16 scenes, the frame with the animal's box (or none) drawn."""
@@ -171,56 +174,56 @@ def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfi
 
     if config.style != "classic":
         return _styled_contact_sheet(path, seed, config)
-
-    cell_w, cell_h = 320, 240
-    sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
+    sheet = _blank_sheet()
     for au in range(NUM_CLASSES):
         seconds = 1.6
         plan = VideoPlan(f"sheet_{au}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, "sheet", au), "sheet")
         frames = list(render_clip_frames(plan, config))
         # jumping: the frame with the rat highest in the air; everything else: the last one
         pick = min(frames, key=lambda f: f.rat_box[3]) if LABELS[au] == "jumping" else frames[-1]
-        img = pick.image.copy()
-        sx, sy = cell_w / img.shape[1], cell_h / img.shape[0]
-        img = cv2.resize(img, (cell_w, cell_h), interpolation=cv2.INTER_AREA)
-        for box, colour in ((pick.rat_box, (0, 200, 0)), (pick.reflection_box, (230, 40, 40))):
-            if box is not None:
-                cv2.rectangle(img, (int(box[0] * sx), int(box[1] * sy)), (int(box[2] * sx), int(box[3] * sy)), colour, 1)
-        r, c = divmod(au, 4)
-        y, x = r * (cell_h + 24), c * cell_w
-        sheet[y + 24:y + 24 + cell_h, x:x + cell_w] = img
-        cv2.putText(sheet, f"{au} {LABELS[au]}", (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(sheet, "green: rat box (class 0)", (3 * cell_w + 8, 3 * (cell_h + 24) + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 150, 0), 1, cv2.LINE_AA)
-    cv2.putText(sheet, "red: reflection (class 1)", (3 * cell_w + 8, 3 * (cell_h + 24) + 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 30, 30), 1, cv2.LINE_AA)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RunError(f"{path}: could not encode the contact sheet")
-    return atomic_write(Path(path), lambda f: f.write(png.tobytes()))
+        _sheet_cell(sheet, au, pick, f"{au} {LABELS[au]}", rat_colour=(0, 200, 0))
+    cv2.putText(sheet, "green: rat box (class 0)", (3 * CELL_W + 8, 3 * (CELL_H + 24) + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 150, 0), 1, cv2.LINE_AA)
+    cv2.putText(sheet, "red: reflection (class 1)", (3 * CELL_W + 8, 3 * (CELL_H + 24) + 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 30, 30), 1, cv2.LINE_AA)
+    return _write_sheet(path, sheet)
 
 
 def _styled_contact_sheet(path: Path, seed: int, config: SynthConfig) -> Path:
     """16 scenes of a style (a frame from the middle of 1.6 s each), the box on the animal only."""
-    import cv2
-
     from .frames import render_clip_frames
 
-    cell_w, cell_h = 320, 240
-    sheet = np.full((4 * (cell_h + 24), 4 * cell_w, 3), 255, np.uint8)
+    sheet = _blank_sheet()
     for i in range(16):
         au, seconds = i % NUM_CLASSES, 1.6
         plan = VideoPlan(f"sheet_{i}", "sheet", seconds, (Segment(0.0, seconds, au),), _render_seed(seed, "sheet", i), "sheet")
         pick = list(render_clip_frames(plan, config))[24]
-        img = pick.image.copy()
-        sx, sy = cell_w / img.shape[1], cell_h / img.shape[0]
-        img = cv2.resize(img, (cell_w, cell_h), interpolation=cv2.INTER_AREA)
-        for box, colour in ((pick.rat_box, (0, 230, 0)), (pick.reflection_box, (230, 40, 40))):
-            if box is not None:
-                cv2.rectangle(img, (int(box[0] * sx), int(box[1] * sy)), (int(box[2] * sx), int(box[3] * sy)), colour, 1)
-        r, c = divmod(i, 4)
-        y, x = r * (cell_h + 24), c * cell_w
-        sheet[y + 24:y + 24 + cell_h, x:x + cell_w] = img
         text = f"{au} {LABELS[au]}" if pick.rat_box is not None else "no animal: no box"
-        cv2.putText(sheet, text, (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        _sheet_cell(sheet, i, pick, text, rat_colour=(0, 230, 0))
+    return _write_sheet(path, sheet)
+
+
+def _blank_sheet() -> np.ndarray:
+    return np.full((4 * (CELL_H + 24), 4 * CELL_W, 3), 255, np.uint8)
+
+
+def _sheet_cell(sheet: np.ndarray, index: int, frame, caption: str, rat_colour) -> None:
+    """A frame (rendering.SynthFrame) into cell `index` of a 4 x 4 sheet, its boxes drawn, captioned."""
+    import cv2
+
+    img = frame.image.copy()
+    sx, sy = CELL_W / img.shape[1], CELL_H / img.shape[0]
+    img = cv2.resize(img, (CELL_W, CELL_H), interpolation=cv2.INTER_AREA)
+    for box, colour in ((frame.rat_box, rat_colour), (frame.reflection_box, (230, 40, 40))):
+        if box is not None:
+            cv2.rectangle(img, (int(box[0] * sx), int(box[1] * sy)), (int(box[2] * sx), int(box[3] * sy)), colour, 1)
+    r, c = divmod(index, 4)
+    y, x = r * (CELL_H + 24), c * CELL_W
+    sheet[y + 24:y + 24 + CELL_H, x:x + CELL_W] = img
+    cv2.putText(sheet, caption, (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _write_sheet(path: Path, sheet: np.ndarray) -> Path:
+    import cv2
+
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RunError(f"{path}: could not encode the contact sheet")
