@@ -179,7 +179,7 @@ def main():
     columns = [c for c in rows[0] if not c.startswith("_")]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with open(Path(args.out) / "real_roi.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
