@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
+from videos import encode_video
 
 from ratscore.cli import app
 
@@ -31,19 +32,12 @@ def _tiny_args(model):
 
 
 def _short_video(path: Path, n_frames: int) -> Path:
-    import av
+    def frame(i: int) -> np.ndarray:
+        image = np.full((48, 64, 3), 40, np.uint8)
+        image[10:30, 5 + i % 30: 25 + i % 30] = 200
+        return image
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(n_frames):
-            image = np.full((48, 64, 3), 40, np.uint8)
-            image[10:30, 5 + i % 30: 25 + i % 30] = 200
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_video(path, (frame(i) for i in range(n_frames)))
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ of the first pass; a recording where nothing moves says nothing."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from videos import encode_video
 
 from ratscore.motion import MotionOptions, build_motion_model, motion_labels
 from ratscore.roi import SEEN_DETECTOR, SEEN_MOTION, RoiOptions, RoiTracker, box_iou
@@ -39,18 +39,8 @@ def scene(i: int, moving: bool = True, fps: float = 30.0) -> np.ndarray:
 
 def write_clip(path: Path, n_frames: int = 120, fps: float = 30.0, gop: int | None = None, moving: bool = True) -> Path:
     """An H.264 clip of `scene` (lossless luma); `gop`: a keyframe every that many frames."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"qp": "0", "preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
-        for i in range(n_frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(scene(i, moving, fps), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    options = {"qp": "0", "preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+    return encode_video(path, (scene(i, moving, fps) for i in range(n_frames)), fps, options)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ white card (which must never be taken for the animal)."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import one_line_error
 from typer.testing import CliRunner
+from videos import encode_video
 
 from ratscore.cli import app
 
@@ -31,25 +31,19 @@ def blob_box(t: float, phase: float) -> np.ndarray:
 
 
 def write_video(path: Path, seconds: float, phase: float = 0.0, moving: bool = True, gop: int = 30) -> Path:
-    import av
-
     floor = np.random.default_rng(0).integers(90, 110, (H, W)).astype(np.uint8)
     floor = np.repeat(floor[:, :, None], 3, 2)
     floor[CARD[1]:CARD[3], CARD[0]:CARD[2]] = 250
     yy, xx = np.mgrid[0:H, 0:W]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(FPS))
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for n in range(int(seconds * FPS)):
-            cx, cy = blob_centre(n / FPS if moving else 0.0, phase)
-            image = floor.copy()
-            image[((xx - cx) / HALF[0]) ** 2 + ((yy - cy) / HALF[1]) ** 2 <= 1] = 20
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+
+    def frame(n: int) -> np.ndarray:
+        cx, cy = blob_centre(n / FPS if moving else 0.0, phase)
+        image = floor.copy()
+        image[((xx - cx) / HALF[0]) ** 2 + ((yy - cy) / HALF[1]) ** 2 <= 1] = 20
+        return image
+
+    options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+    return encode_video(path, (frame(n) for n in range(int(seconds * FPS))), FPS, options)
 
 
 def iou(a, b) -> float:
