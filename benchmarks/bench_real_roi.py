@@ -31,6 +31,7 @@ clips under their own licences: keep them, and their positions, out of the repos
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import json
 import os
@@ -77,9 +78,9 @@ def holds(box, p: dict, frame_area: float) -> bool:
 
 
 def nearest(track: list[dict], t: float) -> dict:
-    # the track is on a 30 fps grid starting at 0: index by time, then check the neighbours
-    i = min(max(int(round(t * 30)), 0), len(track) - 1)
-    return min(track[max(i - 2, 0):i + 3], key=lambda r: abs(r["t"] - t))
+    # rows in time order, on the model's grid (whatever its frame rate): the two around t
+    i = bisect.bisect_left([r["t"] for r in track], t)
+    return min(track[max(i - 1, 0):i + 1], key=lambda r: abs(r["t"] - t))
 
 
 def analyze(video: Path, out: Path, args) -> str | None:
