@@ -7,6 +7,13 @@ and resampled by timestamp to a fixed rate (30 fps for the model): each output f
 n / fps is the source frame shown at that moment, so 25 fps, 60 fps and variable frame rate
 recordings all give the same time grid.
 
+Two decoders give those frames: PyAV (the default: numpy arrays) and, when asked for, torchcodec
+(`decoder="torchcodec"`: torch uint8 tensors on the decoder's device, "cpu" or "cuda", so a GPU
+decodes and crops without the frames crossing to the host). torchcodec needs FFmpeg's system
+libraries (4 to 7) and, for "cuda", a build with CUDA decoding; it is imported only when asked
+for, so a machine without those libraries never loads it. `crop_square` and `resize_image` take
+either kind of image and give back the same kind, on the same device.
+
 A truncated or damaged file is read as far as it decodes; where it broke goes into the warnings
 list rather than failing the whole video. Anything but a regular file (a FIFO, a device) is
 refused before it is opened (check_video_file).
@@ -14,17 +21,23 @@ refused before it is opened (check_video_file).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from .errors import InputError
 from .grid import MODEL_FPS
+
+# --decoder: "auto" is PyAV, measured fastest on the CPU; decoding on a GPU (torchcodec) is not
+# measured yet, so it is asked for by name
+DECODERS = ("auto", "pyav", "torchcodec")
 
 # the file extensions taken as videos, wherever a folder is searched for them (extract, batch)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv", ".mts", ".ts")
@@ -45,7 +58,7 @@ class VideoInfo:
 class Frame:
     index: int  # frame number on the resampled grid
     t_s: float  # index / fps, seconds from the video's first frame
-    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    image: Any  # (H, W, 3) uint8 RGB, upright: a numpy array (PyAV), or a torch tensor on the decoder's device (torchcodec)
     source_t_s: float  # timestamp of the source frame shown, seconds from the first frame
 
 
@@ -174,6 +187,173 @@ def _source_frames(path: Path, warnings: list[str]) -> Iterator[tuple[float, np.
         container.close()
 
 
+def _torchcodec_frames(path: Path, warnings: list[str], device: str) -> Iterator[tuple[float, Any]]:
+    """As _source_frames, decoded by torchcodec on `device`: the image is a (H, W, 3) uint8 RGB
+    torch tensor there. torchcodec turns frames upright itself (the display matrix, as _upright)."""
+    from torchcodec.decoders import VideoDecoder
+
+    path = check_video_file(path)
+    try:
+        # NHWC: (H, W, 3) frames as PyAV gives them; 0 threads: FFmpeg chooses, as PyAV's AUTO does
+        decoder = VideoDecoder(str(path), device=device, dimension_order="NHWC", num_ffmpeg_threads=0)
+    except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError or ValueError for unreadable files
+        raise InputError(f"{path}: not a readable video, or cut off before its index ({_torchcodec_reason(e)})") from None
+    meta = decoder.metadata
+    step = 1.0 / meta.average_fps if meta.average_fps else 1.0 / MODEL_FPS
+    t0 = None
+    last_t = None
+    count = 0
+    # frame by frame in presentation order: the next index continues decoding, it does not seek
+    for i in range(len(decoder)):
+        try:
+            frame = decoder.get_frame_at(i)
+        except Exception as e:  # noqa: BLE001 - a damaged frame ends the video where it is, as with PyAV
+            where = f"{last_t:.2f} s" if last_t is not None else "the start"
+            warnings.append(f"decoding stopped at {where} after {count} frames ({_torchcodec_reason(e)})")
+            break
+        t = float(frame.pts_seconds)
+        if t0 is None:
+            t0 = t
+        t -= t0
+        if last_t is not None and t <= last_t:  # repeated stamps: keep time moving, as _source_frames
+            t = last_t + 1e-6
+        last_t = t
+        count += 1
+        yield t, frame.data
+    if count:
+        short = truncation(_torchcodec_claimed_s(path, meta), last_t + step)
+        if short:
+            warnings.append(short)
+
+
+def _torchcodec_claimed_s(path: Path, meta) -> Optional[float]:
+    """The length a file claims, as _source_frames reads it: the stream's header, else the
+    container's (Matroska states only the container's)."""
+    if meta.duration_seconds_from_header:
+        return meta.duration_seconds_from_header
+    from torchcodec.decoders import get_container_metadata
+
+    try:
+        return get_container_metadata(str(path)).duration_seconds_from_header
+    except Exception:  # noqa: BLE001 - no claim, no truncation warning
+        return None
+
+
+def _torchcodec_reason(e: Exception) -> str:
+    """torchcodec's error text without the C++ source location it starts with."""
+    import re
+
+    return re.sub(r"^.*\.cpp:\d+, ", "", _reason(e))
+
+
+def is_tensor(image) -> bool:
+    """Whether `image` is a torch tensor, without importing torch: a process that never loaded
+    torch (a PyAV worker) holds none."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(image, torch.Tensor)
+
+
+def to_numpy(image) -> np.ndarray:
+    """A numpy array of `image` (a tensor is copied to the host; on the CPU it is shared, not copied)."""
+    return image.cpu().numpy() if is_tensor(image) else image
+
+
+def stack_images(images) -> Any:
+    """Images (or clips) of one kind, stacked on a new first axis: np.stack, or torch.stack for tensors."""
+    images = list(images)
+    if images and is_tensor(images[0]):
+        import torch
+
+        return torch.stack(images)
+    return np.stack(images)
+
+
+def blank_like(image, shape: tuple[int, ...], value: int = 0) -> Any:
+    """An array of `shape` filled with `value`, of `image`'s kind, dtype and device."""
+    if is_tensor(image):
+        return image.new_full(shape, value)
+    return np.full(shape, value, image.dtype)
+
+
+def resize_image(image, width: int, height: int, area: bool) -> Any:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8, of `image`'s kind and device. `area`: an area
+    filter (to shrink: every source pixel counts, nothing aliases), else bilinear. A numpy array
+    goes through OpenCV (INTER_AREA, INTER_LINEAR); a tensor through torch where it is, bilinear
+    with antialiasing standing in for INTER_AREA, which torch does not have (how far the two differ
+    is measured in tests/test_decoders.py)."""
+    if is_tensor(image):
+        import torch
+        import torch.nn.functional as F
+
+        x = image.permute(2, 0, 1)[None].float()  # (1, 3, H, W): interpolate takes no uint8 on a GPU
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=area)
+        return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).contiguous()  # (height, width, 3)
+    import cv2
+
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+
+
+@functools.lru_cache(maxsize=None)
+def torchcodec_problem(device: str = "cpu") -> Optional[str]:
+    """Why torchcodec cannot decode on `device` ("cpu" or "cuda") here, in words; None when it can.
+    Imports it and decodes a tiny H.264 clip made in memory there (once per process and device):
+    an import that works can still lack FFmpeg's libraries or, on a GPU, CUDA decoding."""
+    try:
+        import torchcodec
+        from torchcodec.decoders import VideoDecoder
+    except Exception as e:  # noqa: BLE001 - any import failure means: not usable
+        return f"torchcodec is not installed or does not load ({_reason(e)})"
+    if torchcodec.ffmpeg_major_version is None:
+        return ("torchcodec cannot load FFmpeg's libraries (it needs FFmpeg 4 to 7 installed, "
+                "e.g. apt install ffmpeg or libmpv2)")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is available here"
+    try:
+        frame = VideoDecoder(_tiny_h264(), device=device, dimension_order="NHWC").get_frame_at(0)
+    except Exception as e:  # noqa: BLE001 - whatever stops a tiny clip stops a video
+        where = "on the GPU (a torchcodec build with CUDA decoding is needed)" if device == "cuda" else "here"
+        return f"torchcodec cannot decode {where}: {_torchcodec_reason(e)}"
+    if frame.data.device.type != device:
+        return f"torchcodec decoded on {frame.data.device.type}, not {device}"
+    return None
+
+
+def _tiny_h264() -> bytes:
+    """A 2-frame 128x128 H.264 MP4 in memory (the GPU's decoder takes nothing much smaller)."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((128, 128, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def resolve_decoder(decoder: str, device: str = "cpu") -> str:
+    """The decoder to use: "auto" -> "pyav" (see DECODERS); "torchcodec" when it decodes on
+    `device` here; an unknown name, or torchcodec where it cannot decode, is an InputError."""
+    if decoder not in DECODERS:
+        raise InputError(f"--decoder must be auto, pyav or torchcodec, got {decoder!r}")
+    if decoder == "auto":
+        return "pyav"
+    if decoder == "torchcodec":
+        problem = torchcodec_problem(device)
+        if problem:
+            raise InputError(f"--decoder torchcodec (on {device}): {problem}")
+    return decoder
+
+
 # A recording whose frames end this much before its container's stated duration is reported as
 # truncated: more than TRUNCATED_S seconds or TRUNCATED_SHARE of the stated length short, whichever
 # is less, but never for less than TRUNCATED_FLOOR_S (containers round their durations).
@@ -195,22 +375,30 @@ def truncation(stated_s: Optional[float], decoded_s: float) -> Optional[str]:
             f"({100 * (1 - decoded_s / stated_s):.0f}% missing)")
 
 
-def read_frames(path: str | Path, fps: float = MODEL_FPS, warnings: Optional[list[str]] = None) -> Iterator[Frame]:
+def read_frames(path: str | Path, fps: float = MODEL_FPS, warnings: Optional[list[str]] = None,
+                decoder: str = "pyav", device: str = "cpu") -> Iterator[Frame]:
     """Stream a video's frames resampled to `fps` by timestamp.
 
     Output frame n (time n / fps) is the source frame on screen at that time: the latest frame
     whose timestamp is at or before it (with a small tolerance for timestamps rounded by the
     container). The last source frame is shown for its nominal duration. Problems met while
     decoding (truncation) are appended to `warnings`. InputError when nothing decodes.
+
+    `decoder` (DECODERS): "pyav" gives numpy images; "torchcodec" torch tensors on `device`
+    ("cpu" or "cuda"). An unknown name, or torchcodec where it cannot decode, is an InputError.
     """
     path = Path(path)
     warnings = [] if warnings is None else warnings
+    if resolve_decoder(decoder, device) == "torchcodec":
+        source = _torchcodec_frames(path, warnings, device)
+    else:
+        source = _source_frames(path, warnings)
     period = 1.0 / fps
     tolerance = 0.25 * period  # timestamps rounded to a coarse time base land a bit late
     index = 0
-    shown: Optional[tuple[float, np.ndarray]] = None
+    shown: Optional[tuple[float, Any]] = None  # (timestamp, image): the image of either decoder, handed on as it is
     intervals = []  # recent source frame intervals, for the last frame's duration
-    for t, image in _source_frames(path, warnings):
+    for t, image in source:
         if shown is not None:
             # every grid time before this frame appears shows the previous frame
             while index * period < t - tolerance:
@@ -235,11 +423,11 @@ def expected_frames(info: VideoInfo, fps: float = MODEL_FPS) -> Optional[int]:
     return max(1, int(math.ceil(info.duration_s * fps - 0.25)))
 
 
-def crop_square(image: np.ndarray, box, out_size: Optional[int] = None) -> np.ndarray:
+def crop_square(image, box, out_size: Optional[int] = None):
     """The square region `box` = (x0, y0, x1, y1) of `image`, padded with black where it leaves
-    the frame, resized to out_size x out_size when given. (H, W, 3) -> (S, S, 3)."""
-    import cv2
-
+    the frame, resized to out_size x out_size when given (resize_image: area filter to shrink,
+    bilinear to grow). (H, W, 3) -> (S, S, 3) uint8: a numpy array, or for a torch tensor a tensor
+    on its device."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     if x1 <= x0 or y1 <= y0:
@@ -247,13 +435,12 @@ def crop_square(image: np.ndarray, box, out_size: Optional[int] = None) -> np.nd
     if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
         crop = image[y0:y1, x0:x1]
     else:
-        crop = np.zeros((y1 - y0, x1 - x0, 3), dtype=image.dtype)
+        crop = blank_like(image, (y1 - y0, x1 - x0, 3))
         sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if sx1 > sx0 and sy1 > sy0:
             crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
     if out_size is not None and crop.shape[:2] != (out_size, out_size):
-        shrinking = crop.shape[0] > out_size
-        crop = cv2.resize(crop, (out_size, out_size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        crop = resize_image(crop, out_size, out_size, area=crop.shape[0] > out_size)
     return crop
 
 
