@@ -15,7 +15,9 @@ refused before anything runs, since every output is named after the stem.
 With workers (`--workers N`, default the cores less one), worker processes decode, detect and crop
 the next videos while this process runs the I3D over their clips (pipeline.Analyzer.analyze_many);
 the videos are still scored, written and reported one after the other in the same order, with
-the same files on the CPU as one video at a time.
+the same files on the CPU as one video at a time. The workers decode with PyAV: a run that decodes
+with torchcodec (`--decoder torchcodec`, whose frames may be CUDA tensors, which cannot cross to
+another process) takes its videos one at a time in its own process.
 """
 
 from __future__ import annotations
@@ -285,8 +287,9 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
 
     `workers`: processes that decode, detect and crop the next videos while this one runs the I3D
     over their clips (an analyzer with `.analyze_many`, pipeline.Analyzer's); None: default_workers();
-    0, or a single video to analyse: one video at a time through `.analyze`. Either way the same
-    files, the same order of videos and the same lines.
+    0, or a single video to analyse, or an analyzer that decodes with anything but PyAV (its
+    `.decoder`): one video at a time through `.analyze`. Either way the same files, the same order
+    of videos and the same lines.
     """
     from .pipeline import video_fingerprint
 
@@ -298,6 +301,8 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
     if workers is not None and workers < 0:
         raise InputError(f"--workers must be 0 or more, got {workers}")
     workers = default_workers() if workers is None else workers
+    if getattr(analyzer, "decoder", "pyav") != "pyav":
+        workers = 0  # worker processes decode with PyAV; torchcodec's frames (CUDA tensors) stay in this process
     names = _table_names(shard)
     result = BatchResult(other_files=plan.other_files, folders_not_searched=plan.folders_not_searched)
     scoring_dict = asdict(analyzer.options.scoring) if analyzer is not None else None  # as summary.json has it

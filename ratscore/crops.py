@@ -125,12 +125,16 @@ class VideoCrops:
     `tally()` after the last one. Streams: the frames since the detector's last frame are all
     it holds, beside 40 bytes a frame of crop boxes and track rows. With `motion` (and a
     detector), a first, low-resolution pass over the video models its background and motion
-    (motion.py) before the crops are made, and checks the detector with it."""
+    (motion.py, always PyAV) before the crops are made, and checks the detector with it.
+
+    `decoder` (video.DECODERS) and `device`: "pyav" gives numpy crops; "torchcodec" decodes on
+    `device` and gives torch uint8 tensors there, cropped where they are (video.crop_square)."""
 
     def __init__(self, path: Path, detector: Optional[Detector], roi_options: RoiOptions, input_size: int,
                  grid: FeatureGrid, profile: Union[RigProfile, str, Path, None] = None,
-                 motion: Optional[MotionOptions] = None):
+                 motion: Optional[MotionOptions] = None, decoder: str = "pyav", device: str = "cpu"):
         self.path, self.grid = Path(path), grid
+        self.decoder, self.device = decoder, device
         self.info = probe_video(self.path)
         mask = None
         if profile is not None and detector is not None:  # a rig mask only sorts the detector's boxes
@@ -144,13 +148,13 @@ class VideoCrops:
         self.track = Rows(6)  # the animal's box, score and who saw it, per frame (roi.Track): 24 bytes a frame
         self.n_frames = 0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[np.ndarray]:  # (S, S, 3) uint8: numpy, or a torch tensor with torchcodec
         if self.motion is not None:
             from .motion import build_motion_model
 
             model = build_motion_model(self.path, self.motion, self.grid.fps)  # the first, low-resolution pass
             self.tracker = RoiTracker(*self._tracker_args, model)
-        frames = read_frames(self.path, self.grid.fps, self.warnings)
+        frames = read_frames(self.path, self.grid.fps, self.warnings, self.decoder, self.device)
         if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
             frames = run_ahead(frames, depth=8)
         for roi_frame in self.tracker.crops(frames):
@@ -209,7 +213,10 @@ class CropRecipe:
     motion: Optional[MotionOptions] = None  # the motion model's options; None: off
 
     def crops(self, path: Path, detector: Optional[Detector]) -> VideoCrops:
-        return VideoCrops(path, detector, self.roi_options, self.input_size, self.grid, self.mask, self.motion)
+        # decoded with PyAV, whatever the parent's decoder: a worker's crops cross to the parent
+        # through a pipe, as numpy arrays (a CUDA tensor cannot; batch with torchcodec has no workers)
+        return VideoCrops(path, detector, self.roi_options, self.input_size, self.grid, self.mask, self.motion,
+                          decoder="pyav")
 
 
 def _chunks(crops: VideoCrops, size: int) -> Iterator[np.ndarray]:

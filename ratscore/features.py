@@ -9,6 +9,8 @@ the last 16 crops makes the clips, and clips go through the network in batches. 
 network, one batch of clips, a short queue of crops and the (small) features and boxes, whatever
 the length of the video. Decoding, detection and cropping run in a background thread, ahead of
 I3D (PyAV, OpenCV and ONNX Runtime release the GIL), so the two halves overlap on a multi-core CPU.
+With the torchcodec decoder (`FrontEnd.decoder`) frames, crops and clips are torch uint8 tensors
+on the run's device, so on a GPU nothing but the detector's small letterboxed input leaves it.
 
 `extract_many` (for `batch`) makes several videos' crops at once in worker processes and runs
 one I3D here over all of them. On the CPU every clip goes through the I3D in the very batch it
@@ -38,7 +40,7 @@ from .crops import CropTally, VideoCrops, run_ahead
 from .roi import Detector, RoiOptions, Track
 from .runtime import cores_beside_one_thread, onnx_session, resolve_device
 from .grid import DEFAULT_GRID, FeatureGrid
-from .video import VIDEO_SUFFIXES, expected_frames, probe_video
+from .video import VIDEO_SUFFIXES, expected_frames, probe_video, resolve_decoder, stack_images
 
 
 
@@ -182,6 +184,8 @@ class FrontEnd:
     grid: FeatureGrid = DEFAULT_GRID  # frame rate, clip length and stride of the features
     batch_size: int = 8  # clips per network call
     motion: Optional[MotionOptions] = None  # the motion model's first pass checks the detector; None: off
+    decoder: str = "pyav"  # "pyav" (numpy frames) or "torchcodec" (torch frames on decode_device); never "auto"
+    decode_device: str = "cpu"  # where torchcodec decodes and crops: the run's device
 
     @property
     def input_size(self) -> int:
@@ -209,7 +213,7 @@ def front_end_model(model_dir=None):
 
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
                    backend: str = "auto", batch_size: int = 8, input_size: int = 224,
-                   motion: bool = MOTION_DEFAULT) -> FrontEnd:
+                   motion: bool = MOTION_DEFAULT, decoder: str = "auto") -> FrontEnd:
     """The I3D and ROI detector for extraction, on the model's time grid.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
@@ -217,9 +221,12 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     folder has its weights (i3d.pt): torch's convolutions on CUDA need nothing beyond torch, where
     ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
     `no_roi` the folder must hold a detector; `motion` checks it with the recording's motion model
-    (motion.py; nothing to check without a detector).
+    (motion.py; nothing to check without a detector). `decoder` (video.DECODERS): "auto" is PyAV;
+    "torchcodec" decodes on the run's device, and is an InputError where it cannot (before any
+    model loads).
     """
     device = resolve_device(device)
+    decoder = resolve_decoder(decoder, device)
     model = front_end_model(model_dir)
     if model is not None and not model.has_front_end and i3d_weights is None:
         raise InputError(f"{model.path}: the model has no I3D front end (it scores features only); "
@@ -252,18 +259,20 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
         options = RoiOptions(every_k=spec.every_k, conf=spec.conf, margin=spec.margin, rat_class=spec.rat_class)
         detector = Detector(model.file(spec.onnx), spec.imgsz, spec.classes, device=device, conf=options.conf)
     motion_options = MotionOptions() if motion and detector is not None else None
-    return FrontEnd(encoder, detector, options, grid, batch_size, motion_options)
+    return FrontEnd(encoder, detector, options, grid, batch_size, motion_options, decoder,
+                    device if decoder == "torchcodec" else "cpu")
 
 
 # --- extraction -------------------------------------------------------------------------------
 
 def clips_from(crops: Iterator[np.ndarray], grid: FeatureGrid = DEFAULT_GRID) -> Iterator[np.ndarray]:
-    """Windows of grid.num_frames crops every grid.feat_stride crops: (clip frames, S, S, 3) each."""
+    """Windows of grid.num_frames crops every grid.feat_stride crops: (clip frames, S, S, 3) each,
+    of the crops' kind (numpy arrays, or torch tensors on their device)."""
     ring: deque = deque(maxlen=grid.num_frames)
     for n, crop in enumerate(crops, start=1):
         ring.append(crop)
         if grid.clip_ends(n):
-            yield np.stack(ring)
+            yield stack_images(ring)
 
 
 def _progress(enabled: bool, name: str, total: Optional[int]):
@@ -280,19 +289,20 @@ def _progress(enabled: bool, name: str, total: Optional[int]):
 
 def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = None, device: str = "auto",
                      mask_profile: Union[str, Path, RigProfile, None] = None, no_roi: bool = False,
-                     i3d_weights=None, progress: bool = True, batch_size: int = 8) -> FeatureResult:
+                     i3d_weights=None, progress: bool = True, batch_size: int = 8,
+                     decoder: str = "auto") -> FeatureResult:
     """I3D features of one video (see the module doc for the layout).
 
-    `model_dir` is a model folder or an already loaded FrontEnd (reuse it across videos).
-    InputError for an unreadable video or one shorter than one clip.
+    `model_dir` is a model folder or an already loaded FrontEnd (reuse it across videos; its own
+    decoder then decodes). InputError for an unreadable video or one shorter than one clip.
     """
     path = Path(video_path)
     if isinstance(model_dir, FrontEnd):
         front = model_dir
     else:
-        front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size)
+        front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size, decoder=decoder)
     stream = VideoCrops(path, front.detector, front.roi_options, front.input_size, front.grid, mask_profile,
-                        front.motion)
+                        front.motion, front.decoder, front.decode_device)
     features: list[np.ndarray] = []
 
     total = expected_frames(stream.info, front.grid.fps)
@@ -368,7 +378,9 @@ def extract_many(jobs: Iterable[tuple[Hashable, Optional[Path]]], front: FrontEn
     and their clips run through `front`'s I3D here.
 
     `jobs`: (key, video path), or (key, None) for a place in the order without a video; read
-    as workers become free. Yields (key, outcome) in the order of `jobs`: the video's
+    as workers become free. The workers decode with PyAV whatever `front.decoder` says (their crops
+    cross a pipe as numpy arrays): `batch` with torchcodec runs without them. Yields (key, outcome)
+    in the order of `jobs`: the video's
     FeatureResult, the exception extract_features would have raised for it, or None. At most
     2 x `workers` videos are between `jobs` and the caller at once; closing this generator (or an
     exception, Ctrl-C, SIGTERM) ends the workers.
@@ -509,7 +521,7 @@ def _frames_promised(path: Path, grid: FeatureGrid) -> Optional[int]:
 
 def _encode(front: FrontEnd, batch: list[np.ndarray], path: Path) -> np.ndarray:
     try:
-        return front.encoder(np.stack(batch))  # (B, 16, S, S, 3) -> (B, D)
+        return front.encoder(stack_images(batch))  # (B, 16, S, S, 3) uint8, numpy or torch -> (B, D)
     except MemoryError:
         raise RunError(f"{path}: out of memory running I3D on a batch of {len(batch)} clips; lower the batch size") from None
 
@@ -641,7 +653,7 @@ def video_files(source: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mask_profile=None,
                       no_roi: bool = False, i3d_weights=None, progress: bool = True,
-                      motion: bool = MOTION_DEFAULT) -> list[tuple[Path, FeatureResult]]:
+                      motion: bool = MOTION_DEFAULT, decoder: str = "auto") -> list[tuple[Path, FeatureResult]]:
     """`ratscore extract`: <out_dir>/<video_id>.npy and <video_id>.track.csv for each video. Bad
     videos are InputErrors naming the video; one model load serves every video."""
     from .files import atomic_write, check_output_folder, recover
@@ -651,7 +663,7 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
     check_output_folder(out_dir)
     recover(out_dir)  # temporary files a killed run left
     total = len(videos) + len(unusable)
-    front = load_front_end(model_dir, i3d_weights, device, no_roi, motion=motion)
+    front = load_front_end(model_dir, i3d_weights, device, no_roi, motion=motion, decoder=decoder)
     profile = load_rig_profile(mask_profile) if mask_profile is not None else None
     written = []
     failures = {path: f"{path}: {why}" for path, why in unusable}  # never skipped without a word

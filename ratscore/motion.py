@@ -134,8 +134,12 @@ class MotionFollower:
 
     def blob(self, image: np.ndarray) -> Optional[np.ndarray]:
         """(4,) box in source pixels, or None (no motion, nothing sizeable, or a model that says nothing)."""
+        from .video import to_numpy
+
         m = self.model
-        gray = small_gray(image, m.small_size)
+        # a torch frame (torchcodec; from a GPU, a copy to the host at detection frames only) is made
+        # gray by the very code the first pass (PyAV) made the background with: the two compare exactly
+        gray = small_gray(to_numpy(image), m.small_size)
         previous, self._previous = self._previous, gray
         if previous is None or not m.informative:
             return None

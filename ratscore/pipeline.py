@@ -123,6 +123,7 @@ def rescore_boris_file(path: Path, out_dir: Path, options: ScoringOptions = Scor
 class AnalyzeOptions:
     model_dir: Path = BUNDLED_MODEL_DIR  # a model folder (manifest.json + ONNX files)
     device: str = "auto"  # auto | cpu | cuda: auto takes a GPU when there is one
+    decoder: str = "auto"  # auto | pyav | torchcodec (video.DECODERS): auto is PyAV; torchcodec decodes on the device
     scoring: ScoringOptions = ScoringOptions()  # bins, episode gap, score threshold, include "others"
     mask: Optional[Path] = None  # rig profile YAML: arena and mirror-reflection regions
     no_roi: bool = False  # use the whole frame (camera already framed on one animal)
@@ -135,6 +136,10 @@ class AnalyzeOptions:
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        from .video import DECODERS
+
+        if self.decoder not in DECODERS:  # the name only: whether torchcodec loads is judged with the device
+            raise InputError(f"--decoder must be auto, pyav or torchcodec, got {self.decoder!r}")
         if self.nwb:
             from .nwb import check_available
 
@@ -158,14 +163,17 @@ class Analyzer:
         self.model_id = self.model.identity
         self.racine = load_racine_map(options.racine_config, self.model.racine)
         self.localizer = OnnxLocalizer(self.model, device=options.device)
-        self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi, motion=options.motion)
+        self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi, motion=options.motion,
+                                    decoder=options.decoder)
+        self.decoder = self.front.decoder  # "pyav" or "torchcodec": batch's worker processes decode only with PyAV
         if self.front.feature_dim != self.localizer.feature_dim:
             raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "
                              f"localizer takes {self.localizer.feature_dim}-d")
         self.mask = load_rig_profile(options.mask) if options.mask is not None else None
         self.trust = TrustCheck.from_model(self.model)
         # what `batch --resume` compares beside the scoring options: everything else that changes the
-        # outputs (the device does not); config files by content, so a moved file changes nothing
+        # outputs (the device and the decoder do not, beyond the small differences tests/test_gpu.py
+        # and tests/test_decoders.py bound); config files by content, so a moved file changes nothing
         self.run_record = {"model_sha256": content_sha256(options.model_dir), "no_roi": options.no_roi,
                            "keep_features": options.keep_features,
                            "racine_config_sha256": content_sha256(options.racine_config),

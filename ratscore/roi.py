@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .mask import RigMask
-from .video import Frame, crop_square
+from .video import Frame, blank_like, crop_square, resize_image, to_numpy
 
 if TYPE_CHECKING:
     from .motion import MotionModel
@@ -54,7 +54,7 @@ class RoiOptions:
 class RoiFrame:
     index: int  # frame number on the model's time grid
     t_s: float  # seconds
-    crop: np.ndarray  # (S, S, 3) uint8 RGB, resized to the I3D input size
+    crop: np.ndarray  # (S, S, 3) uint8 RGB, resized to the I3D input size (a torch tensor where the frame was one)
     box: np.ndarray  # (4,) the square cut from the frame: x0, y0, x1, y1 in upright source pixels
     found: bool  # the detector (or the motion model) saw the rat here (False: a held or guessed box)
     rat: Optional[np.ndarray] = None  # (4,) the animal's box (smoothed, interpolated or held); None: none yet
@@ -135,21 +135,21 @@ class Detector:
         self.input_name = self.session.get_inputs()[0].name
         self.imgsz, self.classes, self.conf, self.nms_iou = int(imgsz), list(classes), conf, nms_iou
 
-    def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
-        """(H, W, 3) uint8 -> (1, 3, S, S) float32 in [0, 1], with the scale and (left, top) padding."""
-        import cv2
-
+    def letterbox(self, image) -> tuple[np.ndarray, float, tuple[int, int]]:
+        """(H, W, 3) uint8 -> (1, 3, S, S) float32 numpy in [0, 1], with the scale and (left, top)
+        padding. `image` a numpy array, or a torch tensor: then resized and padded where it is (a
+        GPU's frame stays there) and only the small S x S canvas comes to the host."""
         h, w = image.shape[:2]
         scale = self.imgsz / max(h, w)
         nw, nh = int(round(w * scale)), int(round(h * scale))
-        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else image
+        resized = resize_image(image, nw, nh, area=False) if (nw, nh) != (w, h) else image  # bilinear, as YOLO's
         left, top = (self.imgsz - nw) // 2, (self.imgsz - nh) // 2
-        canvas = np.full((self.imgsz, self.imgsz, 3), LETTERBOX_FILL, np.uint8)
+        canvas = blank_like(image, (self.imgsz, self.imgsz, 3), LETTERBOX_FILL)
         canvas[top:top + nh, left:left + nw] = resized
-        tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0  # (1, 3, S, S)
+        tensor = to_numpy(canvas).transpose(2, 0, 1)[None].astype(np.float32) / 255.0  # (1, 3, S, S)
         return tensor, scale, (left, top)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image) -> np.ndarray:
         """Detections in source pixels: (M, 6) rows of x0, y0, x1, y1, score, class id."""
         tensor, scale, (left, top) = self.letterbox(image)
         out = self.session.run(None, {self.input_name: tensor})[0][0]  # (4 + C, A)
