@@ -26,6 +26,8 @@ test: setup
 # ratscore writes. A venv of its own: BORIS brings PyQt5, kept out of .venv. Importing it
 # headless (QT_QPA_PLATFORM=offscreen) needs Debian's libmpv2 and libpulse-mainloop-glib0,
 # installed here when dpkg says they are missing (as root). The venv ignores itself in git.
+# libmpv2 also brings the FFmpeg libraries torchcodec loads (--decoder torchcodec; with CI=true
+# tests/test_decoders.py fails rather than skips without them).
 # The tests find it through RATSCORE_BORIS_PYTHON=.venv-boris/bin/python (.ci/run sets it).
 BORIS_VENV := .venv-boris
 BORIS_VERSION := 8.27.4
