@@ -285,13 +285,10 @@ def resize_image(image, width: int, height: int, area: bool) -> Any:
         import torch
         import torch.nn.functional as F
 
-        x = image.permute(2, 0, 1)[None]  # (1, 3, H, W), channels last in memory
-        if x.device.type == "cpu":  # torch's uint8 kernel: some 5x faster than float32 on the CPU, within a level of it
-            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=area)
-        else:  # a GPU's interpolate takes no uint8
-            x = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=area)
-            x = x.round().clamp(0, 255).to(torch.uint8)
-        return x[0].permute(1, 2, 0).contiguous()  # (height, width, 3)
+        # float32 on every device (a GPU's interpolate takes no uint8), so the CPU runs the GPU's arithmetic
+        x = image.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=area)
+        return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).contiguous()  # (height, width, 3)
     import cv2
 
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
