@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_study.py [--videos 4] [--minutes 10] [--size 640x480|320x240]
         [--folder DIR] [--work DIR] [--model DIR] [--device cpu|cuda] [--full-i3d] [--repeats 2]
-        [--seed 5000] [--workers N[,N...]] [-o report.json]
+        [--seed 5000] [--workers N[,N...]] [--decoder auto|pyav|torchcodec] [-o report.json]
 
 Without --folder it renders N synthetic recordings of M minutes (`ratscore synth --long-minutes M
 --long-count N`, seed --seed, one resolution) into --work, and reuses them on the next call with
@@ -13,14 +13,18 @@ times drift, the pair's ratio much less):
   - decode: every video of the folder decoded with PyAV to RGB arrays, one after the other, in one
     fresh process, with the decoder's threads as ratscore's reader sets them (thread_type AUTO)
     and nothing else: the floor any scoring of the folder stands on;
-  - batch: `ratscore batch FOLDER -o OUT --no-resume --model DIR --device D` in a fresh process,
+  - decode torchcodec (with --decoder torchcodec): the same with ratscore's torchcodec reader on the
+    device (--device), to torch tensors there: the floor of a run that decodes with torchcodec;
+  - batch: `ratscore batch FOLDER -o OUT --no-resume --model DIR --device D --decoder X` in a fresh process,
     into a fresh output folder each time (start-up and model loading included: a study pays them);
     with --workers 0,2 once with `--workers 0` and once with `--workers 2` after each decode (the
-    outputs of the two are compared byte for byte: every CSV and JSON file).
+    outputs of the two are compared byte for byte: every CSV and JSON file). With --decoder
+    torchcodec batch takes no workers (its videos decode in its own process), whatever --workers says.
 
 Each run: wall time (measured around the process), hours of video per hour of wall time, and the
 process's peak memory (VmHWM, ratscore.runtime.peak_rss_mb, printed by the child itself); each
-pair: batch / decode. --full-i3d replaces the model's I3D with a full-size one (224 px, width 1.0,
+pair: batch / decode (the PyAV floor, as the targets are stated; with --decoder torchcodec also
+batch / decode torchcodec). --full-i3d replaces the model's I3D with a full-size one (224 px, width 1.0,
 1024-d, random weights: speed does not depend on them) and its localizer with a random one taking
 1024-d features, keeping its detector; the folder is made once under --work.
 """
@@ -58,6 +62,23 @@ for path in sys.argv[1:]:
         for frame in container.decode(stream):
             frame.to_ndarray(format="rgb24")
             frames += 1
+print(json.dumps({"frames": frames, "inner_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}))
+"""
+
+TORCHCODEC_DECODE_CHILD = """
+import json, sys, time
+from pathlib import Path
+import torch
+from ratscore.runtime import peak_rss_mb
+from ratscore.video import _torchcodec_frames  # ratscore's own reader: the settings batch --decoder torchcodec uses
+device = sys.argv[1]
+frames = 0
+start = time.perf_counter()
+for path in sys.argv[2:]:
+    for t, image in _torchcodec_frames(Path(path), [], device):
+        frames += 1
+if device == "cuda":
+    torch.cuda.synchronize()  # the GPU's decoding is done, not only queued
 print(json.dumps({"frames": frames, "inner_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}))
 """
 
@@ -137,9 +158,11 @@ def full_i3d_model(base: Path, work: Path) -> Path:
     return folder
 
 
-def decode_run(videos: list[Path]) -> dict:
+def decode_run(videos: list[Path], torchcodec_device: Optional[str] = None) -> dict:
+    """The decoding floor: PyAV, or with `torchcodec_device` ratscore's torchcodec reader there."""
+    child = [DECODE_CHILD] if torchcodec_device is None else [TORCHCODEC_DECODE_CHILD, torchcodec_device]
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", DECODE_CHILD, *map(str, videos)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", *child, *map(str, videos)], capture_output=True, text=True,
                           cwd=ROOT)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
@@ -148,11 +171,13 @@ def decode_run(videos: list[Path]) -> dict:
     return {"wall_s": wall, "frames": child["frames"], "peak_rss_mb": child["peak_rss_mb"]}
 
 
-def batch_run(folder: Path, out: Path, model: Path, device: str, workers: Optional[int] = None) -> dict:
+def batch_run(folder: Path, out: Path, model: Path, device: str, workers: Optional[int] = None,
+              decoder: str = "auto") -> dict:
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-c", BATCH_CHILD, "ratscore", "batch", str(folder), "-o", str(out), "--no-resume",
-           "--model", str(model), "--device", device, *(["--workers", str(workers)] if workers is not None else [])]
+           "--model", str(model), "--device", device, "--decoder", decoder,
+           *(["--workers", str(workers)] if workers is not None else [])]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -193,6 +218,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (decode, batch)")
     parser.add_argument("--workers", help="batch --workers values, comma-separated (e.g. 0,2): one batch run "
                                           "of each after every decode (default: batch's own default)")
+    parser.add_argument("--decoder", choices=("auto", "pyav", "torchcodec"), default="auto",
+                        help="batch --decoder; torchcodec adds its own decoding floor (decode torchcodec) to each pair")
     parser.add_argument("-o", "--output", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     if args.videos < 1 or args.minutes <= 0 or args.repeats < 1:
@@ -228,9 +255,10 @@ def main() -> None:
                   "folder": str(folder), "videos": len(videos), "video_hours": video_s / 3600,
                   "sizes": sorted({f"{i.width}x{i.height}" for i in infos}),
                   "model": str(args.model), "full_i3d": args.full_i3d, "device": args.device,
-                  "workers": worker_counts, "runs": []}
+                  "decoder": args.decoder, "workers": worker_counts, "runs": []}
         print(f"{len(videos)} videos, {video_s / 60:.1f} min in all, {', '.join(report['sizes'])}; "
               f"model {args.model}{' with full-size I3D' if args.full_i3d else ''}; device {args.device}; "
+              f"decoder {args.decoder}; "
               f"{report['machine']}", flush=True)
         def label(workers: Optional[int]) -> str:
             return "batch" if workers is None else f"batch --workers {workers}"
@@ -239,11 +267,18 @@ def main() -> None:
             decode = decode_run(videos)
             decode.update(run=f"decode {r}", x_real_time=video_s / decode["wall_s"])
             report["runs"].append(decode)
+            floor = None
+            if args.decoder == "torchcodec":
+                floor = decode_run(videos, torchcodec_device=args.device)
+                floor.update(run=f"decode torchcodec {r}", x_real_time=video_s / floor["wall_s"])
+                report["runs"].append(floor)
             for workers in worker_counts:
                 out = work / f"out_{r}" if workers is None else work / f"out_{r}_w{workers}"
-                batch = batch_run(folder, out, model, args.device, workers)
+                batch = batch_run(folder, out, model, args.device, workers, args.decoder)
                 batch.update(run=f"{label(workers)} {r}", workers=workers, x_real_time=video_s / batch["wall_s"],
                              ratio=batch["wall_s"] / decode["wall_s"])
+                if floor is not None:
+                    batch["ratio_torchcodec_decode"] = batch["wall_s"] / floor["wall_s"]
                 report["runs"].append(batch)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in batch.items()}),
                       flush=True)
@@ -259,11 +294,16 @@ def main() -> None:
             figures = {"batch_over_decode": ratios, "batch_over_decode_median": round(statistics.median(ratios), 3),
                        "batch_video_hours_per_hour_median":
                            round(statistics.median(b["x_real_time"] for b in batches), 2)}
+            if floor is not None:
+                figures["batch_over_torchcodec_decode_median"] = round(
+                    statistics.median(b["ratio_torchcodec_decode"] for b in batches), 3)
             report["by_workers"][str(workers)] = figures
             if len(worker_counts) == 1:
                 report.update(figures)
-            print(f"{label(workers)} / decode, median of {len(batches)}: {figures['batch_over_decode_median']:.2f}; "
-                  f"{figures['batch_video_hours_per_hour_median']:.1f} hours of video per hour")
+            over_torchcodec = (f", / decode torchcodec {figures['batch_over_torchcodec_decode_median']:.2f}"
+                               if floor is not None else "")
+            print(f"{label(workers)} / decode, median of {len(batches)}: {figures['batch_over_decode_median']:.2f}"
+                  f"{over_torchcodec}; {figures['batch_video_hours_per_hour_median']:.1f} hours of video per hour")
         if "same_outputs" in report:
             print(f"the same CSV and JSON outputs for every --workers value: {all(report['same_outputs'])}")
         if args.output:
