@@ -74,3 +74,34 @@ def test_onnx_runtime_takes_its_cuda_provider_when_it_has_one():
         pytest.skip(f"this ONNX Runtime ({ort.__version__}) has no CUDA provider (onnxruntime-gpu brings it)")
     session = onnx_session(BUNDLED_MODEL_DIR / "localizer.onnx", "cuda")
     assert session.get_providers()[0] == "CUDAExecutionProvider"
+
+
+def test_torchcodec_on_the_gpu_crops_and_extracts_as_pyav_on_the_cpu():
+    """--decoder torchcodec on a GPU against the CPU's default path (PyAV, OpenCV, ONNX Runtime), with
+    test_decoders.py's tolerances for the crops and the torchcodec/PyAV features, widened by the GPU's
+    I3D against the CPU's (1e-2 of the largest feature, as above)."""
+    import torch
+    from test_decoders import BOX_PIXELS, FEATURE_ATOL, VIDEO_CROP_MEAN_LEVELS, need_torchcodec
+
+    from ratscore.crops import VideoCrops
+    from ratscore.features import extract_features, load_front_end
+
+    need_torchcodec("cuda")
+    video = SAMPLE.parent / "clip_7_0002.mp4"  # 640 x 480: crops shrink and the letterbox halves the frame
+    gpu = load_front_end(device="cuda", decoder="torchcodec")
+    cpu = load_front_end(device="cpu")
+    assert (gpu.decoder, gpu.decode_device, cpu.decoder) == ("torchcodec", "cuda", "pyav")
+    streams = {}
+    for name, front in (("gpu", gpu), ("cpu", cpu)):
+        stream = VideoCrops(video, front.detector, front.roi_options, front.input_size, front.grid, None, front.motion,
+                            front.decoder, front.decode_device)
+        streams[name] = (list(stream), stream.tally())
+    (crops_gpu, tally_gpu), (crops_cpu, tally_cpu) = streams["gpu"], streams["cpu"]
+    assert all(isinstance(c, torch.Tensor) and c.is_cuda for c in crops_gpu)
+    diff = np.abs(np.stack(crops_cpu).astype(int) - torch.stack(crops_gpu).cpu().numpy().astype(int))
+    assert diff.mean() <= VIDEO_CROP_MEAN_LEVELS
+    assert tally_gpu.n_frames == tally_cpu.n_frames and np.abs(tally_gpu.boxes - tally_cpu.boxes).max() <= BOX_PIXELS
+    features_gpu = extract_features(video, gpu, progress=False).features
+    features_cpu = extract_features(video, cpu, progress=False).features
+    assert features_gpu.shape == features_cpu.shape
+    assert np.abs(features_gpu - features_cpu).max() <= FEATURE_ATOL + 1e-2 * np.abs(features_cpu).max()
