@@ -30,17 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_videos"
 runner = CliRunner()
 
-# Crops, torch (bilinear, antialiased to shrink) against OpenCV (INTER_AREA to shrink, INTER_LINEAR to
-# grow), per crop: growing, at most 1 level anywhere (measured 1); shrinking, a mean difference of at
-# most 1.5 levels (measured 1.36; single pixels at sharp edges differ by up to 30: the two filters
-# weigh a pixel's neighbours differently).
-GROW_MAX_LEVELS = 1
-SHRINK_MEAN_LEVELS = 1.5
-# The detector's boxes, torch letterbox against OpenCV's: within 1 pixel (measured 0.11).
+# Crops, torch's area filter and bilinear against OpenCV's INTER_AREA and INTER_LINEAR: at most 1
+# level anywhere, shrinking or growing (measured 1: OpenCV's bilinear weights are fixed-point; its
+# area filter and a halving were the same to the level). The detector's letterboxed input: at most
+# 1 level (measured 0 for 640 x 480 halved to 320). Its boxes, and a tracked video's crop squares
+# and animal boxes: within 1 pixel (measured 0).
+CROP_MAX_LEVELS = 1
 BOX_PIXELS = 1.0
-# A video's crops through the ROI tracker, torchcodec against PyAV: a mean difference of at most 1
-# level per video (measured 0.65, clip_7_0002), crop squares and the animal's box within 1 pixel.
-VIDEO_CROP_MEAN_LEVELS = 1.0
 
 
 def need_torchcodec(device: str = "cpu") -> None:
@@ -131,7 +127,7 @@ def _sample_images(name: str = "clip_7_0000.mp4", every: int = 30) -> list[np.nd
 
 def test_torch_crop_square_is_opencvs_within_the_tolerance():
     rng = np.random.default_rng(0)
-    shrink_means, grow_max = [], 0
+    shrunk = grown = 0
     for image in _sample_images():  # 320 x 240
         h, w = image.shape[:2]
         tensor = torch.from_numpy(image)
@@ -142,13 +138,9 @@ def test_torch_crop_square_is_opencvs_within_the_tolerance():
                 box = (x0, y0, x0 + side, y0 + side)
                 a, b = crop_square(image, box, size), crop_square(tensor, box, size)
                 assert isinstance(b, torch.Tensor) and b.dtype == torch.uint8 and tuple(b.shape) == (size, size, 3)
-                diff = np.abs(a.astype(int) - b.numpy().astype(int))
-                if round(side) > size:
-                    shrink_means.append(diff.mean())
-                else:
-                    grow_max = max(grow_max, int(diff.max()))
-    assert shrink_means and max(shrink_means) <= SHRINK_MEAN_LEVELS
-    assert grow_max <= GROW_MAX_LEVELS
+                assert np.abs(a.astype(int) - b.numpy().astype(int)).max() <= CROP_MAX_LEVELS, (box, size)
+                shrunk, grown = shrunk + (round(side) > size), grown + (round(side) < size)
+    assert shrunk >= 10 and grown >= 10
 
 
 def test_torch_crop_square_pads_with_black_as_opencv():
@@ -199,8 +191,7 @@ def test_the_roi_tracker_on_torchcodec_frames_crops_as_on_pyavs():
     (crops_a, a), (crops_b, b) = runs["pyav"], runs["torchcodec"]
     assert all(isinstance(c, torch.Tensor) and c.dtype == torch.uint8 for c in crops_b)
     assert all(isinstance(c, np.ndarray) for c in crops_a)
-    diff = np.abs(np.stack(crops_a).astype(int) - torch.stack(crops_b).numpy().astype(int))
-    assert diff.mean() <= VIDEO_CROP_MEAN_LEVELS
+    assert np.abs(np.stack(crops_a).astype(int) - torch.stack(crops_b).numpy().astype(int)).max() <= CROP_MAX_LEVELS
     assert a.n_frames == b.n_frames == 300 and a.info == b.info
     assert np.abs(a.boxes - b.boxes).max() <= BOX_PIXELS
     assert (a.track[:, 5] == b.track[:, 5]).all()  # who saw the animal, frame by frame
@@ -211,10 +202,11 @@ def test_the_roi_tracker_on_torchcodec_frames_crops_as_on_pyavs():
 
 # --- the whole chain and the command line ------------------------------------------------------
 
-# Features of the bundled model, torchcodec against PyAV on the CPU: within FEATURE_ATOL of each
-# other (measured max |diff| MEASURED_FEATURE_DIFF on clip_7_0002); the events the same, their
-# boundaries within one frame and their scores within 0.01.
-FEATURE_ATOL = 0.05
+# Features of the bundled model, torchcodec against PyAV on the CPU: within FEATURE_ATOL (measured
+# at most 0.019 on the four sample clips, whose largest features are 2.2 to 3.2; the decoded frames
+# are the same, the crops within a level); the events the same, their boundaries within one frame
+# (measured 0.008 s) and their scores within 0.01 (measured 0.001).
+FEATURE_ATOL = 0.03
 EVENT_BOUNDARY_S = 1 / 30
 EVENT_SCORE = 0.01
 
@@ -232,18 +224,19 @@ def assert_same_events(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_analyze_with_torchcodec_finds_pyavs_events(tmp_path):
     need_torchcodec()
-    video = SAMPLES / "clip_7_0002.mp4"
+    video = SAMPLES / "clip_7_0003.mp4"  # the sample clip whose features differ most
     runs = {}
     for decoder in ("pyav", "torchcodec"):
         out = tmp_path / decoder
+        # 0.13: 8 events, the nearest scores 0.123 and 0.143, far from it as scores go here
         result = runner.invoke(app, ["analyze", str(video), "-o", str(out), "--device", "cpu", "--keep-features",
-                                     "--threshold", "0.1", "--decoder", decoder])
+                                     "--threshold", "0.13", "--decoder", decoder])
         assert result.exit_code == 0, result.output
         runs[decoder] = _events_and_features(out, video.stem)
     (events_a, features_a), (events_b, features_b) = runs["pyav"], runs["torchcodec"]
     assert features_a.shape == features_b.shape
     assert np.abs(features_a - features_b).max() <= FEATURE_ATOL
-    assert len(events_a) > 0
+    assert len(events_a) >= 5
     assert_same_events(events_a, events_b)
 
 

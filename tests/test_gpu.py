@@ -77,17 +77,27 @@ def test_onnx_runtime_takes_its_cuda_provider_when_it_has_one():
 
 
 def test_torchcodec_on_the_gpu_crops_and_extracts_as_pyav_on_the_cpu():
-    """--decoder torchcodec on a GPU against the CPU's default path (PyAV, OpenCV, ONNX Runtime), with
-    test_decoders.py's tolerances for the crops and the torchcodec/PyAV features, widened by the GPU's
-    I3D against the CPU's (1e-2 of the largest feature, as above)."""
+    """--decoder torchcodec on a GPU against the CPU's default path (PyAV, OpenCV, ONNX Runtime).
+    Not measured yet (no GPU where this was written): the GPU's decoder (NVDEC and torchcodec's CUDA
+    colour conversion) is not bit-exact, and torchcodec's own tests allow its frames 3 levels from
+    the CPU's (CUDA 13 builds), so frames and crops get those 3 levels on top of test_decoders.py's
+    tolerances; the features get the GPU's I3D's (1e-2 of the largest, as above) on top of its."""
     import torch
-    from test_decoders import BOX_PIXELS, FEATURE_ATOL, VIDEO_CROP_MEAN_LEVELS, need_torchcodec
+    from test_decoders import BOX_PIXELS, CROP_MAX_LEVELS, FEATURE_ATOL, need_torchcodec
 
     from ratscore.crops import VideoCrops
     from ratscore.features import extract_features, load_front_end
+    from ratscore.video import read_frames
 
     need_torchcodec("cuda")
+    nvdec_levels = 3
     video = SAMPLE.parent / "clip_7_0002.mp4"  # 640 x 480: crops shrink and the letterbox halves the frame
+    frames_gpu = list(read_frames(video, decoder="torchcodec", device="cuda"))
+    frames_cpu = list(read_frames(video))
+    assert [f.t_s for f in frames_gpu] == [f.t_s for f in frames_cpu]
+    assert frames_gpu[0].image.is_cuda
+    assert max(np.abs(a.image.cpu().numpy().astype(int) - b.image).max()
+               for a, b in zip(frames_gpu, frames_cpu)) <= nvdec_levels
     gpu = load_front_end(device="cuda", decoder="torchcodec")
     cpu = load_front_end(device="cpu")
     assert (gpu.decoder, gpu.decode_device, cpu.decoder) == ("torchcodec", "cuda", "pyav")
@@ -99,7 +109,8 @@ def test_torchcodec_on_the_gpu_crops_and_extracts_as_pyav_on_the_cpu():
     (crops_gpu, tally_gpu), (crops_cpu, tally_cpu) = streams["gpu"], streams["cpu"]
     assert all(isinstance(c, torch.Tensor) and c.is_cuda for c in crops_gpu)
     diff = np.abs(np.stack(crops_cpu).astype(int) - torch.stack(crops_gpu).cpu().numpy().astype(int))
-    assert diff.mean() <= VIDEO_CROP_MEAN_LEVELS
+    # on average: a crop square that rounds to the next pixel (a box a tenth of a pixel away) moves edges
+    assert diff.mean() <= CROP_MAX_LEVELS + nvdec_levels
     assert tally_gpu.n_frames == tally_cpu.n_frames and np.abs(tally_gpu.boxes - tally_cpu.boxes).max() <= BOX_PIXELS
     features_gpu = extract_features(video, gpu, progress=False).features
     features_cpu = extract_features(video, cpu, progress=False).features
