@@ -380,8 +380,8 @@ def extract_many(jobs: Iterable[tuple[Hashable, Optional[Path]]], front: FrontEn
     `jobs`: (key, video path), or (key, None) for a place in the order without a video; read
     as workers become free. The workers decode with PyAV whatever `front.decoder` says (their crops
     cross a pipe as numpy arrays): `batch` with torchcodec runs without them. Yields (key, outcome)
-    in the order of `jobs`: the video's
-    FeatureResult, the exception extract_features would have raised for it, or None. At most
+    in the order of `jobs`: the video's FeatureResult, the exception extract_features would have
+    raised for it, or None. At most
     2 x `workers` videos are between `jobs` and the caller at once; closing this generator (or an
     exception, Ctrl-C, SIGTERM) ends the workers.
     """

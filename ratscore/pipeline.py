@@ -136,10 +136,9 @@ class AnalyzeOptions:
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        from .video import DECODERS
+        from .video import check_decoder_name
 
-        if self.decoder not in DECODERS:  # the name only: whether torchcodec loads is judged with the device
-            raise InputError(f"--decoder must be auto, pyav or torchcodec, got {self.decoder!r}")
+        check_decoder_name(self.decoder)  # the name only: whether torchcodec decodes is judged with the device
         if self.nwb:
             from .nwb import check_available
 

@@ -194,7 +194,9 @@ def _torchcodec_frames(path: Path, warnings: list[str], device: str) -> Iterator
 
     path = check_video_file(path)
     try:
-        # NHWC: (H, W, 3) frames as PyAV gives them; 0 threads: FFmpeg chooses, as PyAV's AUTO does
+        # NHWC: (H, W, 3) frames as PyAV gives them; 0 threads: FFmpeg chooses, as PyAV's AUTO does.
+        # Its default seek mode ("exact") first reads the file's packets without decoding them, so
+        # len() is the frames the file holds (a cut file's too), not its header's claim.
         decoder = VideoDecoder(str(path), device=device, dimension_order="NHWC", num_ffmpeg_threads=0)
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError or ValueError for unreadable files
         raise InputError(f"{path}: not a readable video, or cut off before its index ({_torchcodec_reason(e)})") from None
@@ -362,12 +364,17 @@ def _tiny_h264() -> bytes:
     return buffer.getvalue()
 
 
+def check_decoder_name(decoder: str) -> str:
+    """`decoder` when it is one of DECODERS, else an InputError (a check that loads nothing)."""
+    if decoder not in DECODERS:
+        raise InputError(f"--decoder must be auto, pyav or torchcodec, got {decoder!r}")
+    return decoder
+
+
 def resolve_decoder(decoder: str, device: str = "cpu") -> str:
     """The decoder to use: "auto" -> "pyav" (see DECODERS); "torchcodec" when it decodes on
     `device` here; an unknown name, or torchcodec where it cannot decode, is an InputError."""
-    if decoder not in DECODERS:
-        raise InputError(f"--decoder must be auto, pyav or torchcodec, got {decoder!r}")
-    if decoder == "auto":
+    if check_decoder_name(decoder) == "auto":
         return "pyav"
     if decoder == "torchcodec":
         problem = torchcodec_problem(device)
