@@ -7,8 +7,8 @@ Needs a CUDA GPU (torch must see it). It measures:
   - full-size I3D (224 px, width 1.0, 1024-d; random weights: speed does not depend on them) in
     PyTorch on the GPU, as extraction calls it (uint8 clips in, features out, the transfer
     included), for batch sizes 1 to 64: clips/s, frames/s (one clip per 4 frames) and the GPU's
-    peak memory; and the network alone on clips already on the GPU, in float32 (cuDNN, TF32
-    allowed, torch's default) and in bfloat16 autocast, which analyze does not use;
+    peak memory, in fp16 (what analyze runs on a GPU: autocast, channels-last, cuDNN autotuning)
+    and fp32; and the network alone on clips already on the GPU in fp32, bf16 and fp16;
   - the whole front end (`extract_features`: decode, detector, crop, I3D) with full-size I3D on the
     GPU and the model's detector, on the first video, at the default batch and the best one;
   - `ratscore analyze --device cuda` with the model (default: the bundled one) on each video, in
@@ -67,21 +67,29 @@ def i3d_sweep(weights: Path, batches=BATCHES) -> list[dict]:
 
     from ratscore.features import load_front_end
 
-    encoder = load_front_end(i3d_weights=weights, device="cuda", no_roi=True).encoder
+    encoders = {precision: load_front_end(i3d_weights=weights, device="cuda", no_roi=True, precision=precision).encoder
+                for precision in ("fp16", "fp32")}  # fp16: what analyze runs on a GPU ("auto")
     rows = []
     for batch in batches:
         clips = np.random.default_rng(0).integers(0, 256, (batch, 16, 224, 224, 3), dtype=np.uint8)
-        torch.cuda.reset_peak_memory_stats()
-        encoder(clips), encoder(clips)
         reps = max(3, 256 // batch)
-        clips_per_s = timed(lambda: [encoder(clips) for _ in range(reps)], batch * reps)  # numpy out: synchronised
-        row = {"batch": batch, "clips_per_s": round(clips_per_s, 1), "fps": round(4 * clips_per_s),
-               "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20)}
-        x = torch.randn(batch, 3, 16, 224, 224, device="cuda")
+        row = {"batch": batch}
+        for precision, encoder in encoders.items():
+            torch.cuda.reset_peak_memory_stats()
+            encoder(clips), encoder(clips)
+            clips_per_s = timed(lambda: [encoder(clips) for _ in range(reps)], batch * reps)  # numpy out: synchronised
+            row[f"{precision}_clips_per_s"] = round(clips_per_s, 1)
+            row[f"{precision}_fps"] = round(4 * clips_per_s)
+            row[f"{precision}_gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        row["fps"] = row["fp16_fps"]
+        # the network alone on clips already on the GPU, channels-last as ClipEncoder lays them out
+        model = encoders["fp16"].model
+        x = torch.randn(batch, 3, 16, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
-            row["network_only_fp32_fps"] = round(4 * batch / cuda_seconds(lambda: encoder.model(x), reps))
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                row["network_only_bf16_fps"] = round(4 * batch / cuda_seconds(lambda: encoder.model(x), reps))
+            row["network_only_fp32_fps"] = round(4 * batch / cuda_seconds(lambda: model(x), reps))
+            for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+                with torch.autocast("cuda", dtype=dtype):
+                    row[f"network_only_{name}_fps"] = round(4 * batch / cuda_seconds(lambda: model(x), reps))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

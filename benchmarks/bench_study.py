@@ -1,8 +1,9 @@
 """A study's throughput: `ratscore batch` over a folder against merely decoding the same folder.
 
     .venv/bin/python benchmarks/bench_study.py [--videos 4] [--minutes 10] [--size 640x480|320x240]
-        [--folder DIR] [--work DIR] [--model DIR] [--device cpu|cuda] [--full-i3d] [--repeats 2]
-        [--seed 5000] [--workers N[,N...]] [--decoder auto|pyav|torchcodec] [-o report.json]
+        [--folder DIR] [--work DIR] [--model DIR] [--device cpu|cuda] [--precision auto|fp32|bf16|fp16]
+        [--decoder auto|pyav|torchcodec] [--full-i3d] [--repeats 2] [--seed 5000] [--workers N[,N...]]
+        [-o report.json]
 
 Without --folder it renders N synthetic recordings of M minutes (`ratscore synth --long-minutes M
 --long-count N`, seed --seed, one resolution) into --work, and reuses them on the next call with
@@ -135,7 +136,7 @@ def full_i3d_model(base: Path, work: Path) -> Path:
     from ratscore.training.localizer import Setup
 
     folder = work / f"full_i3d_{base.resolve().name}"
-    if (folder / "manifest.json").exists():
+    if (folder / "manifest.json").exists() and (folder / "i3d.pt").exists():
         return folder
     manifest = read_manifest(base)
     detector = (manifest.get("front_end") or {}).get("detector")
@@ -151,7 +152,8 @@ def full_i3d_model(base: Path, work: Path) -> Path:
     shutil.rmtree(build, ignore_errors=True)
     write_model_dir(RaSeformer(setup.localizer).eval(), setup, build, features=features,
                     trained_on="nothing: random weights, for speed only", name="full-i3d-random")
-    add_i3d_to_model_dir(build, i3d.state_dict(), input_size=224, keep_torch_weights=False)
+    # i3d.pt too: on a GPU the I3D runs in PyTorch, the form that has bf16/fp16 (--precision)
+    add_i3d_to_model_dir(build, i3d.state_dict(), input_size=224, keep_torch_weights=True)
     add_detector_to_model_dir(build, base / detector["onnx"], detector["imgsz"], every_k=detector["every_k"],
                               conf=detector["conf"], margin=detector["margin"])
     build.rename(folder)
@@ -172,11 +174,11 @@ def decode_run(videos: list[Path], torchcodec_device: Optional[str] = None) -> d
 
 
 def batch_run(folder: Path, out: Path, model: Path, device: str, workers: Optional[int] = None,
-              decoder: str = "auto") -> dict:
+              precision: str = "auto", decoder: str = "auto") -> dict:
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-c", BATCH_CHILD, "ratscore", "batch", str(folder), "-o", str(out), "--no-resume",
-           "--model", str(model), "--device", device, "--decoder", decoder,
+           "--model", str(model), "--device", device, "--precision", precision, "--decoder", decoder,
            *(["--workers", str(workers)] if workers is not None else [])]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -214,6 +216,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where videos, models and outputs go (default: a temporary folder)")
     parser.add_argument("--model", type=Path, default=ROOT / "models")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="batch --precision: the I3D's arithmetic (auto: fp16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--full-i3d", action="store_true", help="a full-size random I3D front end (see above)")
     parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (decode, batch)")
     parser.add_argument("--workers", help="batch --workers values, comma-separated (e.g. 0,2): one batch run "
@@ -254,11 +258,11 @@ def main() -> None:
         report = {"machine": machine(args.device), "python": platform.python_version(),
                   "folder": str(folder), "videos": len(videos), "video_hours": video_s / 3600,
                   "sizes": sorted({f"{i.width}x{i.height}" for i in infos}),
-                  "model": str(args.model), "full_i3d": args.full_i3d, "device": args.device,
+                  "model": str(args.model), "full_i3d": args.full_i3d, "device": args.device, "precision": args.precision,
                   "decoder": args.decoder, "workers": worker_counts, "runs": []}
         print(f"{len(videos)} videos, {video_s / 60:.1f} min in all, {', '.join(report['sizes'])}; "
-              f"model {args.model}{' with full-size I3D' if args.full_i3d else ''}; device {args.device}; "
-              f"decoder {args.decoder}; "
+              f"model {args.model}{' with full-size I3D' if args.full_i3d else ''}; device {args.device}, "
+              f"precision {args.precision}, decoder {args.decoder}; "
               f"{report['machine']}", flush=True)
         def label(workers: Optional[int]) -> str:
             return "batch" if workers is None else f"batch --workers {workers}"
@@ -274,7 +278,7 @@ def main() -> None:
                 report["runs"].append(floor)
             for workers in worker_counts:
                 out = work / f"out_{r}" if workers is None else work / f"out_{r}_w{workers}"
-                batch = batch_run(folder, out, model, args.device, workers, args.decoder)
+                batch = batch_run(folder, out, model, args.device, workers, args.precision, args.decoder)
                 batch.update(run=f"{label(workers)} {r}", workers=workers, x_real_time=video_s / batch["wall_s"],
                              ratio=batch["wall_s"] / decode["wall_s"])
                 if floor is not None:

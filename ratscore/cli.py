@@ -76,6 +76,8 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the full trace
 
 ModelOption = typer.Option(None, "--model", help="Model folder (default: the bundled model in models/).")
 DeviceOption = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu or cuda.")
+PrecisionOption = typer.Option("auto", "--precision",
+                               help="The I3D's arithmetic: auto (fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16.")
 DecoderOption = typer.Option("auto", "--decoder",
                              help="auto (PyAV), pyav or torchcodec: torchcodec decodes and crops on the run's "
                                   "device (the GPU with --device cuda, or auto on a GPU machine); it needs FFmpeg's "
@@ -198,14 +200,15 @@ def extract(
     i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="I3D weights in pytorch-i3d's format (e.g. rgb_imagenet.pt); overrides the model's I3D."),
     no_roi: bool = typer.Option(False, "--no-roi", help="Use whole frames (camera already framed on one animal; no detector needed)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Rig profile YAML: arena and mirror-reflection regions."),
-    device: str = DeviceOption, motion: bool = MotionOption, decoder: str = DecoderOption,
+    device: str = DeviceOption, motion: bool = MotionOption, precision: str = PrecisionOption,
+    decoder: str = DecoderOption,
 ):
     """Extract I3D features (T x 1024 at full size; 16-frame clips, stride 4, 30 fps) and the animal's
     track (<video_id>.track.csv) from videos."""
     from .features import extract_to_folder
 
     for path, result in extract_to_folder(source, output, model, device, mask, no_roi, i3d_weights, motion=motion,
-                                          decoder=decoder):
+                                          precision=precision, decoder=decoder):
         found = "" if result.rat_found_fraction is None else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames"
         gaps = f", {len(result.gaps)} gap(s) without the rat" if result.gaps else ""
         console.print(f"{result.video}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
@@ -418,7 +421,7 @@ def synth(
 
 
 def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features, include_normal,
-                     racine_config, nwb=False, motion=MOTION_DEFAULT, decoder="auto"):
+                     racine_config, nwb=False, motion=MOTION_DEFAULT, precision="auto", decoder="auto"):
     from .model import BUNDLED_MODEL_DIR, load_model
     from .pipeline import AnalyzeOptions
     from .timeline import ScoringOptions
@@ -433,7 +436,7 @@ def _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap,
     scoring = ScoringOptions(bin_s=bin_s, episode_gap_s=episode_gap, threshold=threshold, include_normal=include_normal)
     return AnalyzeOptions(model_dir=model, device=device, scoring=scoring, mask=mask,
                           no_roi=no_roi, keep_features=keep_features, racine_config=racine_config, nwb=nwb,
-                          motion=motion, decoder=decoder)
+                          motion=motion, precision=precision, decoder=decoder)
 
 
 
@@ -446,7 +449,8 @@ def analyze(
     mask: Optional[Path] = MaskOption, no_roi: bool = NoRoiOption, bin_s: float = BinOption,
     episode_gap: float = GapOption, keep_features: bool = KeepFeaturesOption,
     include_normal: bool = IncludeNormalOption, racine_config: Optional[Path] = RacineConfigOption,
-    nwb: bool = NwbOption, motion: bool = MotionOption, decoder: str = DecoderOption,
+    nwb: bool = NwbOption, motion: bool = MotionOption, precision: str = PrecisionOption,
+    decoder: str = DecoderOption,
 ):
     """Score videos: events, Racine timeline, episodes, summary, picture, track and an HTML report each."""
     from .errors import InputError, RatscoreError
@@ -462,7 +466,7 @@ def analyze(
     for video in videos:
         check_video_file(video)
     options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config, nwb, motion, decoder)
+                               include_normal, racine_config, nwb, motion, precision, decoder)
     analyzer = Analyzer(options)
     failed = 0
     for video in videos:
@@ -503,7 +507,8 @@ def batch(
     time_minutes: int = typer.Option(240, "--time", help="With --submit: time limit per job, minutes."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --submit: jobs running at once (default: all)."),
     study: Optional[Path] = typer.Option(None, "--study", help="STUDY.csv: animal, group, treatment (and injection time) per video; adds them to batch_summary.csv and writes study.xlsx (docs/STUDY.md)."),
-    nwb: bool = NwbOption, motion: bool = MotionOption, decoder: str = DecoderOption,
+    nwb: bool = NwbOption, motion: bool = MotionOption, precision: str = PrecisionOption,
+    decoder: str = DecoderOption,
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Processes that decode (with PyAV), detect and crop the next videos while the I3D runs (default: cores - 1, at least 1; 0: one video at a time). The outputs are the same. With --decoder torchcodec always 0: its frames stay in the process that decoded them."),
 ):
     """Score every video of a study; one summary table; resumable, shardable, or submitted to a cluster."""
@@ -525,7 +530,8 @@ def batch(
                 "--bin", str(bin_s), "--episode-gap", str(episode_gap),
                 *(["--keep-features"] if keep_features else []), *(["--include-normal"] if include_normal else []),
                 *(["--racine-config", str(Path(racine_config).absolute())] if racine_config else []),
-                *(["--nwb"] if nwb else []), "--motion" if motion else "--no-motion", "--decoder", decoder,
+                *(["--nwb"] if nwb else []), "--motion" if motion else "--no-motion", "--precision", precision,
+                "--decoder", decoder,
                 *(["--workers", str(workers)] if workers is not None else [])]
         submitted = submit_batch(folder, output, args, shards=shards, executor=submit, partition=partition,
                                  gpus_per_job=gpus, time_minutes=time_minutes, concurrency=concurrency, study=study)
@@ -553,7 +559,7 @@ def batch(
 
         sheet = load_study(study, folder, recursive, pattern)
     options = _analyze_options(model, device, threshold, mask, no_roi, bin_s, episode_gap, keep_features,
-                               include_normal, racine_config, nwb, motion, decoder)
+                               include_normal, racine_config, nwb, motion, precision, decoder)
     with OutputLock(output, shard_):  # before the model loads: a refused run ends at once
         analyzer = Analyzer(options) if plan.videos else None
         # a shard's table stays plain: `batch --merge OUT --study STUDY.csv` adds the study to the whole one

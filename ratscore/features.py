@@ -38,7 +38,7 @@ from .mask import RigProfile, load_rig_profile
 from .motion import MOTION_DEFAULT, MotionOptions
 from .crops import CropTally, VideoCrops, run_ahead
 from .roi import Detector, RoiOptions, Track
-from .runtime import cores_beside_one_thread, onnx_session, resolve_device
+from .runtime import cores_beside_one_thread, onnx_session, resolve_device, resolve_precision
 from .grid import DEFAULT_GRID, FeatureGrid
 from .video import VIDEO_SUFFIXES, expected_frames, probe_video, resolve_decoder, stack_images
 
@@ -131,14 +131,30 @@ def build_i3d(config: I3DConfig, state_dict: dict) -> InceptionI3d:
 
 
 class ClipEncoder:
-    """uint8 clips (B, 16, S, S, 3) RGB -> features (B, D) float32, in PyTorch or ONNX Runtime."""
+    """uint8 clips (B, 16, S, S, 3) RGB -> features (B, D) float32, in PyTorch or ONNX Runtime.
+
+    In PyTorch the network runs in `precision` ("fp32", "bf16" or "fp16", runtime.resolve_precision):
+    the reduced ones under autocast, so the convolutions take bf16/fp16 while the pooling and the
+    output stay fp32. On a GPU the weights and clips are channels-last (NDHWC, the layout cuDNN's
+    fast 3-D convolution kernels read) and cuDNN picks its kernels by timing them on the first batch
+    of each shape (cudnn.benchmark): batches of one size repeat over a whole study.
+    """
 
     def __init__(self, input_size: int, feature_dim: int, model: Optional[InceptionI3d] = None,
-                 onnx_path: Optional[Path] = None, device: str = "cpu"):
+                 onnx_path: Optional[Path] = None, device: str = "cpu", precision: str = "fp32"):
         self.input_size, self.feature_dim, self.device = input_size, feature_dim, device
         self.model, self.session = model, None
+        self.precision = resolve_precision(precision, device)
         if model is not None:
             self.model = model.to(device).eval()
+            if device == "cuda":
+                import torch
+
+                torch.backends.cudnn.benchmark = True
+                self.model = self.model.to(memory_format=torch.channels_last_3d)
+        elif self.precision != "fp32":
+            raise InputError(f"--precision {self.precision}: the I3D's ONNX form runs in fp32 only; "
+                             f"its PyTorch weights (i3d.pt) are needed for {self.precision}")
         elif onnx_path is not None:
             # one core stays with the thread that decodes and crops ahead of the I3D (runtime.py)
             self.session = onnx_session(onnx_path, device, threads=cores_beside_one_thread(), what="I3D ONNX model")
@@ -161,17 +177,30 @@ class ClipEncoder:
         x = clips.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
         return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
 
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
-        if self.session is not None:
-            return self.session.run(None, {"clips": self.normalise(clips)})[0].astype(np.float32)
+    def __call__(self, clips) -> np.ndarray:
+        """`clips`: a numpy array, or a torch uint8 tensor on any device (crops made on a GPU)."""
         import torch
 
+        if self.session is not None:
+            if isinstance(clips, torch.Tensor):
+                clips = clips.cpu().numpy()
+            return self.session.run(None, {"clips": self.normalise(clips)})[0].astype(np.float32)
         with torch.inference_mode():
             # the same arithmetic as normalise, on the model's device: a GPU gets a quarter of the
             # bytes (uint8, not float32) and the CPU is spared the conversion
-            x = torch.from_numpy(np.ascontiguousarray(clips)).to(self.device, non_blocking=True)
-            x = (x.float() * (2.0 / 255.0) - 1.0).permute(0, 4, 1, 2, 3).contiguous()
-            return self.model(x).float().cpu().numpy()
+            if not isinstance(clips, torch.Tensor):
+                clips = torch.from_numpy(np.ascontiguousarray(clips))
+            x = clips.to(self.device, non_blocking=True)
+            x = (x.float() * (2.0 / 255.0) - 1.0).permute(0, 4, 1, 2, 3)  # (B, 3, T, S, S)
+            if self.device == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last_3d)  # strides of (B, T, S, S, 3)
+            else:
+                x = x.contiguous()
+            if self.precision == "fp32":
+                return self.model(x).float().cpu().numpy()
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            with torch.autocast(device_type=self.device, dtype=dtype):
+                return self.model(x).float().cpu().numpy()
 
 
 # --- the front end: what a model folder (or a weights file) provides -------------------------
@@ -213,7 +242,7 @@ def front_end_model(model_dir=None):
 
 def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_roi: bool = False,
                    backend: str = "auto", batch_size: int = 8, input_size: int = 224,
-                   motion: bool = MOTION_DEFAULT, decoder: str = "auto") -> FrontEnd:
+                   motion: bool = MOTION_DEFAULT, precision: str = "auto", decoder: str = "auto") -> FrontEnd:
     """The I3D and ROI detector for extraction, on the model's time grid.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
@@ -221,12 +250,14 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     folder has its weights (i3d.pt): torch's convolutions on CUDA need nothing beyond torch, where
     ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
     `no_roi` the folder must hold a detector; `motion` checks it with the recording's motion model
-    (motion.py; nothing to check without a detector). `decoder` (video.DECODERS): "auto" is PyAV;
-    "torchcodec" decodes on the run's device, and is an InputError where it cannot (before any
-    model loads).
+    (motion.py; nothing to check without a detector). `precision` is the I3D's arithmetic
+    (ClipEncoder): bf16 or fp16 need the PyTorch form; "auto" is fp16 where the I3D runs in PyTorch
+    on a GPU, else fp32. `decoder` (video.DECODERS): "auto" is PyAV; "torchcodec" decodes on the
+    run's device, and is an InputError where it cannot (before any model loads).
     """
     device = resolve_device(device)
     decoder = resolve_decoder(decoder, device)
+    wanted = resolve_precision(precision, device)
     model = front_end_model(model_dir)
     if model is not None and not model.has_front_end and i3d_weights is None:
         raise InputError(f"{model.path}: the model has no I3D front end (it scores features only); "
@@ -235,17 +266,21 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     if i3d_weights is not None:
         config, state = load_i3d_weights(i3d_weights, input_size)
         network = build_i3d(config, state)
-        encoder = ClipEncoder(config.input_size, network.feature_dim, model=network, device=device)
+        encoder = ClipEncoder(config.input_size, network.feature_dim, model=network, device=device, precision=wanted)
     elif model is not None:
         spec = model.i3d
         torch_on_gpu = device == "cuda" and bool(spec.weights)
-        if backend == "torch" or (backend == "auto" and (torch_on_gpu or not spec.onnx)):
+        reduced_asked = precision not in ("auto", "fp32")  # bf16/fp16 by name: only PyTorch has them
+        if backend == "torch" or (backend == "auto" and (torch_on_gpu or reduced_asked or not spec.onnx)):
             if not spec.weights:
-                raise InputError(f"{model.path}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend")
+                raise InputError(f"{model.path}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend"
+                                 + (" and --precision fp32" if reduced_asked else ""))
             config, state = load_i3d_weights(model.file(spec.weights), spec.input_size)
-            encoder = ClipEncoder(spec.input_size, spec.feature_dim, model=build_i3d(config, state), device=device)
-        else:
-            encoder = ClipEncoder(spec.input_size, spec.feature_dim, onnx_path=model.file(spec.onnx), device=device)
+            encoder = ClipEncoder(spec.input_size, spec.feature_dim, model=build_i3d(config, state), device=device,
+                                  precision=wanted)
+        else:  # the ONNX form is fp32: "auto" settles there
+            encoder = ClipEncoder(spec.input_size, spec.feature_dim, onnx_path=model.file(spec.onnx), device=device,
+                                  precision="fp32" if precision == "auto" else wanted)
     else:
         raise InputError("no I3D to extract features with: give --model DIR (a model with a front end) "
                          "or --i3d-weights FILE (pytorch-i3d weights)")
@@ -653,7 +688,8 @@ def video_files(source: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mask_profile=None,
                       no_roi: bool = False, i3d_weights=None, progress: bool = True,
-                      motion: bool = MOTION_DEFAULT, decoder: str = "auto") -> list[tuple[Path, FeatureResult]]:
+                      motion: bool = MOTION_DEFAULT, precision: str = "auto",
+                      decoder: str = "auto") -> list[tuple[Path, FeatureResult]]:
     """`ratscore extract`: <out_dir>/<video_id>.npy and <video_id>.track.csv for each video. Bad
     videos are InputErrors naming the video; one model load serves every video."""
     from .files import atomic_write, check_output_folder, recover
@@ -663,7 +699,8 @@ def extract_to_folder(source, out_dir, model_dir=None, device: str = "auto", mas
     check_output_folder(out_dir)
     recover(out_dir)  # temporary files a killed run left
     total = len(videos) + len(unusable)
-    front = load_front_end(model_dir, i3d_weights, device, no_roi, motion=motion, decoder=decoder)
+    front = load_front_end(model_dir, i3d_weights, device, no_roi, motion=motion, precision=precision,
+                           decoder=decoder)
     profile = load_rig_profile(mask_profile) if mask_profile is not None else None
     written = []
     failures = {path: f"{path}: {why}" for path, why in unusable}  # never skipped without a word

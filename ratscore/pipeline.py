@@ -15,6 +15,7 @@ from .labels import RacineMap, load_racine_map
 from .grid import MODEL_FPS
 from .model import BUNDLED_MODEL_DIR, load_model
 from .motion import MOTION_DEFAULT
+from .runtime import check_precision
 from .timeline import Scoring, ScoringOptions, episode_peaks, score_events
 from .writers import read_events_csv, write_scoring
 
@@ -128,6 +129,7 @@ class AnalyzeOptions:
     mask: Optional[Path] = None  # rig profile YAML: arena and mirror-reflection regions
     no_roi: bool = False  # use the whole frame (camera already framed on one animal)
     motion: bool = MOTION_DEFAULT  # a first, low-resolution pass models the recording's motion to check the detector
+    precision: str = "auto"  # the I3D's arithmetic: auto (fp16 on a GPU, fp32 on the CPU) | fp32 | bf16 | fp16
     keep_features: bool = False  # also write <stem>.features.npy
     nwb: bool = False  # also write <stem>.nwb (events and episodes as NWB time intervals; needs pynwb)
     racine_config: Optional[Path] = None  # YAML overriding the AU -> Racine stage map
@@ -136,6 +138,7 @@ class AnalyzeOptions:
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        check_precision(self.precision)
         from .video import check_decoder_name
 
         check_decoder_name(self.decoder)  # the name only: whether torchcodec decodes is judged with the device
@@ -163,7 +166,7 @@ class Analyzer:
         self.racine = load_racine_map(options.racine_config, self.model.racine)
         self.localizer = OnnxLocalizer(self.model, device=options.device)
         self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi, motion=options.motion,
-                                    decoder=options.decoder)
+                                    precision=options.precision, decoder=options.decoder)
         self.decoder = self.front.decoder  # "pyav" or "torchcodec": batch's worker processes decode only with PyAV
         if self.front.feature_dim != self.localizer.feature_dim:
             raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "

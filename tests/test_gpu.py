@@ -1,6 +1,8 @@
 """Checks that need a CUDA GPU: marked `gpu`, skipped without one (CI has none; run them with
-`pytest -m gpu` where there is one). On a GPU the I3D runs in PyTorch (cuDNN, TF32 allowed), so
-its features differ from the CPU's in the third digit, not more; the events must be the same."""
+`pytest -m gpu` where there is one). On a GPU the I3D runs in PyTorch, in fp16 under autocast,
+channels-last, with cuDNN's autotuning (features.ClipEncoder), so its features differ from the CPU's
+fp32 ones in the third digit, not more (tests/test_precision.py measures the same on the CPU); the
+events must be the same: boundaries within one frame, scores within 0.01."""
 
 import numpy as np
 import pandas as pd
@@ -51,18 +53,36 @@ def test_full_size_i3d_on_the_gpu_gives_the_cpu_features(tmp_path):
     assert _relative_error(features, cpu(clips)) < 1e-2
 
 
+def test_the_gpu_i3d_is_fp16_channels_last_and_autotuned():
+    import torch
+
+    from ratscore.features import load_front_end
+
+    gpu = load_front_end(BUNDLED_MODEL_DIR, device="cuda").encoder
+    assert gpu.precision == "fp16" and torch.backends.cudnn.benchmark
+    kernels = [p for p in gpu.model.parameters() if p.dim() == 5]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in kernels)
+
+
 def test_analyze_on_the_gpu_finds_the_cpu_events(tmp_path):
+    """Every event the CPU reports with a score of at least 0.05 (the long tail below it reorders
+    on any rounding), on every 10-s sample clip."""
     runner = CliRunner()
-    events = {}
-    for device in ("cpu", "cuda"):
-        out = tmp_path / device
-        result = runner.invoke(app, ["analyze", str(SAMPLE), "-o", str(out), "--device", device])
-        assert result.exit_code == 0, result.output
-        events[device] = pd.read_csv(out / f"{SAMPLE.stem}.events.csv")
-    cpu, gpu = events["cpu"], events["cuda"]
-    assert len(cpu) > 0 and list(gpu["au"]) == list(cpu["au"])
-    np.testing.assert_allclose(gpu[["start_s", "end_s"]].to_numpy(), cpu[["start_s", "end_s"]].to_numpy(), atol=0.2)
-    np.testing.assert_allclose(gpu["score"].to_numpy(), cpu["score"].to_numpy(), atol=0.02)
+    frame_s = 1 / 30
+    for sample in sorted(SAMPLE.parent.glob("clip_7_*.mp4")):
+        events = {}
+        for device in ("cpu", "cuda"):
+            out = tmp_path / device
+            result = runner.invoke(app, ["analyze", str(sample), "-o", str(out), "--device", device])
+            assert result.exit_code == 0, result.output
+            events[device] = pd.read_csv(out / f"{sample.stem}.events.csv")
+        cpu, gpu = events["cpu"], events["cuda"]
+        assert len(cpu) > 0
+        for _, e in cpu[cpu.score >= 0.05].iterrows():
+            same = gpu[(gpu.au_id == e.au_id) & ((gpu.start_s - e.start_s).abs() <= frame_s + 1e-6)
+                       & ((gpu.end_s - e.end_s).abs() <= frame_s + 1e-6)]
+            assert len(same) > 0, f"{sample.name}: no GPU event for {e.au} {e.start_s}-{e.end_s} s"
+            assert (same.score - e.score).abs().min() <= 0.01
 
 
 def test_onnx_runtime_takes_its_cuda_provider_when_it_has_one():
