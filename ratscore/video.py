@@ -35,8 +35,8 @@ import numpy as np
 from .errors import InputError
 from .grid import MODEL_FPS
 
-# --decoder: "auto" is PyAV, measured fastest on the CPU; decoding on a GPU (torchcodec) is not
-# measured yet, so it is asked for by name
+# --decoder: "auto" is PyAV, the decoder every speed figure so far was measured with (docs/RESULTS.md);
+# decoding on a GPU (torchcodec) is not measured yet, so it is asked for by name
 DECODERS = ("auto", "pyav", "torchcodec")
 
 # the file extensions taken as videos, wherever a folder is searched for them (extract, batch)
