@@ -7,8 +7,8 @@
 #     bash benchmarks/gpu_check.sh [OUT_DIR]
 #
 #   machine.json        GPU, torch, CUDA, ONNX Runtime and its providers, torchcodec's state
-#   pytest_gpu.log      tests/test_gpu.py and tests/test_decoders.py (-m gpu): fp16 events against
-#                       the CPU's, channels-last and autotuning, torchcodec on CUDA
+#   pytest_gpu.log      tests/test_gpu.py: fp16 events against the CPU's, channels-last and
+#                       autotuning, torchcodec on CUDA
 #   bench_gpu.json      full-size I3D by batch in fp16 and fp32, the front end, analyze on 1 and 10 min
 #   study_*.json        bench_study: 4 synthetic 2-minute 640x480 videos, bundled model in fp16
 #                       (auto) and fp32, full-size I3D in fp16, PyAV and torchcodec decoding
@@ -43,7 +43,7 @@ except Exception as e:  # noqa: BLE001 - the state is the figure
 print(json.dumps(info, indent=1))'
 cp "$OUT_DIR/machine.log" "$OUT_DIR/machine.json"
 
-step 180 pytest_gpu "$PY" -m pytest -q -m gpu tests/test_gpu.py tests/test_decoders.py
+step 180 pytest_gpu "$PY" -m pytest -q tests/test_gpu.py
 step 150 bench_gpu "$PY" benchmarks/bench_gpu.py --batches 8 32 64 -o "$OUT_DIR/bench_gpu.json"
 
 STUDY=(benchmarks/bench_study.py --videos 4 --minutes 2 --size 640x480 --repeats 1 --device cuda --work "$WORK/study")

@@ -26,6 +26,7 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 from __future__ import annotations
 
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Hashable, Iterable, Iterator, Optional, Union
@@ -196,10 +197,8 @@ class ClipEncoder:
                 x = x.contiguous(memory_format=torch.channels_last_3d)  # strides of (B, T, S, S, 3)
             else:
                 x = x.contiguous()
-            if self.precision == "fp32":
-                return self.model(x).float().cpu().numpy()
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            with torch.autocast(device_type=self.device, dtype=dtype):
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+            with torch.autocast(device_type=self.device, dtype=dtype) if dtype else nullcontext():
                 return self.model(x).float().cpu().numpy()
 
 
@@ -311,8 +310,6 @@ def clips_from(crops: Iterator[np.ndarray], grid: FeatureGrid = DEFAULT_GRID) ->
 
 
 def _progress(enabled: bool, name: str, total: Optional[int]):
-    from contextlib import nullcontext
-
     if not enabled:
         return nullcontext(None)
     from rich.console import Console

@@ -113,19 +113,10 @@ def test_analyze_bad_inputs(tmp_path, tiny_model):
     (model / "manifest.json").unlink()
     assert "no manifest.json" in one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
     # Shorter than one 16-frame clip.
-    import av
     import numpy as np
+    from videos import encode_video
 
-    short = tmp_path / "short.mp4"
-    with av.open(str(short), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(8):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    short = encode_video(tmp_path / "short.mp4", [np.zeros((48, 64, 3), np.uint8)] * 8)
     assert "short.mp4" in one_line_error(runner.invoke(app, ["analyze", str(short), *_model_args(tiny_model)]))
     one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model), "--device", "tpu"]))
 
