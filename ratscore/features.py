@@ -26,7 +26,7 @@ I3D runs in PyTorch (weights in pytorch-i3d's format) or ONNX Runtime (a model f
 from __future__ import annotations
 
 from collections import deque
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Hashable, Iterable, Iterator, Optional, Union
@@ -136,9 +136,12 @@ class ClipEncoder:
 
     In PyTorch the network runs in `precision` ("fp32", "bf16" or "fp16", runtime.resolve_precision):
     the reduced ones under autocast, so the convolutions take bf16/fp16 while the pooling and the
-    output stay fp32. On a GPU the weights and clips are channels-last (NDHWC, the layout cuDNN's
-    fast 3-D convolution kernels read) and cuDNN picks its kernels by timing them on the first batch
-    of each shape (cudnn.benchmark): batches of one size repeat over a whole study.
+    output stay fp32. The weights and clips are channels-last (NDHWC: the layout cuDNN's fast 3-D
+    convolution kernels read, and on the CPU oneDNN's, where it halves the bundled I3D's time
+    against ONNX Runtime's; benchmarks/README.md). On a GPU cuDNN picks its kernels by timing them
+    on the first batch of each shape (cudnn.benchmark): batches of one size repeat over a whole
+    study. On the CPU the network takes all cores but one, as the ONNX form does: one core stays
+    with the thread that decodes and crops ahead of the I3D (runtime.py).
     """
 
     def __init__(self, input_size: int, feature_dim: int, model: Optional[InceptionI3d] = None,
@@ -146,19 +149,19 @@ class ClipEncoder:
         self.input_size, self.feature_dim, self.device = input_size, feature_dim, device
         self.model, self.session = model, None
         self.precision = resolve_precision(precision, device)
+        self.threads = cores_beside_one_thread() if device == "cpu" else 0
         if model is not None:
-            self.model = model.to(device).eval()
-            if device == "cuda":
-                import torch
+            import torch
 
+            self.model = model.to(device).eval().to(memory_format=torch.channels_last_3d)
+            if device == "cuda":
                 torch.backends.cudnn.benchmark = True
-                self.model = self.model.to(memory_format=torch.channels_last_3d)
         elif self.precision != "fp32":
             raise InputError(f"--precision {self.precision}: the I3D's ONNX form runs in fp32 only; "
                              f"its PyTorch weights (i3d.pt) are needed for {self.precision}")
         elif onnx_path is not None:
             # one core stays with the thread that decodes and crops ahead of the I3D (runtime.py)
-            self.session = onnx_session(onnx_path, device, threads=cores_beside_one_thread(), what="I3D ONNX model")
+            self.session = onnx_session(onnx_path, device, threads=self.threads, what="I3D ONNX model")
         else:
             raise ValueError("ClipEncoder needs a model or an ONNX file")
 
@@ -186,20 +189,33 @@ class ClipEncoder:
             if isinstance(clips, torch.Tensor):
                 clips = clips.cpu().numpy()
             return self.session.run(None, {"clips": self.normalise(clips)})[0].astype(np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), _torch_threads(self.threads):
             # the same arithmetic as normalise, on the model's device: a GPU gets a quarter of the
             # bytes (uint8, not float32) and the CPU is spared the conversion
             if not isinstance(clips, torch.Tensor):
                 clips = torch.from_numpy(np.ascontiguousarray(clips))
             x = clips.to(self.device, non_blocking=True)
             x = (x.float() * (2.0 / 255.0) - 1.0).permute(0, 4, 1, 2, 3)  # (B, 3, T, S, S)
-            if self.device == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last_3d)  # strides of (B, T, S, S, 3)
-            else:
-                x = x.contiguous()
+            x = x.contiguous(memory_format=torch.channels_last_3d)  # strides of (B, T, S, S, 3): no copy
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
             with torch.autocast(device_type=self.device, dtype=dtype) if dtype else nullcontext():
                 return self.model(x).float().cpu().numpy()
+
+
+@contextmanager
+def _torch_threads(threads: int):
+    """torch's CPU threads set to `threads` (0: left as they are) for a block, then put back: the
+    setting is the process's, and the I3D's share of the cores is not everyone's."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads and threads != before:
+            torch.set_num_threads(before)
 
 
 # --- the front end: what a model folder (or a weights file) provides -------------------------
@@ -245,9 +261,10 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
     """The I3D and ROI detector for extraction, on the model's time grid.
 
     `i3d_weights` (a pytorch-i3d state_dict file) overrides the model folder's I3D and runs in
-    PyTorch. A model folder's I3D runs in ONNX Runtime on the CPU, and in PyTorch on a GPU when the
-    folder has its weights (i3d.pt): torch's convolutions on CUDA need nothing beyond torch, where
-    ONNX Runtime's CUDA provider needs its own CUDA libraries (`backend` forces one). Without
+    PyTorch. A model folder's I3D runs in PyTorch when the folder has its weights (i3d.pt), else in
+    ONNX Runtime (`backend` forces one): on the CPU PyTorch's oneDNN convolutions run it in about
+    half ONNX Runtime's time (ClipEncoder), and on a GPU torch's convolutions need nothing beyond
+    torch, where ONNX Runtime's CUDA provider needs its own CUDA libraries. Without
     `no_roi` the folder must hold a detector; `motion` checks it with the recording's motion model
     (motion.py; nothing to check without a detector). `precision` is the I3D's arithmetic
     (ClipEncoder): bf16 or fp16 need the PyTorch form; "auto" is fp16 where the I3D runs in PyTorch
@@ -268,9 +285,8 @@ def load_front_end(model_dir=None, i3d_weights=None, device: str = "auto", no_ro
         encoder = ClipEncoder(config.input_size, network.feature_dim, model=network, device=device, precision=wanted)
     elif model is not None:
         spec = model.i3d
-        torch_on_gpu = device == "cuda" and bool(spec.weights)
         reduced_asked = precision not in ("auto", "fp32")  # bf16/fp16 by name: only PyTorch has them
-        if backend == "torch" or (backend == "auto" and (torch_on_gpu or reduced_asked or not spec.onnx)):
+        if backend == "torch" or (backend == "auto" and (spec.weights or reduced_asked or not spec.onnx)):
             if not spec.weights:
                 raise InputError(f"{model.path}: the model's I3D has no PyTorch weights (i3d.pt); use the ONNX backend"
                                  + (" and --precision fp32" if reduced_asked else ""))

@@ -77,10 +77,14 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def same_paddings(x: torch.Tensor, kernel: tuple, stride: tuple) -> list[tuple[int, int]]:
+    """(before, after) of each of x's (B, C, T, H, W) axes T, H, W."""
+    return [same_padding(s, k, st) for s, k, st in zip(x.shape[2:], kernel, stride)]
+
+
 def pad_same(x: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
     # x: (B, C, T, H, W); F.pad takes the last axis first
-    (pt0, pt1), (ph0, ph1), (pw0, pw1) = (same_padding(s, k, st) for s, k, st in
-                                          zip(x.shape[2:], kernel, stride))
+    (pt0, pt1), (ph0, ph1), (pw0, pw1) = same_paddings(x, kernel, stride)
     return F.pad(x, (pw0, pw1, ph0, ph1, pt0, pt1))
 
 
@@ -95,22 +99,33 @@ class Unit3D(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels, eps=1e-3, momentum=0.01) if batch_norm else None
 
     def forward(self, x):
-        x = self.conv3d(pad_same(x, self.kernel, self.stride))
+        padding = same_paddings(x, self.kernel, self.stride)
+        if all(before == after for before, after in padding):
+            # symmetric (every stride-1 unit): the convolution pads by itself, sparing a padded
+            # copy of x; the same sums as padding first
+            x = F.conv3d(x, self.conv3d.weight, self.conv3d.bias, self.stride, [before for before, _ in padding])
+        else:
+            x = self.conv3d(pad_same(x, self.kernel, self.stride))
         if self.bn is not None:
             x = self.bn(x)
         return F.relu(x) if self.relu else x
 
 
 class MaxPool3dSame(nn.Module):
-    """Max pooling with SAME padding. Zero padding, as pytorch-i3d: inputs follow a ReLU, so
-    zeros never win over a real value."""
+    """Max pooling with SAME padding. pytorch-i3d pads with zeros; every input here follows a
+    ReLU (>= 0), so a zero never wins over a real value, and pooling's own padding (which never
+    wins at all) gives the same maxima without a padded copy of x. Where a strided axis has the
+    odd pixel at the end, ceil_mode's last window is the one it adds."""
 
     def __init__(self, kernel, stride):
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
 
     def forward(self, x):
-        return F.max_pool3d(pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
+        padding = same_paddings(x, self.kernel, self.stride)
+        if any(after != before and stride == 1 for (before, after), stride in zip(padding, self.stride)):
+            return F.max_pool3d(pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
+        return F.max_pool3d(x, self.kernel, self.stride, padding=[before for before, _ in padding], ceil_mode=True)
 
 
 class InceptionModule(nn.Module):
@@ -126,7 +141,12 @@ class InceptionModule(nn.Module):
         self.out_channels = out[0] + out[2] + out[4] + out[5]
 
     def forward(self, x):
-        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
+        out = torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
+        if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+            # cat gives the default layout; the next block's pooling and convolutions are several
+            # times faster in the channels-last one they were given (NDHWC)
+            out = out.contiguous(memory_format=torch.channels_last_3d)
+        return out
 
 
 class InceptionI3d(nn.Module):

@@ -3,8 +3,8 @@ animal was lost (track.csv's found = 0) as a grey band, and an unfamiliar video'
 
 from __future__ import annotations
 
+import io
 import textwrap
-from typing import IO
 
 from .labels import LABELS, MAX_STAGE, NUM_CLASSES
 
@@ -17,13 +17,15 @@ def _time_unit(duration_s: float) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def plot_timeline(scoring, f: IO[bytes]) -> None:
-    """The picture of `scoring` as PNG into f."""
+def timeline_png(scoring) -> bytes:
+    """The picture of `scoring` as PNG bytes (Scoring.timeline_png keeps them)."""
     import matplotlib.pyplot as plt
 
     fig = timeline_figure(scoring)
-    fig.savefig(f, format="png", dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    return buf.getvalue()
 
 
 def timeline_figure(scoring):

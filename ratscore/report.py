@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 from typing import Optional, Sequence
 
 import numpy as np
@@ -116,10 +115,6 @@ def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
     `stills[i]` is the rat's crop (RGB) at the peak of episode i + 1, or None when it could not be
     read back from the video.
     """
-    from .plots import plot_timeline
-
-    buf = io.BytesIO()
-    plot_timeline(scoring, buf)
     s = scoring.summary
     episodes = []
     for i, ep in enumerate(scoring.episodes.itertuples(index=False)):
@@ -146,7 +141,7 @@ def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
         wet_dog_shakes=s["wet_dog_shakes"],
         trust=_trust(s.get("trust") or {}),
         latency=[(k, f"{v:.1f}") for k, v in s.get("latency_s", {}).items() if v is not None],
-        timeline_png=_png_data_uri(buf.getvalue()),
+        timeline_png=_png_data_uri(scoring.timeline_png),
         episodes=episodes,
         events=events,
         strip=strip,

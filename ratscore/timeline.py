@@ -6,6 +6,7 @@ Pure functions over plain data; the order of the input events never changes a re
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional
@@ -242,6 +243,15 @@ class Scoring:
     stills: list = field(default_factory=list)  # RGB crops of the rat at each episode's peak (report)
     track: Optional[object] = None  # roi.Track: the animal's box at every frame (track.csv, report, picture)
     strip: list = field(default_factory=list)  # (t_s, RGB frame with the box drawn) at evenly spaced moments (report)
+
+    @functools.cached_property
+    def timeline_png(self) -> bytes:
+        """The timeline picture (plots.py) as PNG, drawn once when first asked for: timeline.png and
+        the report show the same picture, and drawing it is most of a short video's writing time.
+        Ask for it only once the scoring is complete (the writers do)."""
+        from .plots import timeline_png
+
+        return timeline_png(self)
 
 
 def episode_peaks(scoring) -> list[float]:

@@ -55,9 +55,7 @@ class TimelinePlotWriter(Writer):
     suffix = ".timeline.png"
 
     def write(self, scoring, f):
-        from .plots import plot_timeline
-
-        plot_timeline(scoring, f)
+        f.write(scoring.timeline_png)
 
 
 class ReportWriter(Writer):

@@ -87,6 +87,23 @@ def test_torch_and_onnx_paths_agree(video, model_dir):
     assert np.abs(a - b).mean() <= 1e-4
 
 
+def test_a_model_folder_with_i3d_weights_runs_them_in_torch_on_the_cpu(model_dir, tiny_model):
+    import torch
+
+    # PyTorch where the folder has i3d.pt (oneDNN: about half ONNX Runtime's time on the CPU),
+    # ONNX Runtime where it has only i3d.onnx
+    front = load_front_end(model_dir, device="cpu", no_roi=True)
+    assert front.encoder.backend == "torch"
+    assert load_front_end(tiny_model, device="cpu", no_roi=True).encoder.backend == "onnx"
+    # the I3D takes all cores but one for its call, then gives the process its threads back
+    threads = torch.get_num_threads()
+    seen = []
+    front.encoder.model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    clips = np.zeros((1, 16, front.input_size, front.input_size, 3), np.uint8)
+    front.encoder(clips)
+    assert seen == [front.encoder.threads] and torch.get_num_threads() == threads
+
+
 def test_motion_only_i3d_keeps_its_config_through_the_model_folder(tmp_path):
     # the bundled recipe's I3D subtracts each clip's temporal mean inside the network; the model
     # folder's ONNX graph and its i3d.pt must both do the same, or the two backends would differ

@@ -30,7 +30,7 @@ def test_bundled_i3d_runs_in_torch_on_the_gpu_and_gives_the_cpu_features():
     from ratscore.features import load_front_end
 
     gpu = load_front_end(BUNDLED_MODEL_DIR, device="cuda").encoder
-    cpu = load_front_end(BUNDLED_MODEL_DIR, device="cpu").encoder
+    cpu = load_front_end(BUNDLED_MODEL_DIR, device="cpu", backend="onnx").encoder
     assert gpu.backend == "torch" and next(gpu.model.parameters()).is_cuda
     assert cpu.backend == "onnx"
     clips = np.random.default_rng(0).integers(0, 256, (4, 16, gpu.input_size, gpu.input_size, 3), dtype=np.uint8)

@@ -14,7 +14,7 @@ import torch
 
 from ratscore.errors import InputError
 from ratscore.features import build_i3d, load_i3d_weights
-from ratscore.i3d import I3DConfig, InceptionI3d, config_from_state_dict, same_padding
+from ratscore.i3d import I3DConfig, InceptionI3d, MaxPool3dSame, Unit3D, config_from_state_dict, pad_same, same_padding
 
 
 def calibrated_i3d(config: I3DConfig, seed: int = 0, clips: torch.Tensor | None = None) -> InceptionI3d:
@@ -74,6 +74,36 @@ def test_same_padding_gives_tensorflow_output_size(size, kernel, stride):
     before, after = same_padding(size, kernel, stride)
     assert after - before in (0, 1)  # TF puts the odd pixel at the end
     assert (size + before + after - kernel) // stride + 1 == math.ceil(size / stride)
+
+
+@pytest.mark.parametrize("kernel, stride", [(1, 1), (3, 1), (3, 2), (2, 2), (7, 2), (2, 1), (1, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pooling_and_convolution_pad_as_tensorflow_same(kernel, stride, channels_last):
+    # The units pad inside the convolution or pooling where they can (no padded copy); the
+    # reference is pytorch-i3d's way: zeros padded first. Pooling: equal maxima (inputs follow a ReLU).
+    torch.manual_seed(kernel * 10 + stride)
+    k, st = (kernel,) * 3, (stride,) * 3
+    pool, unit = MaxPool3dSame(k, st), Unit3D(2, 3, k, st).eval()
+    for size in range(1, 20):
+        x = torch.relu(torch.randn(2, 2, size, size + 1, max(1, size - 3)))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        padded = pad_same(x, k, st)
+        assert torch.equal(pool(x), torch.nn.functional.max_pool3d(padded, k, st)), size
+        with torch.no_grad():
+            expected = torch.relu(unit.bn(unit.conv3d(padded)))
+            torch.testing.assert_close(unit(x), expected, rtol=1e-5, atol=1e-6)
+            assert unit(x).shape[2:] == tuple(math.ceil(n / stride) for n in x.shape[2:])
+
+
+def test_channels_last_gives_the_same_features_as_the_default_layout():
+    model = calibrated_i3d(I3DConfig(width=0.125, input_size=64, subtract_temporal_mean=True, still_share=0.5))
+    x = torch.rand(3, 3, 16, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = model(x)
+        got = model.to(memory_format=torch.channels_last_3d)(x.contiguous(memory_format=torch.channels_last_3d))
+    assert expected.abs().mean() > 0.05
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_feature_map_shapes_and_small_variant():

@@ -61,9 +61,9 @@ def test_an_onnx_only_model_refuses_reduced_precision_and_auto_settles_on_fp32(t
 def test_bundled_i3d_in_reduced_precision_keeps_to_the_measured_tolerance(precision, tolerance):
     from ratscore.model import BUNDLED_MODEL_DIR
 
-    exact = load_front_end(BUNDLED_MODEL_DIR, device="cpu").encoder  # the CPU default: ONNX, fp32
+    exact = load_front_end(BUNDLED_MODEL_DIR, device="cpu").encoder  # the CPU default: fp32
     reduced = load_front_end(BUNDLED_MODEL_DIR, device="cpu", precision=precision).encoder
-    assert exact.backend == "onnx" and exact.precision == "fp32"
+    assert exact.backend == "torch" and exact.precision == "fp32"
     assert reduced.backend == "torch" and reduced.precision == precision
     clips = np.random.default_rng(2).integers(0, 256, (2, 16, exact.input_size, exact.input_size, 3), dtype=np.uint8)
     assert 0 < _relative_error(reduced(clips), exact(clips)) < tolerance

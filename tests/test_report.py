@@ -74,3 +74,17 @@ def test_report_escapes_every_value():
     assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;&amp;</h1>" in page
     assert "<b>m&lt;script&gt;</b>" in page
     assert "&lt;script&gt;bad()&lt;/script&gt;</div>" in page
+
+
+def test_report_and_timeline_png_show_one_picture_drawn_once(tmp_path, monkeypatch):
+    from ratscore import plots
+    from ratscore.writers import write_scoring
+
+    drawn = []
+    figure = plots.timeline_figure
+    monkeypatch.setattr(plots, "timeline_figure", lambda s: drawn.append(s) or figure(s))
+    write_scoring(scoring(), tmp_path, "rat01", formats=("timeline", "report"))
+    png = (tmp_path / "rat01.timeline.png").read_bytes()
+    timeline = data_uris((tmp_path / "rat01.report.html").read_text())[0]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and base64.b64decode(timeline) == png
+    assert len(drawn) == 1
