@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Iterator, Optional, TypeVar, Union
 
@@ -32,7 +32,7 @@ from .mask import RigProfile, load_rig_profile
 from .motion import MotionOptions
 from .roi import Detector, RoiOptions, RoiTracker
 from .runtime import cpu_cores, end_with_parent
-from .video import TRUNCATED_PREFIX, VideoInfo, probe_video, read_frames, truncation
+from .video import TRUNCATED_PREFIX, Frame, VideoInfo, expected_frames, probe_video, read_frames, truncation
 
 CHUNK_FRAMES = 32  # crops per message from a worker (about a second of video)
 AHEAD_CHUNKS = 8  # chunks a worker makes ahead of its reader, so it goes on while its reader is busy
@@ -118,6 +118,7 @@ class CropTally:
     track: np.ndarray  # (n_frames, 6) float32 the animal's box, score and who saw it (roi.Track's rows)
     motion: Optional[dict]  # what the motion model did (RoiTracker.motion_summary); None: not used
     detector_looks: int = 0  # frames the detector looked at (every_k-th, and the last)
+    strip: dict = field(default_factory=dict)  # frame -> report.strip_image of it, at the report strip's moments
 
 
 class VideoCrops:
@@ -128,7 +129,11 @@ class VideoCrops:
     (motion.py, always PyAV) before the crops are made, and checks the detector with it.
 
     `decoder` (video.DECODERS) and `device`: "pyav" gives numpy crops; "torchcodec" decodes on
-    `device` and gives torch uint8 tensors there, cropped where they are (video.crop_square)."""
+    `device` and gives torch uint8 tensors there, cropped where they are (video.crop_square).
+
+    It also keeps small copies of the frames at the report strip's moments (report.strip_rows of
+    the frame count the container promises), so the report need not seek back for them; where the
+    count turns out otherwise, the report reads the frames it lacks from the video."""
 
     def __init__(self, path: Path, detector: Optional[Detector], roi_options: RoiOptions, input_size: int,
                  grid: FeatureGrid, profile: Union[RigProfile, str, Path, None] = None,
@@ -145,6 +150,7 @@ class VideoCrops:
         self.motion = motion if detector is not None else None
         self.warnings: list[str] = []
         self.boxes = Rows(4)  # one crop box per frame: 16 bytes a frame
+        self.strip: dict[int, np.ndarray] = {}  # frame -> its report.strip_image
         self.track = Rows(6)  # the animal's box, score and who saw it, per frame (roi.Track): 24 bytes a frame
         self.n_frames = 0
 
@@ -154,7 +160,7 @@ class VideoCrops:
 
             model = build_motion_model(self.path, self.motion, self.grid.fps)  # the first, low-resolution pass
             self.tracker = RoiTracker(*self._tracker_args, model)
-        frames = read_frames(self.path, self.grid.fps, self.warnings, self.decoder, self.device)
+        frames = self._keeping_strip(read_frames(self.path, self.grid.fps, self.warnings, self.decoder, self.device))
         if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
             frames = run_ahead(frames, depth=8)
         for roi_frame in self.tracker.crops(frames):
@@ -162,6 +168,16 @@ class VideoCrops:
             self.boxes.append(roi_frame.box)
             self.track.append(roi_frame.track_row())
             yield roi_frame.crop
+
+    def _keeping_strip(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        from .report import strip_image, strip_rows
+
+        promised = expected_frames(self.info, self.grid.fps)
+        wanted = set(strip_rows(promised)) if promised else set()
+        for frame in frames:
+            if frame.index in wanted:
+                self.strip[frame.index] = strip_image(frame.image)
+            yield frame
 
     def tally(self) -> CropTally:
         """After the last crop; InputError for a video shorter than one clip."""
@@ -176,7 +192,8 @@ class VideoCrops:
         return CropTally(info=self.info, n_frames=n, boxes=self.boxes.array(),
                          rat_found_fraction=self.tracker.found_fraction, gaps=self.tracker.gaps,
                          decode_warnings=warnings, truncated=truncated, track=self.track.array(),
-                         motion=self.tracker.motion_summary(), detector_looks=self.tracker.detect_calls)
+                         motion=self.tracker.motion_summary(), detector_looks=self.tracker.detect_calls,
+                         strip=self.strip)
 
 
 # --- worker processes -------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class FeatureResult:
     track: Optional[Track] = None  # the animal's box at every frame (track.csv); None: not kept
     motion: Optional[dict] = None  # what the motion model did (RoiTracker.motion_summary); None: not used
     detector_looks: int = 0  # frames the detector looked at; the track's SEEN_DETECTOR rows are those it saw the animal in
+    strip: dict = field(default_factory=dict)  # frame -> the report strip's small copy of it (CropTally.strip)
 
     @property
     def fps(self) -> float:
@@ -384,7 +385,7 @@ def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: li
                          decode_warnings=tally.decode_warnings, truncated=tally.truncated,
                          width=info.width, height=info.height, rotation=info.rotation,
                          track=Track(grid.fps, info.width, info.height, tally.track), motion=tally.motion,
-                         detector_looks=tally.detector_looks)
+                         detector_looks=tally.detector_looks, strip=tally.strip)
 
 
 MIXED_BATCHES = 4  # on a GPU, clips of several videos share I3D calls of MIXED_BATCHES x batch_size clips

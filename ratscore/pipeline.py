@@ -219,7 +219,7 @@ class Analyzer:
         scoring.summary["trust"] = self.trust.assess(result)
         scoring.summary["run"] = self.run_record
         scoring.track = result.track
-        scoring.strip = track_strip(video, result.track)
+        scoring.strip = track_strip(video, result.track, result.strip)
         for t in episode_peaks(scoring):
             try:
                 frame = min(len(result.boxes) - 1, max(0, int(t * result.fps))) if result.boxes is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -74,39 +74,54 @@ FOUND_RGB = (0, 200, 0)  # the box where the animal was found
 HELD_RGB = (255, 140, 0)  # the box where it was held or guessed (found = 0)
 
 
-def track_strip(video, track, n: int = STRIP_STILLS, width: int = STRIP_WIDTH) -> list[dict]:
-    """Frames at n evenly spaced moments of the video (the middle of n equal parts) with the
-    track's box drawn: dicts of t_s, found and image (RGB; None where the frame could not be read)."""
+def strip_rows(n_frames: int, n: int = STRIP_STILLS) -> list[int]:
+    """The track rows (frames of the model's grid) the strip shows: the middle of n equal parts."""
+    return [min(n_frames - 1, int((k + 0.5) * n_frames / n)) for k in range(n)]
+
+
+def strip_image(frame, width: int = STRIP_WIDTH) -> np.ndarray:
+    """A whole frame (RGB; numpy, or a torch tensor from the torchcodec decoder) as the strip shows
+    it: shrunk to `width` when wider. Small enough to keep from the main pass (crops.VideoCrops)."""
+    import cv2
+
+    from .video import to_numpy
+
+    image = np.ascontiguousarray(to_numpy(frame))
+    h, w = image.shape[:2]
+    if w <= width:
+        return image.copy()
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+
+
+def track_strip(video, track, kept: Optional[Mapping[int, np.ndarray]] = None, n: int = STRIP_STILLS,
+                width: int = STRIP_WIDTH) -> list[dict]:
+    """Frames at n evenly spaced moments of the video (strip_rows) with the track's box drawn: dicts
+    of t_s, found and image (RGB; None where the frame could not be read). `kept`: strip_image of
+    track rows the main pass kept (crops.VideoCrops); a row it lacks is read back from the video."""
     from .video import crop_at
 
     if track is None or not len(track):
         return []
     found, boxes = track.found(), track.boxes
     strip = []
-    for k in range(n):
-        i = min(len(track) - 1, int((k + 0.5) * len(track) / n))
+    for i in strip_rows(len(track), n):
         t = i / track.fps
         try:
-            image = draw_box(crop_at(video, t), boxes[i], bool(found[i]), width)
+            image = kept.get(i) if kept else None
+            image = strip_image(crop_at(video, t), width) if image is None else image.copy()
+            draw_box(image, boxes[i] * (image.shape[1] / (track.width or image.shape[1])), bool(found[i]))
         except Exception:  # noqa: BLE001 - a still that cannot be read is left out, not the report
             image = None
         strip.append({"t_s": t, "found": bool(found[i]), "image": image})
     return strip
 
 
-def draw_box(image: np.ndarray, box, found: bool, width: int = STRIP_WIDTH) -> np.ndarray:
-    """The frame shrunk to `width` (when wider) with the box (source pixels) drawn on it."""
+def draw_box(image: np.ndarray, box, found: bool) -> None:
+    """The box (in image pixels) drawn on the image, in place."""
     import cv2
 
-    h, w = image.shape[:2]
-    scale = min(1.0, width / w)
-    if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    else:
-        image = image.copy()
-    x0, y0, x1, y1 = (int(round(float(v) * scale)) for v in box)
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
     cv2.rectangle(image, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), FOUND_RGB if found else HELD_RGB, 2)
-    return image
 
 
 def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:

@@ -122,9 +122,23 @@ def test_extract_writes_the_track_beside_the_features(tmp_path, tiny_model):
     assert list(t.columns) == TRACK_COLUMNS and len(t) == 40
 
 
+def test_the_main_pass_keeps_the_strip_frames_it_promised(tmp_path):
+    from ratscore.crops import VideoCrops
+    from ratscore.grid import DEFAULT_GRID
+    from ratscore.report import STRIP_WIDTH, strip_rows
+    from ratscore.roi import RoiOptions
+
+    video = make_video(tmp_path / "wide.mp4", n_frames=60, width=320, height=240)
+    crops = VideoCrops(video, None, RoiOptions(), 32, DEFAULT_GRID)
+    assert sum(1 for _ in crops) == 60
+    strip = crops.tally().strip
+    assert sorted(strip) == strip_rows(60)
+    assert all(image.shape == (180, STRIP_WIDTH, 3) and image.dtype == np.uint8 for image in strip.values())
+
+
 def test_the_report_strip_and_the_lost_band_on_the_picture(tmp_path):
     from ratscore.plots import timeline_figure
-    from ratscore.report import render_report, track_strip
+    from ratscore.report import render_report, strip_rows, track_strip
 
     video = make_video(tmp_path / "rat.mp4", n_frames=90, boxes=[(40, 40, 80, 70)] * 90)
     rows = np.tile(np.array([40, 40, 80, 70, 0.9, SEEN_DETECTOR], np.float32), (90, 1))
@@ -141,6 +155,13 @@ def test_the_report_strip_and_the_lost_band_on_the_picture(tmp_path):
     assert (still[40, 50] == (0, 200, 0)).all()  # the box drawn in green on the frame
     html = render_report(scoring)
     assert html.count("class='frame'") == 8 and "lost" in html
+    # the frames the main pass kept are used as they are; the rest are read back from the video
+    kept = {i: np.full((120, 160, 3), 7, np.uint8) for i in strip_rows(90)[::2]}
+    again = track_strip(video, track, kept)
+    for k, frame in enumerate(again):
+        assert (frame["image"][60, 5] == 7).all() == (k % 2 == 0)
+        np.testing.assert_array_equal(frame["image"][40, 50], scoring.strip[k]["image"][40, 50])  # the same box
+    assert kept[strip_rows(90)[0]][40, 50, 1] == 7  # drawn on a copy, not on what was kept
     fig = timeline_figure(scoring)
     try:
         assert fig._suptitle.get_text().startswith("UNFAMILIAR: the rat was found in only 50%")
