@@ -12,7 +12,7 @@ Every entry of the folder named like a video is analysed or listed as a failure 
 (a broken link, a folder, a pipe, an unreadable file); two videos of one folder with one stem are
 refused before anything runs, since every output is named after the stem.
 
-With workers (`--workers N`, default the cores less one), worker processes decode, detect and crop
+With workers (`--workers N`, default one per core), worker processes decode, detect and crop
 the next videos while this process runs the I3D over their clips (pipeline.Analyzer.analyze_many);
 the videos are still scored, written and reported one after the other in the same order, with
 the same files on the CPU as one video at a time. The workers decode with PyAV: a run that decodes
@@ -265,10 +265,12 @@ def _with_warnings(status: str, summary: dict) -> str:
 
 
 def default_workers() -> int:
-    """Worker processes for `batch`: one core stays with the I3D, at least one worker."""
+    """Worker processes for `batch`: one per core. Decoding, detecting and cropping a video take
+    about twice the CPU time the bundled I3D takes over its clips (benchmarks/README.md), so the
+    workers set the pace and the I3D takes its share of the cores beside them."""
     from .runtime import cpu_cores
 
-    return max(1, cpu_cores() - 1)
+    return cpu_cores()
 
 
 def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pattern: Optional[str] = None,

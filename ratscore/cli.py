@@ -509,7 +509,7 @@ def batch(
     study: Optional[Path] = typer.Option(None, "--study", help="STUDY.csv: animal, group, treatment (and injection time) per video; adds them to batch_summary.csv and writes study.xlsx (docs/STUDY.md)."),
     nwb: bool = NwbOption, motion: bool = MotionOption, precision: str = PrecisionOption,
     decoder: str = DecoderOption,
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Processes that decode (with PyAV), detect and crop the next videos while the I3D runs (default: cores - 1, at least 1; 0: one video at a time). The outputs are the same. With --decoder torchcodec always 0: its frames stay in the process that decoded them."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Processes that decode (with PyAV), detect and crop the next videos while the I3D runs (default: one per core; 0: one video at a time). The outputs are the same. With --decoder torchcodec always 0: its frames stay in the process that decoded them."),
 ):
     """Score every video of a study; one summary table; resumable, shardable, or submitted to a cluster."""
     from .batch import OutputLock, merge_shards, parse_shard, plan_batch, run_batch

@@ -78,8 +78,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def same_paddings(x: torch.Tensor, kernel: tuple, stride: tuple) -> list[tuple[int, int]]:
-    """(before, after) of each of x's (B, C, T, H, W) axes T, H, W."""
-    return [same_padding(s, k, st) for s, k, st in zip(x.shape[2:], kernel, stride)]
+    """(before, after) of each of x's (B, C, T, H, W) axes T, H, W. Plain ints even while the ONNX
+    exporter traces (sizes are fixed there, only the batch varies): pooling takes constants only."""
+    return [same_padding(int(s), k, st) for s, k, st in zip(x.shape[2:], kernel, stride)]
 
 
 def pad_same(x: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:

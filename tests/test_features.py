@@ -292,3 +292,21 @@ def test_run_ahead_stopped_early_closes_the_source_and_its_thread():
     ahead.close()
     assert closed.wait(5)
     assert not any(t.name == "ratscore-decode" for t in threading.enumerate())
+
+
+def test_onnx_export_where_the_maps_get_odd_sizes_matches_torch():
+    # at 80 px (the bundled I3D) the maps reach 5 x 5, whose SAME padding is lopsided: the export
+    # must fix it as constants while the batch stays free
+    import onnxruntime as ort
+    import torch
+
+    from ratscore.training.export import i3d_onnx_bytes
+
+    model = calibrated_i3d(I3DConfig(width=0.125, input_size=80))
+    session = ort.InferenceSession(i3d_onnx_bytes(model, 16), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, 16, 80, 80) * 2 - 1
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = session.run(None, {"clips": x.numpy()})[0]
+        assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
