@@ -150,7 +150,7 @@ class ClipEncoder:
         self.input_size, self.feature_dim, self.device = input_size, feature_dim, device
         self.model, self.session = model, None
         self.precision = resolve_precision(precision, device)
-        self.threads = cores_beside_one_thread() if device == "cpu" else 0
+        self.threads = cores_beside_one_thread() if device == "cpu" else 0  # torch's, for the CPU path
         if model is not None:
             import torch
 
@@ -162,7 +162,7 @@ class ClipEncoder:
                              f"its PyTorch weights (i3d.pt) are needed for {self.precision}")
         elif onnx_path is not None:
             # one core stays with the thread that decodes and crops ahead of the I3D (runtime.py)
-            self.session = onnx_session(onnx_path, device, threads=self.threads, what="I3D ONNX model")
+            self.session = onnx_session(onnx_path, device, threads=cores_beside_one_thread(), what="I3D ONNX model")
         else:
             raise ValueError("ClipEncoder needs a model or an ONNX file")
 
