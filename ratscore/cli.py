@@ -562,6 +562,9 @@ def batch(
                                include_normal, racine_config, nwb, motion, precision, decoder)
     with OutputLock(output, shard_):  # before the model loads: a refused run ends at once
         analyzer = Analyzer(options) if plan.videos else None
+        if workers and analyzer is not None and analyzer.decoder != "pyav":
+            typer.echo(f"--workers {workers}: not with the {analyzer.decoder} decoder, whose frames stay in the "
+                       f"process that decoded them; the videos go one at a time")
         # a shard's table stays plain: `batch --merge OUT --study STUDY.csv` adds the study to the whole one
         result = run_batch(folder, output, analyzer, recursive, pattern, resume, shard_,
                            on_video=lambda name, status: typer.echo(f"{name}: {status}"), plan=plan, take_lock=False,

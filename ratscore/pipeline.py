@@ -167,7 +167,6 @@ class Analyzer:
         self.localizer = OnnxLocalizer(self.model, device=options.device)
         self.front = load_front_end(self.model, device=options.device, no_roi=options.no_roi, motion=options.motion,
                                     precision=options.precision, decoder=options.decoder)
-        self.decoder = self.front.decoder  # "pyav" or "torchcodec": batch's worker processes decode only with PyAV
         if self.front.feature_dim != self.localizer.feature_dim:
             raise InputError(f"{options.model_dir}: the I3D gives {self.front.feature_dim}-d features but the "
                              f"localizer takes {self.localizer.feature_dim}-d")
@@ -182,6 +181,11 @@ class Analyzer:
                            "mask_sha256": content_sha256(options.mask), "motion": options.motion}
         if options.nwb:  # only when on: sets made before --nwb existed stay current without it
             self.run_record["nwb"] = True
+
+    @property
+    def decoder(self) -> str:
+        """The front end's decoder, "pyav" or "torchcodec": batch's worker processes decode only with PyAV."""
+        return self.front.decoder
 
     def analyze(self, video: Path, out_dir: Path, stem: Optional[str] = None) -> Scoring:
         from .features import extract_features

@@ -6,7 +6,7 @@ Pure functions over plain data; the order of the input events never changes a re
 
 from __future__ import annotations
 
-import functools
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional
@@ -244,14 +244,27 @@ class Scoring:
     track: Optional[object] = None  # roi.Track: the animal's box at every frame (track.csv, report, picture)
     strip: list = field(default_factory=list)  # (t_s, RGB frame with the box drawn) at evenly spaced moments (report)
 
-    @functools.cached_property
+    @property
     def timeline_png(self) -> bytes:
-        """The timeline picture (plots.py) as PNG, drawn once when first asked for: timeline.png and
-        the report show the same picture, and drawing it is most of a short video's writing time.
-        Ask for it only once the scoring is complete (the writers do)."""
+        """The timeline picture (plots.py) as PNG. timeline.png and the report show the same picture,
+        and drawing it is most of a short video's writing time, so it is drawn once and kept, and
+        drawn again only if what it shows has changed since (the pipeline fills in the trust and
+        the track after the tables are made)."""
         from .plots import timeline_png
 
-        return timeline_png(self)
+        shown = self._what_the_picture_shows()
+        kept = self.__dict__.get("_timeline_png")
+        if kept is None or kept[0] != shown:
+            kept = self.__dict__["_timeline_png"] = (shown, timeline_png(self))
+        return kept[1]
+
+    def _what_the_picture_shows(self) -> tuple:
+        def table(frame: pd.DataFrame) -> tuple:
+            return tuple(frame.columns), tuple(pd.util.hash_pandas_object(frame, index=True).tolist())
+
+        lost = tuple(map(tuple, self.track.lost())) if self.track is not None else ()
+        return (self.video, self.duration_s, table(self.events), table(self.racine), table(self.episodes),
+                json.dumps(self.summary, sort_keys=True, default=str), lost)
 
 
 def episode_peaks(scoring) -> list[float]:

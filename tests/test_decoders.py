@@ -281,6 +281,7 @@ def test_batch_with_torchcodec_runs_in_its_own_process(tmp_path, tiny_model, mon
                                  "--device", "cpu", "--decoder", "torchcodec", "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "2 analysed" in result.stdout
+    assert "--workers 2: not with the torchcodec decoder" in result.stdout  # said, not silently dropped
     assert (out / "clip_7_0000.events.csv").is_file() and (out / "clip_7_0001.events.csv").is_file()
 
 

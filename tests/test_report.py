@@ -88,3 +88,19 @@ def test_report_and_timeline_png_show_one_picture_drawn_once(tmp_path, monkeypat
     timeline = data_uris((tmp_path / "rat01.report.html").read_text())[0]
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and base64.b64decode(timeline) == png
     assert len(drawn) == 1
+
+
+def test_the_timeline_picture_is_drawn_again_when_what_it_shows_changes(monkeypatch):
+    from ratscore import plots
+
+    drawn = []
+    figure = plots.timeline_figure
+    monkeypatch.setattr(plots, "timeline_figure", lambda s: drawn.append(s) or figure(s))
+    s = scoring()
+    first = s.timeline_png
+    assert s.timeline_png is first and len(drawn) == 1  # kept while nothing changes
+    s.summary["trust"] = {"familiar": False, "reasons": ["the rat was found in only 12% of frames"]}
+    flagged = s.timeline_png  # the pipeline adds the trust after the tables: the flag must show
+    assert len(drawn) == 2 and flagged != first
+    s.events.loc[0, "score"] = 0.1
+    assert s.timeline_png != flagged and len(drawn) == 3
