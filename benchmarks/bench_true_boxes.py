@@ -9,9 +9,10 @@ made and kept under --work (a second call reuses them):
 
   - detector: the model's own front end, as `ratscore benchmark --videos` runs it (the detector
     every k-th frame, boxes held between, the motion model on as by default);
-  - true boxes: every frame cropped around the renderer's rat box (boxes/<video>.csv), with the
-    model's crop margin, the last box held where the rat is out of sight, the whole frame before
-    the first box; then the same I3D on the same clip grid.
+  - true boxes: every frame cropped around the renderer's rat box (boxes/<video>.csv) as the
+    recipe crops the I3D's training clips, with the model's crop margin (the last box held where
+    the rat is out of sight, the whole frame before the first box); then the same I3D on the same
+    clip grid.
 
 Each is scored with the model's localizer on the same annotations (`--all-testing`: every video
 of the folder counts, as for the unseen style's 120 clips; else the folder's `testing` split).
@@ -34,24 +35,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def true_box_features(video: Path, boxes_of_frame, front) -> np.ndarray:
-    """(T, D) features of a synthetic video cropped around its true rat boxes."""
+    """(T, D) features of a synthetic video cropped around its true rat boxes, as the recipe crops
+    the I3D classifier's training clips (training.i3d_classifier.load_rat_crops)."""
     from ratscore.features import clips_from
-    from ratscore.roi import square_around
-    from ratscore.video import crop_square, read_frames
+    from ratscore.training.i3d_classifier import load_rat_crops
 
-    def crops():
-        last = None
-        for frame in read_frames(video, front.grid.fps):
-            h, w = frame.image.shape[:2]
-            box = boxes_of_frame(frame.index, w, h)
-            last = box if box is not None else last
-            square = (np.array([0, 0, w, h], np.float32) if last is None else
-                      square_around(np.asarray(last, np.float32), front.roi_options.margin,
-                                    front.roi_options.min_side, w, h))
-            yield crop_square(frame.image, square, front.input_size)
-
+    crops = load_rat_crops(video, boxes_of_frame, front.input_size, front.roi_options.margin)
     features, batch = [], []
-    for clip in clips_from(crops(), front.grid):
+    for clip in clips_from(iter(crops), front.grid):
         batch.append(clip)
         if len(batch) == front.batch_size:
             features.append(front.encoder(np.stack(batch)))
