@@ -142,19 +142,14 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
     return info
 
 
-def _render_all(plans: list[VideoPlan], out_dir: Path, config: SynthConfig, jobs: int):
-    """(plan, manifest entry) of each video as it is written, in plan order."""
-    if jobs == 1 or len(plans) < 2:
+def _render_all(plans: list[VideoPlan], out_dir: Path, config: SynthConfig, pool):
+    """(plan, manifest entry) of each video as it is written, in plan order: by `pool`'s worker
+    processes, or here without one."""
+    if pool is None:
         for plan in plans:
             yield plan, write_video(plan, out_dir, config)
         return
-    from ..runtime import worker_processes
-
-    pool = worker_processes(min(jobs, len(plans)))
-    try:
-        yield from zip(plans, pool.map(write_video, plans, [out_dir] * len(plans), [config] * len(plans)))
-    finally:  # after a failure (a full disk, say) the videos not yet started are not rendered in vain
-        pool.shutdown(cancel_futures=True)
+    yield from zip(plans, pool.map(write_video, plans, [out_dir] * len(plans), [config] * len(plans)))
 
 
 def _chain(first, rest):
@@ -166,14 +161,19 @@ CELL_W, CELL_H = 320, 240  # a contact sheet's cell; 24 pixels above each for it
 
 
 def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfig()) -> Path:
-    """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid.
-    Other styles than classic: 16 scenes, the frame with the animal's box (or none) drawn."""
+    """contact_sheet_png written to `path`."""
+    return _write_png(path, contact_sheet_png(seed, config))
+
+
+def contact_sheet_png(seed: int, config: SynthConfig = SynthConfig()) -> bytes:
+    """One frame per action unit, each from its own scene, boxes drawn, labelled; a 4 x 4 grid, as
+    PNG. Other styles than classic: 16 scenes, the frame with the animal's box (or none) drawn."""
     import cv2
 
     from .frames import render_clip_frames
 
     if config.style != "classic":
-        return _styled_contact_sheet(path, seed, config)
+        return _styled_contact_sheet(seed, config)
     sheet = _blank_sheet()
     for au in range(NUM_CLASSES):
         seconds = 1.6
@@ -184,10 +184,10 @@ def render_contact_sheet(path: Path, seed: int, config: SynthConfig = SynthConfi
         _sheet_cell(sheet, au, pick, f"{au} {LABELS[au]}", rat_colour=(0, 200, 0))
     cv2.putText(sheet, "green: rat box (class 0)", (3 * CELL_W + 8, 3 * (CELL_H + 24) + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 150, 0), 1, cv2.LINE_AA)
     cv2.putText(sheet, "red: reflection (class 1)", (3 * CELL_W + 8, 3 * (CELL_H + 24) + 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 30, 30), 1, cv2.LINE_AA)
-    return _write_sheet(path, sheet)
+    return _sheet_png(sheet)
 
 
-def _styled_contact_sheet(path: Path, seed: int, config: SynthConfig) -> Path:
+def _styled_contact_sheet(seed: int, config: SynthConfig) -> bytes:
     """16 scenes of a style (a frame from the middle of 1.6 s each), the box on the animal only."""
     from .frames import render_clip_frames
 
@@ -198,7 +198,7 @@ def _styled_contact_sheet(path: Path, seed: int, config: SynthConfig) -> Path:
         pick = list(render_clip_frames(plan, config))[24]
         text = f"{au} {LABELS[au]}" if pick.rat_box is not None else "no animal: no box"
         _sheet_cell(sheet, i, pick, text, rat_colour=(0, 230, 0))
-    return _write_sheet(path, sheet)
+    return _sheet_png(sheet)
 
 
 def _blank_sheet() -> np.ndarray:
@@ -221,13 +221,17 @@ def _sheet_cell(sheet: np.ndarray, index: int, frame, caption: str, rat_colour) 
     cv2.putText(sheet, caption, (x + 4, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def _write_sheet(path: Path, sheet: np.ndarray) -> Path:
+def _sheet_png(sheet: np.ndarray) -> bytes:
     import cv2
 
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise RunError(f"{path}: could not encode the contact sheet")
-    return atomic_write(Path(path), lambda f: f.write(png.tobytes()))
+        raise RunError("could not encode the contact sheet")
+    return png.tobytes()
+
+
+def _write_png(path: Path, png: bytes) -> Path:
+    return atomic_write(Path(path), lambda f: f.write(png))
 
 
 def _check_output(out_dir: Path) -> None:
@@ -274,12 +278,27 @@ def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, 
     if config.style == "classic":  # a classic folder's manifest stays as it was before styles had names
         del settings["style"]
     manifest = {"seed": seed, "config": settings, "videos": {}}
-    for plan, info in _render_all(plans, out_dir, config, jobs):
-        manifest["videos"][plan.video_id] = info
-        if progress is not None:
-            progress(plan, info)
-    annotations = {p.video_id: p.annotation(config.fps) for p in plans}
-    write_annotations(out_dir / "annotations.json", annotations.values())
-    atomic_write_text(out_dir / "synth_manifest.json", json.dumps(manifest, indent=1) + "\n")
-    render_contact_sheet(out_dir / "contact_sheet.png", seed, config)
+    pool = None
+    if jobs > 1:
+        from ..runtime import worker_processes
+
+        pool = worker_processes(min(jobs, len(plans) + 1))
+    try:
+        # with workers, one of them draws the contact sheet while the others render the videos
+        # (14 scenes of 1.6 s: as long as several clips); it is written last, as without them
+        sheet = pool.submit(contact_sheet_png, seed, config) if pool is not None else None
+        for plan, info in _render_all(plans, out_dir, config, pool):
+            manifest["videos"][plan.video_id] = info
+            if progress is not None:
+                progress(plan, info)
+        annotations = {p.video_id: p.annotation(config.fps) for p in plans}
+        write_annotations(out_dir / "annotations.json", annotations.values())
+        atomic_write_text(out_dir / "synth_manifest.json", json.dumps(manifest, indent=1) + "\n")
+        if sheet is None:
+            render_contact_sheet(out_dir / "contact_sheet.png", seed, config)
+        else:
+            _write_png(out_dir / "contact_sheet.png", sheet.result())
+    finally:  # after a failure (a full disk, say) the videos not yet started are not rendered in vain
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return annotations
