@@ -37,18 +37,11 @@ sys.path.insert(0, str(ROOT))
 def true_box_features(video: Path, boxes_of_frame, front) -> np.ndarray:
     """(T, D) features of a synthetic video cropped around its true rat boxes, as the recipe crops
     the I3D classifier's training clips (training.i3d_classifier.load_rat_crops)."""
-    from ratscore.features import clips_from
+    from ratscore.features import encode_crops
     from ratscore.training.i3d_classifier import load_rat_crops
 
     crops = load_rat_crops(video, boxes_of_frame, front.input_size, front.roi_options.margin)
-    features, batch = [], []
-    for clip in clips_from(iter(crops), front.grid):
-        batch.append(clip)
-        if len(batch) == front.batch_size:
-            features.append(front.encoder(np.stack(batch)))
-            batch = []
-    if batch:
-        features.append(front.encoder(np.stack(batch)))
+    features = encode_crops(front, iter(crops), video)
     if not features:
         return np.zeros((0, front.feature_dim), np.float32)
     return np.concatenate(features).astype(np.float32)

@@ -352,8 +352,6 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
         front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size, decoder=decoder)
     stream = VideoCrops(path, front.detector, front.roi_options, front.input_size, front.grid, mask_profile,
                         front.motion, front.decoder, front.decode_device)
-    features: list[np.ndarray] = []
-
     total = expected_frames(stream.info, front.grid.fps)
     with _progress(progress, path.name, total) as bar:
         task = bar.add_task(path.name[:40], total=total) if bar is not None else None
@@ -364,15 +362,23 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
                     bar.update(task, completed=stream.n_frames)
                 yield crop
 
-        batch: list[np.ndarray] = []
-        for clip in clips_from(run_ahead(crops()), front.grid):
-            batch.append(clip)
-            if len(batch) == front.batch_size:
-                features.append(_encode(front, batch, path))
-                batch = []
-        if batch:
-            features.append(_encode(front, batch, path))
+        features = encode_crops(front, run_ahead(crops()), path)
     return feature_result(path, front.grid, stream.tally(), features)
+
+
+def encode_crops(front: FrontEnd, crops: Iterator, path: Path) -> list[np.ndarray]:
+    """The I3D's features of a video's crops, a (B, D) array per network call: the grid's clips,
+    front.batch_size at a time (the last call takes what is left)."""
+    features: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for clip in clips_from(crops, front.grid):
+        batch.append(clip)
+        if len(batch) == front.batch_size:
+            features.append(_encode(front, batch, path))
+            batch = []
+    if batch:
+        features.append(_encode(front, batch, path))
+    return features
 
 
 def feature_result(path: Path, grid: FeatureGrid, tally: CropTally, features: list[np.ndarray]) -> FeatureResult:

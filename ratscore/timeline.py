@@ -243,6 +243,8 @@ class Scoring:
     stills: list = field(default_factory=list)  # RGB crops of the rat at each episode's peak (report)
     track: Optional[object] = None  # roi.Track: the animal's box at every frame (track.csv, report, picture)
     strip: list = field(default_factory=list)  # (t_s, RGB frame with the box drawn) at evenly spaced moments (report)
+    # the timeline picture as last drawn: (what it showed, PNG bytes); see timeline_png
+    _picture: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def timeline_png(self) -> bytes:
@@ -253,10 +255,9 @@ class Scoring:
         from .plots import timeline_png
 
         shown = self._what_the_picture_shows()
-        kept = self.__dict__.get("_timeline_png")
-        if kept is None or kept[0] != shown:
-            kept = self.__dict__["_timeline_png"] = (shown, timeline_png(self))
-        return kept[1]
+        if self._picture is None or self._picture[0] != shown:
+            self._picture = (shown, timeline_png(self))
+        return self._picture[1]
 
     def _what_the_picture_shows(self) -> tuple:
         def table(frame: pd.DataFrame) -> tuple:
