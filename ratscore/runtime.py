@@ -72,6 +72,17 @@ def worker_processes(count: int):
                                initializer=end_with_parent)
 
 
+def stop_workers(pool) -> None:
+    """Stop a `worker_processes` pool now, its running work lost: after an error or an interrupt.
+    shutdown(wait=False) alone is not enough: at exit Python still joins a pool's processes, so a
+    Ctrl-C or SIGTERM would wait for every task already running (a video's render, a localizer's
+    whole training) before the process ended."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # Python 3.14: pool.terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)  # (which forgets them)
+    for process in processes:
+        process.terminate()
+
+
 def end_with_parent() -> None:
     """In a worker process: end it (SIGTERM) when the process that started it ends."""
     try:

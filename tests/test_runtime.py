@@ -29,3 +29,24 @@ def test_peak_memory_sees_a_big_allocation():
     before = peak_rss_mb()
     block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, touched
     assert peak_rss_mb() >= before and peak_rss_mb() >= block.nbytes / 2**20
+
+
+def test_stopped_workers_do_not_finish_what_they_were_doing():
+    """After an interrupt, a pool's running work is stopped, not waited for: at exit Python joins a
+    pool's processes, so a worker left running would hold up Ctrl-C until its task ended."""
+    import time
+
+    from ratscore.runtime import stop_workers, worker_processes
+
+    pool = worker_processes(2)
+    running = [pool.submit(time.sleep, 600) for _ in range(2)]
+    queued = pool.submit(time.sleep, 600)
+    while not all(f.running() for f in running):
+        time.sleep(0.05)
+    processes = list(pool._processes.values())
+    stop_workers(pool)
+    for process in processes:
+        process.join(timeout=60)  # far less than the sleep: a worker still sleeping fails here
+        assert process.exitcode is not None and process.exitcode < 0  # ended by the signal, not by finishing
+    # the task not started yet never runs: cancelled, or failed with the pool it was queued in
+    assert queued.cancelled() or queued.exception(timeout=60) is not None

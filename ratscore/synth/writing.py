@@ -298,7 +298,14 @@ def synthesize(out_dir: str | Path, clips: Optional[int] = None, seed: int = 0, 
             render_contact_sheet(out_dir / "contact_sheet.png", seed, config)
         else:
             _write_png(out_dir / "contact_sheet.png", sheet.result())
-    finally:  # after a failure (a full disk, say) the videos not yet started are not rendered in vain
+    except BaseException:  # a failure (a full disk, say) or an interrupt: no video is rendered in vain
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            from ..runtime import stop_workers
+
+            stop_workers(pool)
+            pool = None
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return annotations
