@@ -45,6 +45,9 @@ class BundleRecipe:
     detector_style: str = "classic"  # synth style of the detector's extra clips: "classic" (none: today's detector) or "varied"
     detector_style_clips: int = 200  # with detector_style "varied": that many clips of it, for the detector only
     detector_style_seed: int = 5000  # their seed
+    behaviour_style: str = "classic"  # synth style of more clips for the I3D and the localizer: "classic" (none) or "varied"
+    behaviour_style_clips: int = 200  # with behaviour_style "varied": that many rendered; those whose animal shows throughout are used
+    behaviour_style_seed: int = 6000  # their seed
     detector_every_k: int = 10  # at analysis, the detector runs on every k-th frame (boxes interpolated between)
     i3d_width: float = 0.125  # channel multiplier of the small I3D (128-d features)
     i3d_input_size: int = 80  # crop side given to the I3D, pixels
@@ -62,12 +65,14 @@ class BundleRecipe:
     ablation: bool = True  # also train keep ratio 1.0 (plain local attention) on the same features
 
     def __post_init__(self):
-        # "unseen" is the drawing kept back to measure the model with: no stage may train on it
-        if self.detector_style == "unseen":
-            raise InputError("detector_style 'unseen' is the synth style kept back for measuring; "
-                             "the recipe never trains on it (use classic or varied)")
-        if self.detector_style not in ("classic", "varied"):
-            raise InputError(f"detector_style must be classic or varied, not {self.detector_style!r}")
+        for name in ("detector_style", "behaviour_style"):
+            style = getattr(self, name)
+            # "unseen" is the drawing kept back to measure the model with: no stage may train on it
+            if style == "unseen":
+                raise InputError(f"{name} 'unseen' is the synth style kept back for measuring; "
+                                 "the recipe never trains on it (use classic or varied)")
+            if style not in ("classic", "varied"):
+                raise InputError(f"{name} must be classic or varied, not {style!r}")
 
     @classmethod
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":
@@ -119,9 +124,15 @@ _STAGE_FIELDS["localizer_topk"] = _STAGE_FIELDS["localizer_plain"] = (
 # recipe's stages are found done as they were before the field existed.
 _STYLE_FIELDS = ("detector_style", "detector_style_clips", "detector_style_seed")
 _STAGE_FIELDS["synth_detector"] = _STYLE_FIELDS
+# The behaviour's clips of another style (behaviour_style) likewise: their render, and the stages
+# that learn from them (the I3D classifier, when the recipe trains it, and all it feeds; the
+# features and the localizers in any case).
+_BEHAVIOUR_FIELDS = ("behaviour_style", "behaviour_style_clips", "behaviour_style_seed")
+_STAGE_FIELDS["synth_behaviour"] = _BEHAVIOUR_FIELDS
 
 # the stages that read the localizer clips themselves (the others only through the detector)
 _READ_LOCALIZER_CLIPS = {"synth_localizer", "features", "localizer_topk", "localizer_plain"}
+_READ_FEATURES = {"features", "localizer_topk", "localizer_plain"}
 
 
 def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
@@ -134,6 +145,9 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
         fields -= set(_RENDER_FIELDS["synth_localizer"])
     if recipe.detector_style != "classic" and "detector_epochs" in fields:
         fields |= set(_STYLE_FIELDS)
+    if recipe.behaviour_style != "classic" and (stage in _READ_FEATURES
+                                                or (not recipe.front_end and "classifier_epochs" in fields)):
+        fields |= set(_BEHAVIOUR_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = _front_end_digest(Path(recipe.front_end))
@@ -256,9 +270,10 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
             if stage.then:
                 stage.then(run)
     except BaseException:
-        if run.pool is not None:
-            # not waiting for the other workers: their processes end with this one (see worker_processes)
-            run.pool.shutdown(wait=False, cancel_futures=True)
+        if run.pool is not None:  # not waiting for the other stages' workers: what they did is resumed
+            from ..runtime import stop_workers
+
+            stop_workers(run.pool)
         raise
     if run.pool is not None:
         run.pool.shutdown()
@@ -314,18 +329,35 @@ def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
         # More segments of every action for the localizer, whose features are cheap next to the
         # detector's and the classifier's training on more frames.
         renders.append(("synth_localizer", dict(clips=recipe.localizer_clips, seed=recipe.localizer_clips_seed)))
+    if recipe.behaviour_style != "classic" and recipe.behaviour_style_clips:
+        # The same behaviours drawn otherwise, so that the I3D and the localizer learn the movement
+        # apart from one drawing (docs/RESULTS.md: the unseen style's gap is half theirs).
+        renders.append(("synth_behaviour", dict(clips=recipe.behaviour_style_clips, seed=recipe.behaviour_style_seed,
+                                                style=recipe.behaviour_style)))
     return renders
 
 
 def _render(name: str, how: dict, run: BundleRun) -> dict:
     from ..runtime import cpu_cores
-    from ..synth import synthesize
+    from ..synth import SynthConfig, synthesize
 
     folder = run.work / name
     if folder.exists():
         shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
-    synthesize(folder, **how, jobs=cpu_cores())  # the same files whatever the number of jobs
+    style = {"config": SynthConfig(style=how["style"])} if "style" in how else {}
+    synthesize(folder, **{k: v for k, v in how.items() if k != "style"}, **style,
+               jobs=cpu_cores())  # the same files whatever the number of jobs
     return dict(how)
+
+
+def behaviour_videos(folder: Path) -> set[str]:
+    """The ids of a render's videos that can teach behaviour: all of a classic render; of another
+    style, those whose animal shows in every frame (a styled render also has empty arenas and
+    animals put in or taken out, whose annotations still give the planned behaviour where no
+    animal shows: see docs/TRAINING.md)."""
+    manifest = json.loads((folder / "synth_manifest.json").read_text())
+    return {vid for vid, entry in manifest["videos"].items()
+            if (entry.get("style") or {}).get("animal", "none") == "none"}
 
 
 def _render_detector_style(run: BundleRun) -> dict:
@@ -360,16 +392,21 @@ def _train_classifier(run: BundleRun) -> dict:
     from ..annotations import read_annotations
     from .i3d_classifier import ClassifierOptions, rat_boxes, train_i3d_classifier
 
-    recipe, train_dir = run.recipe, run.work / "synth_train"
-    ann = read_annotations(train_dir / "annotations.json")
-    videos = [(train_dir / f"{vid}.mp4", v.segments, rat_boxes(train_dir, vid)) for vid, v in ann.items()]
+    recipe = run.recipe
+    videos = []
+    for folder in [run.work / "synth_train"] + ([run.work / "synth_behaviour"]
+                                                if recipe.behaviour_style != "classic" else []):
+        shown = behaviour_videos(folder)
+        videos += [(folder / f"{vid}.mp4", v.segments, rat_boxes(folder, vid))
+                   for vid, v in read_annotations(folder / "annotations.json").items() if vid in shown]
     options = ClassifierOptions(width=recipe.i3d_width, input_size=recipe.i3d_input_size,
                                 subtract_temporal_mean=recipe.i3d_subtract_temporal_mean,
                                 still_share=recipe.i3d_still_share, crop_margin=recipe.crop_margin,
                                 epochs=recipe.classifier_epochs, stride=recipe.classifier_stride,
                                 batch=recipe.classifier_batch, lr=recipe.classifier_lr, seed=recipe.seed)
-    return train_i3d_classifier(videos, run.work, options, stage_inputs(recipe, "i3d_classifier"), run.torch_device,
-                                run.log)
+    metrics = train_i3d_classifier(videos, run.work, options, stage_inputs(recipe, "i3d_classifier"), run.torch_device,
+                                   run.log)
+    return {**metrics, "videos": len(videos)}
 
 
 def _assemble_front_end(run: BundleRun) -> dict:
@@ -415,7 +452,8 @@ def _extract_features(run: BundleRun) -> dict:
     done = 0
     for render, _ in _renders(run.recipe):  # those of this recipe: a folder left by an earlier recipe is not used
         stamp = {**stage_inputs(run.recipe, "front_end"), **stage_inputs(run.recipe, render)}
-        for video in sorted((run.work / render).glob("*.mp4")):
+        shown = behaviour_videos(run.work / render)
+        for video in [v for v in sorted((run.work / render).glob("*.mp4")) if v.stem in shown]:
             target = features_dir / f"{video.stem}.npy"
             if not (target.exists() and stamps.get(video.stem) == stamp):
                 result = extract_features(video, front, run.device, progress=False)
@@ -501,6 +539,11 @@ def _trained_on(recipe: BundleRecipe) -> str:
     if recipe.detector_style != "classic" and not recipe.front_end:
         localizer_only += (f", plus {recipe.detector_style_clips} clips of 10 s in the synth style "
                            f"{recipe.detector_style} (seed {recipe.detector_style_seed}) for the detector")
+    if recipe.behaviour_style != "classic":
+        learners = "the localizer" if recipe.front_end else "the I3D classifier and the localizer"
+        localizer_only += (f", plus those of {recipe.behaviour_style_clips} clips of 10 s in the synth style "
+                           f"{recipe.behaviour_style} (seed {recipe.behaviour_style_seed}) whose animal shows "
+                           f"throughout, for {learners}")
     trained = (f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
                if recipe.front_end else f"the detector, the I3D classifier and the localizer{localizer_only}")
     return (f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
@@ -537,8 +580,10 @@ def _combined_annotations(folders: list[tuple[Path, str]], out: Path) -> Path:
 
     videos = []
     for folder, subset in folders:
+        shown = behaviour_videos(folder)
         for v in read_annotations(folder / "annotations.json").values():
-            videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
+            if v.video_id in shown:
+                videos.append(VideoAnnotation(v.video_id, subset, v.duration, v.segments, v.fps))
     return write_annotations(out, videos)
 
 

@@ -72,6 +72,7 @@ def test_distractors_alone_get_no_box():
 
 def test_varied_folder_writes_empty_label_files_the_detector_takes_as_background(tmp_path):
     from ratscore.synth.writing import synthesize
+    from ratscore.training.bundle import behaviour_videos
     from ratscore.training.detector import build_dataset
 
     out = tmp_path / "varied"
@@ -88,6 +89,9 @@ def test_varied_folder_writes_empty_label_files_the_detector_takes_as_background
     assert 0 < start["empty_frames"] < start["frames"]
     assert (out / "labels" / "clip_7_0002" / "000000.txt").read_text() == ""
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+    # the bundle recipe learns behaviour only where the animal shows throughout
+    assert behaviour_videos(out) == {vid for vid, e in manifest["videos"].items() if e["empty_frames"] == 0}
+    assert "clip_7_0001" not in behaviour_videos(out) and "clip_7_0002" not in behaviour_videos(out)
     # the detector's dataset keeps empty frames as images with an empty label file (background)
     data, n_train, n_val = build_dataset(out, tmp_path / "ds", 64, 10, 0.3, 0)
     empty = [p for p in (tmp_path / "ds" / "labels").rglob("clip_7_0001_*.txt")]

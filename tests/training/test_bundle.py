@@ -30,7 +30,8 @@ ablation: false
 
 def test_bundle_recipe_runs_and_resumes(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(TOY_RECIPE)
+    # and 3 varied clips for the behaviour (seed 7: the animal shows throughout in the first only)
+    recipe.write_text(TOY_RECIPE + "behaviour_style: varied\nbehaviour_style_clips: 3\nbehaviour_style_seed: 7\n")
     work, model = tmp_path / "work", tmp_path / "model"
     result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
@@ -63,6 +64,14 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     # the detector's frames come from the training clips and the localizer's clip, pooled
     detector_frames = {p.name.split("_clip_")[1][:4] for p in (work / "detector" / "detector_training" / "dataset" / "images").rglob("*.jpg")}
     assert detector_frames == {"1000", "2000"}
+    # the varied clip whose animal shows throughout teaches the I3D and the localizer; the empty
+    # arena and the animal put in after a while teach nothing
+    assert training["clip_7_0000"]["subset"] == "training" and (work / "features" / "clip_7_0000.npy").is_file()
+    assert "clip_7_0001" not in training and "clip_7_0002" not in training
+    assert not (work / "features" / "clip_7_0001.npy").exists()
+    assert json.loads((work / "i3d_classifier.done.json").read_text())["videos"] == 3 + 1
+    assert ("plus those of 3 clips of 10 s in the synth style varied (seed 7) whose animal shows throughout, "
+            "for the I3D classifier and the localizer") in manifest["trained_on"]
     assert "ultralytics " in bench["machine"] and "torch " in bench["machine"]  # a rebuild's versions are known
 
     # Run again: every stage is found done and skipped; the model is rebuilt the same way.
@@ -77,13 +86,14 @@ def test_bundle_recipe_runs_and_resumes(tmp_path):
     # (More localizer clips would redo the detector too: it trains on them.)
     features = work / "features"
     kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if not p.name.startswith("long_")}
-    recipe.write_text(TOY_RECIPE.replace("train_long_recordings: 1", "train_long_recordings: 2"))
+    recipe.write_text(recipe.read_text().replace("train_long_recordings: 1", "train_long_recordings: 2"))
     result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     for name in ("synth_long", "features", "localizer_topk"):
         assert f"[{name}] ... (the recipe changed since it ran)" in result.stdout
-    for name in ("synth_train", "synth_localizer", "detector", "detector_heldout", "i3d_classifier", "front_end"):
+    for name in ("synth_train", "synth_localizer", "synth_behaviour", "detector", "detector_heldout", "i3d_classifier",
+                 "front_end"):
         assert f"[{name}] done before" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if p.name in kept} == kept
     assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"long_3000_0.npy", "long_3000_1.npy"}
