@@ -34,6 +34,7 @@ def test_peak_memory_sees_a_big_allocation():
 def test_stopped_workers_do_not_finish_what_they_were_doing():
     """After an interrupt, a pool's running work is stopped, not waited for: at exit Python joins a
     pool's processes, so a worker left running would hold up Ctrl-C until its task ended."""
+    import multiprocessing.connection
     import time
 
     from ratscore.runtime import stop_workers, worker_processes
@@ -45,8 +46,13 @@ def test_stopped_workers_do_not_finish_what_they_were_doing():
         time.sleep(0.05)
     processes = list(pool._processes.values())
     stop_workers(pool)
-    for process in processes:
-        process.join(timeout=60)  # far less than the sleep: a worker still sleeping fails here
-        assert process.exitcode is not None and process.exitcode < 0  # ended by the signal, not by finishing
+    # A process's sentinel is ready once it has ended. Not process.join(): the pool's own thread
+    # reaps a worker that died too, and a join that loses that race returns with no exit code yet.
+    deadline = time.monotonic() + 60  # far less than the sleep: a worker still sleeping fails here
+    waiting = [process.sentinel for process in processes]
+    while waiting and time.monotonic() < deadline:
+        ended = multiprocessing.connection.wait(waiting, timeout=deadline - time.monotonic())
+        waiting = [sentinel for sentinel in waiting if sentinel not in ended]
+    assert not waiting
     # the task not started yet never runs: cancelled, or failed with the pool it was queued in
     assert queued.cancelled() or queued.exception(timeout=60) is not None
