@@ -5,7 +5,7 @@ detector's boxes, against the same model's features made from the true boxes the
         [--device cpu|cuda] [-o report.json]
 
 SYNTH_DIR is a `ratscore synth` folder (videos, annotations.json, boxes/). Two sets of features are
-made and kept under --work (a second call reuses them):
+made and kept under --work, per front end (a second call with the same model reuses them):
 
   - detector: the model's own front end, as `ratscore benchmark --videos` runs it (the detector
     every k-th frame, boxes held between, the motion model on as by default);
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     from ratscore.annotations import read_annotations, split
     from ratscore.benchmark import benchmark_model, benchmark_videos
-    from ratscore.features import find_annotated_videos, load_front_end
+    from ratscore.features import find_annotated_videos, front_end_key, load_front_end
     from ratscore.model import BUNDLED_MODEL_DIR
     from ratscore.training.i3d_classifier import rat_boxes
 
@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     detector_s = time.perf_counter() - start
 
     front = load_front_end(model_dir, device=args.device)
-    true_dir = args.work / "true_boxes"
-    true_dir.mkdir(exist_ok=True)
+    # under the front end's key, as benchmark_videos keeps its own: another model's I3D makes other features
+    true_dir = args.work / "true_boxes" / front_end_key(model_dir)
+    true_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for vid, path in files.items():
         target = true_dir / f"{vid}.npy"
