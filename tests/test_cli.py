@@ -19,6 +19,10 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
 
 def run_main(monkeypatch, capsys, *args):
     monkeypatch.setattr(sys, "argv", ["ratscore", *map(str, args)])
+    # main's SIGTERM handler stays out of pytest's process: left installed, a SIGTERM to the test run
+    # (a CI time limit) became a KeyboardInterrupt inside whichever later test was running, which
+    # its command reported as "interrupted" (exit 130) while the run went on
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
     with pytest.raises(SystemExit) as ended:
         main()
     return ended.value.code, capsys.readouterr()
