@@ -592,7 +592,16 @@ def _terminated(signum, frame):
 def main() -> None:
     import signal
 
-    signal.signal(signal.SIGTERM, _terminated)
+    # restored on the way out: a caller that runs main in its own process (a cluster job, the tests)
+    # keeps its own SIGTERM handling afterwards
+    before = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        _run_app()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run_app() -> None:
     try:
         code = app(prog_name="ratscore", standalone_mode=False)
     except typer.TyperException as e:  # Typer's own usage errors, as one line like every other error

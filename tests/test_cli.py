@@ -19,12 +19,13 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
 
 def run_main(monkeypatch, capsys, *args):
     monkeypatch.setattr(sys, "argv", ["ratscore", *map(str, args)])
-    # main's SIGTERM handler stays out of pytest's process: left installed, a SIGTERM to the test run
-    # (a CI time limit) became a KeyboardInterrupt inside whichever later test was running, which
-    # its command reported as "interrupted" (exit 130) while the run went on
-    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as ended:
         main()
+    # main's SIGTERM handler does not outlive it: left installed in pytest's process, a SIGTERM to
+    # the test run (a CI time limit) became a KeyboardInterrupt inside whichever later test was
+    # running, which its command reported as "interrupted" (exit 130) while the run went on
+    assert signal.getsignal(signal.SIGTERM) is before
     return ended.value.code, capsys.readouterr()
 
 

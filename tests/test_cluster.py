@@ -85,13 +85,14 @@ def test_local_array_runs_every_shard_and_the_merge_matches_one_batch_run(tmp_pa
     assert "merged 3 videos (0 failed)" in logs
 
 
-def test_the_job_function_runs_ratscore_and_raises_on_a_non_zero_exit(tmp_path, monkeypatch):
+def test_the_job_function_runs_ratscore_and_raises_on_a_non_zero_exit(tmp_path):
     import signal
 
-    monkeypatch.setattr(signal, "signal", lambda *a: None)  # cli.main's SIGTERM handler: not in pytest's process
+    before = signal.getsignal(signal.SIGTERM)
     assert RatscoreCommand(["labels"])() == 0
     with pytest.raises(RunError, match="ratscore batch --merge .* exited with code 2"):
         RatscoreCommand(merge_argv(tmp_path))()  # no shard tables to merge
+    assert signal.getsignal(signal.SIGTERM) is before  # the job's own SIGTERM handling (submitit's) is back
 
 
 def test_wait_reports_a_failed_merge(tmp_path):
