@@ -220,7 +220,7 @@ class Analyzer:
                                      "fps": result.source_fps, "width": result.width, "height": result.height,
                                      "rotation": result.rotation, "decode_warnings": list(result.decode_warnings)}
         scoring.summary["warnings"] = list(result.decode_warnings)  # truncation and decoding problems, in words
-        scoring.summary["trust"] = self.trust.assess(result)
+        scoring.summary["trust"] = self.trust.assess(result, scoring)
         scoring.summary["run"] = self.run_record
         scoring.track = result.track
         scoring.strip = track_strip(video, result.track, result.strip)

@@ -268,12 +268,17 @@ class Scoring:
                 json.dumps(self.summary, sort_keys=True, default=str), lost)
 
 
+def episode_events(scoring) -> list[tuple[object, pd.DataFrame]]:
+    """Each episode (a row of scoring.episodes) with the rows of scoring.events that lie inside it."""
+    events = scoring.events
+    return [(ep, events[(events.start_s >= ep.onset_s) & (events.end_s <= ep.offset_s)])
+            for ep in scoring.episodes.itertuples(index=False)]
+
+
 def episode_peaks(scoring) -> list[float]:
     """For each episode, the time (s) at the middle of its highest-stage event (best score wins ties)."""
     peaks = []
-    events = scoring.events
-    for ep in scoring.episodes.itertuples(index=False):
-        inside = events[(events.start_s >= ep.onset_s) & (events.end_s <= ep.offset_s)]
+    for ep, inside in episode_events(scoring):
         if inside.empty:
             peaks.append((ep.onset_s + ep.offset_s) / 2)
             continue

@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .errors import InputError
+from .timeline import episode_events
 
 MIN_STD = 1e-6  # dimensions that never vary in training must not divide by zero
 
@@ -75,6 +76,40 @@ def track_stats(track, jump_sides: float = 1.5) -> dict:
     return {"sightings": int(len(at)), "spread": round(spread, 4), "pairs": int(close.sum()), "jumps": jumps}
 
 
+def unclimbed_peak(scoring, min_stage: int = 3, max_step: int = 3) -> list[dict]:
+    """The episodes behind a recording's highest stage, when none of them climbs to it.
+
+    A seizure climbs the Racine scale: forelimb clonus comes with the facial signs and head
+    nodding before it, falling with rearing and clonus, tonic extension after wild running or a
+    generalised convulsion; every seizure the model learned from does (synth.planning). An episode
+    climbs to its highest stage S when it also holds an action unit of stage S - max_step to S - 1
+    (and of stage 1 or more: a lone action unit climbs to nothing). The step is wide because the
+    model misses some of a seizure's action units (on held-out synthetic recordings, the clonus
+    and rearing between head nodding and falling).
+    Where the recording's highest stage is min_stage or more and no episode that reaches it climbs,
+    that stage rests on events with nothing leading up to them, such as a lone "tonic extension":
+    what a model trained on drawn rats reports when it reads a real animal's ordinary movements as
+    a seizure. Returns those episodes as dicts (onset_s, offset_s, stage, aus: the action units at
+    the peak, below: the highest lower stage in the episode, 0 for none); [] when the peak climbs,
+    or is under min_stage."""
+    peaks = []
+    for episode, inside in episode_events(scoring):
+        staged = inside.dropna(subset=["racine_stage"])
+        stages = sorted({int(s) for s in staged.racine_stage})
+        if not stages:
+            continue
+        top = stages[-1]
+        below = stages[-2] if len(stages) > 1 else 0
+        aus = sorted(set(staged.au[staged.racine_stage == top]))
+        peaks.append({"onset_s": float(episode.onset_s), "offset_s": float(episode.offset_s), "stage": top,
+                      "aus": aus, "below": below, "climbs": below >= max(1, top - max_step)})
+    highest = max((p["stage"] for p in peaks), default=0)
+    at_peak = [p for p in peaks if p["stage"] == highest]
+    if highest < min_stage or any(p["climbs"] for p in at_peak):
+        return []
+    return [{k: v for k, v in p.items() if k != "climbs"} for p in at_peak]
+
+
 def feature_stats_bytes(stats: dict) -> bytes:
     """feature_stats.npz's content (plain arrays: read back without pickle)."""
     buf = io.BytesIO()
@@ -116,6 +151,14 @@ class TrustCheck:
     the models learn from landscape recordings, and a rat turned on its side (a camera on its side,
     or a stray rotation tag on an upright recording, which players and ratscore alike obey) is
     scored as no seizure at all while its features look ordinary.
+
+    And one from what the model claims, given the scoring (`timeline.Scoring`): in a recording of
+    `min_claims_s` or more, a highest stage of `min_peak_stage` or more that no episode climbs to
+    (`unclimbed_peak`, with `max_stage_step`). The feature distance does not tell a real animal
+    from a drawn one (docs/RESULTS.md), so on real footage whose animal is boxed well this is the
+    check that can see the behaviour model inventing a seizure. Shorter recordings are not judged:
+    the training clips (10 s) hold action units in any order, and a short recording has no room
+    for a build-up.
     """
 
     stats: Optional[dict] = None  # the model's feature_stats.npz, None when it has none
@@ -131,6 +174,9 @@ class TrustCheck:
     min_agreement: float = 0.5  # the detector's box must overlap the moving blob in this share of them
     min_looks: int = 20  # the detector's own hit rate counts from this many frames it looked at
     min_recognised: float = 0.5  # ... and it must see the animal itself in this share of them
+    min_claims_s: float = 30.0  # recordings at least this long have their highest stage checked ...
+    min_peak_stage: int = 3  # ... when it is this or more: some episode must climb to it
+    max_stage_step: int = 3  # climbing: an action unit at most this many stages below the peak
 
     DISTANCE_MARGIN = 1.25  # how far past the farthest training video still counts as familiar
 
@@ -143,7 +189,8 @@ class TrustCheck:
         limit = float(np.max(stats["video_distances"])) * cls.DISTANCE_MARGIN if len(stats["video_distances"]) else None
         return cls(stats, limit)
 
-    def assess(self, result) -> dict:
+    def assess(self, result, scoring=None) -> dict:
+        """The trust block of summary.json for a features.FeatureResult, and its scoring when given."""
         reasons = []
         found = result.rat_found_fraction
         if found is not None and found < self.min_rat_found:
@@ -172,6 +219,8 @@ class TrustCheck:
                 reasons.append(f"the detector's box overlapped the moving animal in only {agreeing} of {moments} "
                                f"moments with motion ({100 * agreeing / moments:.0f}%): it may be following "
                                f"something else")
+        if scoring is not None:
+            reasons += self._claim_reasons(scoring)
         distance = None
         if self.stats is not None:
             distance = feature_distance(result.features, self.stats)
@@ -186,6 +235,20 @@ class TrustCheck:
                 "feature_distance_limit": None if self.distance_limit is None else round(self.distance_limit, 4),
                 "track": track_figures or None, "motion": motion or None,
                 "familiar": not reasons, "reasons": reasons}
+
+    def _claim_reasons(self, scoring) -> list[str]:
+        if scoring.duration_s < self.min_claims_s:
+            return []
+        peaks = unclimbed_peak(scoring, self.min_peak_stage, self.max_stage_step)
+        if not peaks:
+            return []
+        stage = peaks[0]["stage"]
+        where = "; ".join(f"{' and '.join(p['aus'])} at {p['onset_s']:.1f}-{p['offset_s']:.1f} s" for p in peaks[:3])
+        more = f" and {len(peaks) - 3} more" if len(peaks) > 3 else ""
+        lower = f"{max(1, stage - self.max_stage_step)}-{stage - 1}" if stage - self.max_stage_step < stage - 1 else f"{stage - 1}"
+        return [f"its highest stage, {stage}, has nothing leading up to it ({where}{more}: no action unit of "
+                f"stage {lower} in the same episode, where a seizure climbs the scale): the model may be "
+                f"reading ordinary movement as a seizure"]
 
     def _recognition_reasons(self, figures: dict, looks: int) -> list[str]:
         # The motion model's stand-in keeps the rat "found" where the detector does not know the

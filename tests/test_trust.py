@@ -1,6 +1,7 @@
 """The trust check looks inside the box: a track that sits still for a whole recording, one that
-jumps between objects, one that disagrees with the motion model; and the sample clips, scored by
-the bundled model, stay familiar."""
+jumps between objects, one that disagrees with the motion model; it looks at the model's claims (a
+highest stage with nothing leading up to it); and the sample clips, scored by the bundled model,
+stay familiar."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 from ratscore.roi import SEEN_DETECTOR, SEEN_NONE, Track
-from ratscore.trust import TrustCheck, track_stats
+from ratscore.labels import LABEL_IDS, RacineMap
+from ratscore.timeline import Event, score_events
+from ratscore.trust import TrustCheck, track_stats, unclimbed_peak
 
 W, H = 640, 480
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
@@ -103,6 +106,60 @@ def test_a_detector_that_rarely_recognises_the_animal_is_unfamiliar():
     assert reasons(Result(track_of(wander(3)), 1.0, detector_looks=15)) == []  # too few looks to say
 
 
+def scored(events, duration_s: float = 120.0, racine: RacineMap = RacineMap()):
+    """A scoring of (start, end, action unit name) events."""
+    return score_events([Event(a, b, LABEL_IDS[au], 0.8) for a, b, au in events], "v", duration_s, 30.0, "m", racine)
+
+
+def claim_reasons(events, duration_s: float = 120.0, racine: RacineMap = RacineMap()) -> list[str]:
+    result = Result(track_of(wander(300)), duration_s)
+    return CHECK.assess(result, scored(events, duration_s, racine))["reasons"]
+
+
+def test_a_peak_with_nothing_leading_up_to_it_is_unfamiliar():
+    # a lone tonic extension on a normal recording: the model reading ordinary movement as a seizure
+    [reason] = claim_reasons([(40.0, 46.0, "staring"), (89.4, 95.0, "tonic extension")])
+    assert "highest stage, 7, has nothing leading up to it (tonic extension at 89.4-95.0 s" in reason
+    assert "no action unit of stage 4-6 in the same episode" in reason
+    # the same with staring joined to it (4 s apart: one episode) still skips from 1 to 7
+    [reason] = claim_reasons([(80.0, 85.0, "staring"), (89.0, 95.0, "tonic extension")])
+    assert "staring" not in reason and "tonic extension at 80.0-95.0 s" in reason
+    # lone forelimb clonus twice: both are listed
+    [reason] = claim_reasons([(30.0, 40.0, "alternating forelimb clonus"), (80.0, 84.0, "unilateral forelimb clonus")])
+    assert "alternating forelimb clonus at 30.0-40.0 s; unilateral forelimb clonus at 80.0-84.0 s" in reason
+    assert unclimbed_peak(scored([(30.0, 40.0, "rearing")]))[0] == {
+        "onset_s": 30.0, "offset_s": 40.0, "stage": 4, "aus": ["rearing"], "below": 0}
+
+
+def test_a_seizure_that_climbs_the_scale_is_familiar():
+    climbing = [(20.0, 26.0, "mouth clonus"), (26.0, 34.0, "head nodding"), (34.0, 40.0, "unilateral forelimb clonus"),
+                (40.0, 45.0, "rearing"), (45.0, 48.0, "falling"), (48.0, 52.0, "wild running"),
+                (52.0, 60.0, "tonic extension")]
+    assert claim_reasons(climbing) == [] and unclimbed_peak(scored(climbing)) == []
+    # steps of up to three stages are climbing too: the model misses some of a seizure's action units
+    assert claim_reasons([(40.0, 45.0, "falling"), (45.0, 50.0, "tonic extension")]) == []
+    assert claim_reasons([(191.8, 208.1, "head nodding"), (210.0, 221.7, "head nodding"), (231.1, 233.6, "falling")]) == []
+    # four are not: staring, then falling
+    [reason] = claim_reasons([(40.0, 45.0, "staring"), (45.0, 50.0, "falling")])
+    assert "highest stage, 5" in reason and "no action unit of stage 2-4" in reason
+    # one climbing episode at the peak is enough: a lone false alarm at the same stage beside it is left be
+    assert claim_reasons(climbing + [(100.0, 104.0, "tonic extension")]) == []
+    # a lone event below the recording's peak does not count; nor does a peak under stage 3
+    assert claim_reasons(climbing + [(100.0, 104.0, "bilateral forelimb clonus")]) == []
+    assert claim_reasons([(30.0, 36.0, "head nodding")]) == []
+    assert claim_reasons([]) == []
+
+
+def test_short_recordings_and_the_labs_own_stages():
+    # a 10 s clip holds action units in any order (the training clips do): not judged
+    assert claim_reasons([(2.0, 8.0, "tonic extension")], duration_s=10.0) == []
+    # stages follow the lab's map: with rearing at stage 2, a lone rearing is no claim of 3 or more
+    lab = RacineMap.from_mapping({"rearing": 2})
+    assert claim_reasons([(30.0, 40.0, "rearing")], racine=lab) == []
+    # scoring that is not given (a caller with features only) is not judged
+    assert CHECK.assess(Result(track_of(wander(300)), 120.0))["reasons"] == []
+
+
 def test_whole_frames_are_not_judged_by_their_track():
     still = track_of([(320, 240)] * 1800)
     assert reasons(Result(still, 600.0, rat_found_fraction=None)) == []  # --no-roi: nothing was tracked
@@ -110,17 +167,21 @@ def test_whole_frames_are_not_judged_by_their_track():
 
 @pytest.mark.slow
 def test_the_sample_clips_stay_familiar_with_the_bundled_model():
-    from ratscore.features import extract_features, load_front_end
-    from ratscore.model import BUNDLED_MODEL_DIR, load_model
+    from ratscore.features import extract_features
+    from ratscore.pipeline import AnalyzeOptions, Analyzer
 
-    model = load_model(BUNDLED_MODEL_DIR)
-    front = load_front_end(model, device="cpu")
+    analyzer = Analyzer(AnalyzeOptions(device="cpu"))  # the bundled model, as analyze loads it
+    front, check = analyzer.front, analyzer.trust
     assert front.motion is not None and front.detector is not None
-    check = TrustCheck.from_model(model)
+    judged = 0
     for video in sorted(SAMPLES.glob("*.mp4")):
         result = extract_features(video, front, "cpu", progress=False)
-        trust = check.assess(result)
+        events = analyzer.localizer.detect(result.features, result.duration_s)
+        scoring = score_events(events, video.stem, result.duration_s, result.source_fps, "m", analyzer.racine)
+        judged += scoring.duration_s >= check.min_claims_s and scoring.summary["max_stage"] >= check.min_peak_stage
+        trust = check.assess(result, scoring)
         assert trust["familiar"], (video.name, trust["reasons"])
         assert trust["motion"]["informative"] and trust["motion"]["vetoed_boxes"] == 0
         assert trust["track"]["jumps"] == 0 and trust["rat_found_fraction"] == 1.0
         assert trust["track"]["sightings"] >= 0.9 * result.detector_looks > 0  # the detector knows these animals
+    assert judged == 1  # the long sample's seizures were checked for their climb (and they climb)
