@@ -76,6 +76,22 @@ def test_analyze_writes_every_output(analysed):
     assert summary["run"]["motion"] is True
 
 
+def test_a_peak_with_nothing_leading_up_to_it_reaches_the_summary_and_report(tmp_path, tiny_model, monkeypatch):
+    """analyze hands its scoring to the trust check: a lone tonic extension in a 2-minute recording
+    is named in summary.json's reasons and in the report (the check itself: test_trust.py)."""
+    from ratscore.runner import OnnxLocalizer
+    from ratscore.timeline import Event
+
+    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s: [Event(40.0, 46.0, 13, 0.9)])
+    video = SAMPLES / "long_18_0.mp4"
+    result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path), *_model_args(tiny_model)])
+    assert result.exit_code == 0, result.output
+    reasons = json.loads((tmp_path / "long_18_0.summary.json").read_text())["trust"]["reasons"]
+    [claim] = [r for r in reasons if "nothing leading up to it" in r]
+    assert claim.startswith("its highest stage, 7, has nothing leading up to it (tonic extension at 40.0-46.0 s")
+    assert "tonic extension at 40.0-46.0 s" in (tmp_path / "long_18_0.report.html").read_text()
+
+
 def test_bundled_model_on_a_sample(tmp_path):
     """README's first command: the bundled model, its detector and its threshold, on a sample clip."""
     manifest = json.loads((BUNDLED_MODEL_DIR / "manifest.json").read_text())
