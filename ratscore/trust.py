@@ -86,6 +86,7 @@ def unclimbed_peak(scoring, min_stage: int = 3, max_step: int = 3) -> list[dict]
     (and of stage 1 or more: a lone action unit climbs to nothing). The step is wide because the
     model misses some of a seizure's action units (on held-out synthetic recordings, the clonus
     and rearing between head nodding and falling).
+
     Where the recording's highest stage is min_stage or more and no episode that reaches it climbs,
     that stage rests on events with nothing leading up to them, such as a lone "tonic extension":
     what a model trained on drawn rats reports when it reads a real animal's ordinary movements as
@@ -245,7 +246,8 @@ class TrustCheck:
         stage = peaks[0]["stage"]
         where = "; ".join(f"{' and '.join(p['aus'])} at {p['onset_s']:.1f}-{p['offset_s']:.1f} s" for p in peaks[:3])
         more = f" and {len(peaks) - 3} more" if len(peaks) > 3 else ""
-        lower = f"{max(1, stage - self.max_stage_step)}-{stage - 1}" if stage - self.max_stage_step < stage - 1 else f"{stage - 1}"
+        lowest = max(1, stage - self.max_stage_step)
+        lower = f"{lowest}-{stage - 1}" if lowest < stage - 1 else f"{stage - 1}"
         return [f"its highest stage, {stage}, has nothing leading up to it ({where}{more}: no action unit of "
                 f"stage {lower} in the same episode, where a seizure climbs the scale): the model may be "
                 f"reading ordinary movement as a seizure"]
