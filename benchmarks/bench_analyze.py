@@ -8,7 +8,10 @@ model never saw), runs `ratscore analyze` on it in a fresh process, and reports 
 minute of video, the real-time factor and the process's peak RSS. Then it compares the detected
 seizure episodes with the true ones (the ground truth scored by the same timeline code): an episode
 is matched when a detected one overlaps it; the figures are the share of true episodes matched with
-an onset within 2 s, with the same max stage, and with both.
+an onset within 2 s, with the same max stage, and with both. It also gives the recording's reported
+and true highest stage, and what the trust check said of it (summary.json's `familiar` and
+`reasons`; on a drawn rat, boxed well, a flag is most likely the claims reason: a highest stage
+with nothing leading up to it, `trust.unclimbed_peak`).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def main() -> None:
                "wall_s_per_video_minute": round(wall / minutes, 1),
                "real_time_factor": round(minutes * 60 / wall, 2), "peak_rss_mb": round(rss_mb),
                **match_episodes(truth, found)}
+        trust = json.loads((out / f"{annotation.video_id}.summary.json").read_text())["trust"]
+        row.update(max_stage=int(found.max_stage.max()) if len(found) else 0,
+                   true_max_stage=int(truth.max_stage.max()) if len(truth) else 0,
+                   familiar=trust["familiar"], trust_reasons=trust["reasons"])
         rows.append(row)
         print(json.dumps(row))
     report = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
