@@ -103,12 +103,12 @@ def unclimbed_peak(scoring, min_stage: int = 3, max_step: int = 3) -> list[dict]
         below = stages[-2] if len(stages) > 1 else 0
         aus = sorted(set(staged.au[staged.racine_stage == top]))
         peaks.append({"onset_s": float(episode.onset_s), "offset_s": float(episode.offset_s), "stage": top,
-                      "aus": aus, "below": below, "climbs": below >= max(1, top - max_step)})
+                      "aus": aus, "below": below})
     highest = max((p["stage"] for p in peaks), default=0)
     at_peak = [p for p in peaks if p["stage"] == highest]
-    if highest < min_stage or any(p["climbs"] for p in at_peak):
+    if highest < min_stage or any(p["below"] >= max(1, highest - max_step) for p in at_peak):
         return []
-    return [{k: v for k, v in p.items() if k != "climbs"} for p in at_peak]
+    return at_peak
 
 
 def feature_stats_bytes(stats: dict) -> bytes:
