@@ -5,8 +5,9 @@
              rendering.py). Frozen: tests/synth/test_classic_pinned.py holds its digests.
     varied   what labs' footage varies, for the detector (varied.py): coats, rats and mice,
              sizes from about 1% to 60% of the frame, side, oblique and top views, arenas,
-             infrared and colour, noise, blur, compression; things that are not animals
-             (distractors.py); frames and whole videos with no animal (no box).
+             infrared and colour, noise, blur, compression; half its animals drawn as one
+             furred body (fur.py); things that are not animals (distractors.py); frames and
+             whole videos with no animal (no box).
     unseen   a drawing nothing may train on (unseen.py): another body outline and texture,
              camera and light, to measure that a model learned the behaviour, not the renderer.
 

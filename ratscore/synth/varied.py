@@ -8,7 +8,9 @@ light and the camera (camera.py: infrared grey or colour, noise, defocus, compre
 things that are not animals (distractors.py), and whether the animal shows at all: some videos
 are of an empty arena, some lose it for a stretch (put in or taken out by a gloved hand). A
 quarter of the videos are the RatSeizure rig itself: a white rat with a head cap and cable over
-bedding in a clear round arena, seen obliquely, among the same distractors.
+bedding in a clear round arena, seen obliquely, among the same distractors. Half draw the animal
+as one smooth furred body (fur.py) instead of classic's primitives; that choice has a generator
+of its own, so the other half render exactly as they did before fur.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .arenas import ARENAS, draw_arena, fit_camera, paint_arena, paint_bench
 from .body import TAU
 from .camera import varied_camera
 from .distractors import KINDS, Props
+from .fur import FurBody
 from .planning import SynthConfig, VideoPlan
 from .scene import Scene
 from .styles import Look, absent_frames, n_frames_of, style_rng, tether_point
@@ -27,6 +30,7 @@ from .styles import Look, absent_frames, n_frames_of, style_rng, tether_point
 RIG_SHARE = 0.25  # share of videos that are the RatSeizure rig (with distractors)
 EMPTY_SHARE = 0.12  # share of videos of an empty arena
 PARTLY_EMPTY_SHARE = 0.18  # share where the animal is put in or taken out
+FUR_SHARE = 0.5  # share of videos whose animal is drawn as one furred body (fur.py)
 # how likely each distractor is in a video
 _PROP_ODDS = {"paper": 0.45, "tape": 0.45, "blocks": 0.35, "bottle": 0.25, "feeder": 0.2, "cables": 0.45,
               "commutator": 0.0, "equipment": 0.3, "hand": 0.25, "text": 0.45, "tracking": 0.2}
@@ -70,9 +74,13 @@ def varied_scene(plan: VideoPlan, config: SynthConfig) -> Scene:
         hand_at = cut / config.fps
     props = Props(style_rng(plan, "varied", 1), scene, arena, kinds, plan.duration, tether_top, hand_at)
     paint_arena(scene, arena, style_rng(plan, "varied", 2), paint_bench(rng, scene.width, scene.height), props)
+    fur_rng = style_rng(plan, "varied", 3)
+    drawer = FurBody(fur_rng, animal.prims) if fur_rng.random() < FUR_SHARE else None
     scene.look = Look(scene, rng, animal.prims, animal.colours, absent, props, varied_camera(rng), animal.cap,
-                      animal.cable_colour, tether_top if animal.cap else None)
+                      animal.cable_colour, tether_top if animal.cap else None, drawer,
+                      margin=4.0 if drawer is None else 4.0 + 0.1 * scene.rat_len * scene.scale)  # room for fatter fur
     scene.look.summary = {"arena": arena.kind, "floor": arena.floor, "species": animal.species, "coat": animal.coat,
                           "cap": animal.cap, "rig": rig, "elevation_deg": round(float(elevation), 1),
-                          "body_share": round(float(share), 4), "animal": empty, "distractors": sorted(kinds)}
+                          "body_share": round(float(share), 4), "animal": empty, "distractors": sorted(kinds),
+                          "drawing": "fur" if drawer is not None else "primitives"}
     return scene
