@@ -3,7 +3,8 @@
 A real rat or mouse is one smooth furred body, not the classic stack of circles and sticks whose
 outline shows each part. Trained only on the stack, the detector learnt the stack: it missed a
 smooth body drawn another way in half the frames (docs/RESULTS.md, 2026-12-03). So half of the
-varied videos draw the same skeleton this way (varied.FUR_SHARE):
+varied videos draw the same skeleton this way (varied.FUR_SHARE); small detectors could not show
+a gain from it beyond what their training seed alone moves (RESULTS, eleventh session):
 
 - the body's parts, a little fatter or leaner per animal, merged into one outline by a closing
   and smoothed over a few hundredths of a body length;
