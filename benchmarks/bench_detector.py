@@ -58,8 +58,8 @@ def main():
 
         train = synth_once(work / "synth_train", args.train_clips, 101)
         start = time.perf_counter()
-        result = train_detector([train] + [Path(p) for p in args.pool], work / "detector", epochs=args.epochs, imgsz=args.imgsz,
-                                frame_step=args.frame_step, batch=16, init_from=args.init_from)
+        result = train_detector([train] + [Path(p) for p in args.pool], work / "detector", epochs=args.epochs,
+                                imgsz=args.imgsz, frame_step=args.frame_step, batch=16, init_from=args.init_from)
         report["training"] = {"epochs": args.epochs, "train_frames": result.n_train_frames,
                               "val_frames": result.n_val_frames, "minutes": (time.perf_counter() - start) / 60,
                               "val_metrics": result.metrics, "init_from": args.init_from, "pooled": args.pool}

@@ -80,7 +80,8 @@ class FurBody:
         # relief: a smooth dome over the outline (no ridge along the spine), lit from one side
         dist = cv2.distanceTransform(body_mask, cv2.DIST_L2, 3)
         half_width = max(1.0, float(dist.max()))
-        height = cv2.GaussianBlur(body_mask.astype(np.float32), (0, 0), 0.6 * half_width)
+        solid = body_mask.astype(np.float32)
+        height = cv2.GaussianBlur(solid, (0, 0), 0.6 * half_width)
         height /= max(1e-6, float(height.max()))
         gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3)
@@ -89,7 +90,7 @@ class FurBody:
         shade = 0.8 + 0.2 * height - self.relief * lit
         grain = np.tile(self.grain, (hh // 64 + 1, ww // 64 + 1))[:hh, :ww]
         fill = coat * (shade * (1.0 + grain))[..., None]
-        alpha = cv2.GaussianBlur(body_mask.astype(np.float32), (0, 0), self.feather)[..., None]
+        alpha = cv2.GaussianBlur(solid, (0, 0), self.feather)[..., None]
         region[:] = np.clip(region * (1.0 - alpha) + fill * alpha, 0, 255).astype(np.uint8)
         _draw_prims(region, uu, vv, k, depth, self.eyes, colours, scene.rat_len)
         mask = body_mask * 255
