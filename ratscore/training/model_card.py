@@ -40,6 +40,8 @@ _STAGE_WORDS = {
     "synth_test": "render the test clips",
     "synth_long": "render the long training recordings",
     "synth_localizer": "render the localizer clips",
+    "synth_detector": "render the detector's clips of its own style",
+    "synth_behaviour": "render the behaviour clips of another style",
     "detector": "train the ROI detector",
     "i3d_classifier": "train the I3D as a clip classifier",
     "front_end": "export the front end",

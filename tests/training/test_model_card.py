@@ -72,3 +72,11 @@ def test_real_footage_rows_become_a_section():
             "in only 39 of 234 frames | 6 |") in card
     assert "| held out | rat2 | hooded rat | 95% | familiar | 0 |" in card
     assert "real_footage" not in card.split("## Measured figures")[-1]  # not repeated under "Other figures"
+
+
+def test_every_stage_of_the_recipe_has_words_in_the_card():
+    from ratscore.training.bundle import BundleRecipe, bundle_stages
+    from ratscore.training.model_card import _STAGE_WORDS
+
+    styled = BundleRecipe(detector_style="varied", behaviour_style="varied")  # the recipe with every stage
+    assert [s.name for s in bundle_stages(styled) if s.name not in _STAGE_WORDS] == []
