@@ -4,7 +4,8 @@ import copy
 from pathlib import Path
 
 from ratscore.model import read_manifest
-from ratscore.training.model_card import main, model_card
+from ratscore.training.bundle import BundleRecipe, bundle_stages
+from ratscore.training.model_card import _STAGE_WORDS, main, model_card
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = ".venv/bin/python -m ratscore.training.model_card models/ -o docs/MODEL_CARD.md"
@@ -75,8 +76,5 @@ def test_real_footage_rows_become_a_section():
 
 
 def test_every_stage_of_the_recipe_has_words_in_the_card():
-    from ratscore.training.bundle import BundleRecipe, bundle_stages
-    from ratscore.training.model_card import _STAGE_WORDS
-
     styled = BundleRecipe(detector_style="varied", behaviour_style="varied")  # the recipe with every stage
     assert [s.name for s in bundle_stages(styled) if s.name not in _STAGE_WORDS] == []
