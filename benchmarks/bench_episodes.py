@@ -7,7 +7,8 @@ RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and
 features of each video are extracted once with the model's front end and kept under
 `--work/<model id>/`, so trying scoring options costs seconds. The localizer's events are then
 scored with every combination of the options given, and the detected episodes are compared with
-the true ones as `bench_analyze.py` does (onset within 2 s, same max stage).
+the true ones as `bench_analyze.py` does (onset within 2 s, same max stage); false alarms are the
+seizure events reported in normal behaviour, counted as `bench_false_alarms.py` counts them.
 
 Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
 `bench_analyze.py` on its held-out seeds to measure the choice.
@@ -27,7 +28,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ratscore.metrics import count_episode_matches, episode_shares, true_episodes  # noqa: E402
+from ratscore.metrics import count_episode_matches, episode_shares, false_alarms, true_episodes  # noqa: E402
 
 
 def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, float]:
@@ -82,12 +83,16 @@ def main() -> None:
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
         totals = dict.fromkeys(("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok"), 0)
+        alarms = 0
         for annotation, events, duration in videos:
-            found = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options).episodes
+            scored = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options)
             # the true episodes keep the default gap, whatever gap the detection is scored with
-            for key, count in count_episode_matches(true_episodes(annotation, racine), found).items():
+            for key, count in count_episode_matches(true_episodes(annotation, racine), scored.episodes).items():
                 totals[key] += count
-        row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals)}
+            alarms += len(false_alarms(annotation, scored.events.itertuples(index=False)))
+        # a threshold is chosen on both: episodes right, and seizure events reported in normal behaviour
+        row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals),
+               "episodes_right": totals["both_ok"], "false_alarms": alarms}
         rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from ratscore.annotations import read_annotations  # noqa: E402
 from ratscore.errors import InputError  # noqa: E402
 from ratscore.labels import LABELS, NORMAL_ID  # noqa: E402
+from ratscore.metrics import false_alarms  # noqa: E402
 from ratscore.synth import planned_motions  # noqa: E402
 from ratscore.writers import read_events_csv  # noqa: E402
 
@@ -50,10 +51,8 @@ def main() -> None:
             normal = [(s.start_s, s.end_s) for s in truth[video].segments if s.au_id == NORMAL_ID]
             for start, end in normal:
                 normal_time.update(motion_at(t) for t in np.arange(start + SAMPLE_S / 2, end, SAMPLE_S))
-            for e in events:
-                mid = (e.start_s + e.end_s) / 2
-                if any(start <= mid < end for start, end in normal):
-                    alarms[(e.au_id, motion_at(mid))] += 1
+            for e in false_alarms(truth[video], events):
+                alarms[(e.au_id, motion_at((e.start_s + e.end_s) / 2))] += 1
     except InputError as e:  # a missing folder, an unreadable manifest or events file: one line, exit 2
         print(f"bench_false_alarms: {e}", file=sys.stderr)
         sys.exit(2)

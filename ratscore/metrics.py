@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import LABELS
+from .labels import LABELS, NORMAL_ID
 from .model import DEFAULT_THRESHOLD
 from .timeline import Event, ScoringOptions, score_events
 
@@ -236,6 +236,14 @@ def episode_shares(counts: dict) -> dict:
     return {"true_episodes": counts["true_episodes"], "found_episodes": counts["found_episodes"],
             "matched": counts["matched"], "onset_within_2s": round(counts["onset_ok"] / n, 3),
             "same_max_stage": round(counts["stage_ok"] / n, 3), "onset_and_stage": round(counts["both_ok"] / n, 3)}
+
+
+def false_alarms(annotation, events) -> list:
+    """The events (anything with start_s and end_s: timeline.Event, rows of an events table) whose
+    midpoint lies in the annotation's normal behaviour ("others"): a seizure reported where the
+    truth has none. An event across a seizure's edge counts by its middle."""
+    normal = [(s.start_s, s.end_s) for s in annotation.segments if s.au_id == NORMAL_ID]
+    return [e for e in events if any(start <= (e.start_s + e.end_s) / 2 < end for start, end in normal)]
 
 
 def match_episodes(truth, found) -> dict:

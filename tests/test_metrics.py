@@ -202,3 +202,18 @@ def test_event_threshold_is_the_one_with_the_best_f1():
     # 0.25 and 0.3 keep the two right events and one false alarm (F1 0.8); the lowest such wins
     assert best_event_threshold(truth, detections) == (0.25, 2 * 2 / (3 + 2))
     assert best_event_threshold(truth, detections, candidates=()) == (DEFAULT_THRESHOLD, -1.0)  # a model that states none
+
+
+def test_a_false_alarm_is_a_seizure_event_whose_middle_lies_in_normal_behaviour():
+    from ratscore.annotations import Segment, VideoAnnotation
+    from ratscore.metrics import false_alarms
+    from ratscore.timeline import Event
+
+    truth = VideoAnnotation("v", "testing", 60.0, [Segment(0.0, 10.0, 0), Segment(10.0, 20.0, 7),
+                                                   Segment(20.0, 60.0, 0)], 30.0)
+    inside = Event(12.0, 18.0, 7)  # on the seizure
+    across = Event(8.0, 14.0, 7)  # starts in normal behaviour, its middle (11 s) on the seizure
+    astray = Event(30.0, 34.0, 10)  # where nothing happens
+    edge = Event(16.0, 24.0, 7)  # its middle at 20 s, where normal behaviour starts again
+    assert false_alarms(truth, [inside, across, astray, edge]) == [astray, edge]
+    assert false_alarms(VideoAnnotation("w", "testing", 5.0, [Segment(0.0, 5.0, 7)], 30.0), [astray]) == []
