@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ratscore.annotations import read_annotations  # noqa: E402
 from ratscore.errors import InputError  # noqa: E402
-from ratscore.labels import LABELS, NORMAL_ID  # noqa: E402
-from ratscore.metrics import false_alarms  # noqa: E402
+from ratscore.labels import LABELS  # noqa: E402
+from ratscore.metrics import false_alarms, normal_spans  # noqa: E402
 from ratscore.synth import planned_motions  # noqa: E402
 from ratscore.writers import read_events_csv  # noqa: E402
 
@@ -48,8 +48,7 @@ def main() -> None:
             if video not in truth:
                 raise InputError(f"{path}: video {video!r} is not in {args.synth_dir}")
             motion_at = motions[video]
-            normal = [(s.start_s, s.end_s) for s in truth[video].segments if s.au_id == NORMAL_ID]
-            for start, end in normal:
+            for start, end in normal_spans(truth[video]):
                 normal_time.update(motion_at(t) for t in np.arange(start + SAMPLE_S / 2, end, SAMPLE_S))
             for e in false_alarms(truth[video], events):
                 alarms[(e.au_id, motion_at((e.start_s + e.end_s) / 2))] += 1

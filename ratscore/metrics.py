@@ -238,11 +238,16 @@ def episode_shares(counts: dict) -> dict:
             "same_max_stage": round(counts["stage_ok"] / n, 3), "onset_and_stage": round(counts["both_ok"] / n, 3)}
 
 
+def normal_spans(annotation) -> list[tuple[float, float]]:
+    """(start, end) in seconds of each stretch of normal behaviour ("others") in the annotation."""
+    return [(s.start_s, s.end_s) for s in annotation.segments if s.au_id == NORMAL_ID]
+
+
 def false_alarms(annotation, events) -> list:
     """The events (anything with start_s and end_s: timeline.Event, rows of an events table) whose
     midpoint lies in the annotation's normal behaviour ("others"): a seizure reported where the
     truth has none. An event across a seizure's edge counts by its middle."""
-    normal = [(s.start_s, s.end_s) for s in annotation.segments if s.au_id == NORMAL_ID]
+    normal = normal_spans(annotation)
     return [e for e in events if any(start <= (e.start_s + e.end_s) / 2 < end for start, end in normal)]
 
 
