@@ -1,7 +1,8 @@
 """Episode accuracy of a model on synthetic long recordings, over a grid of scoring options.
 
     .venv/bin/python benchmarks/bench_episodes.py RECORDINGS_DIR... --work /tmp/episodes
-        [--model models/] [--threshold 0.3 0.4] [--episode-gap 10 20] [-o report.json]
+        [--model models/] [--average-with MODEL_DIR...] [--threshold 0.3 0.4] [--episode-gap 10 20]
+        [-o report.json]
 
 RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and the videos). The
 features of each video are extracted once with the model's front end and kept under
@@ -9,6 +10,11 @@ features of each video are extracted once with the model's front end and kept un
 scored with every combination of the options given, and the detected episodes are compared with
 the true ones as `bench_analyze.py` does (onset within 2 s, same max stage); false alarms are the
 seizure events reported in normal behaviour, counted as `bench_false_alarms.py` counts them.
+
+`--average-with` scores the average of several localizers instead of the model's own: other model
+folders whose localizers were trained on the same front end's features (other draws of the same
+training, for instance). At each pyramid level their class probabilities and their offsets are
+averaged, then decoded once as one localizer's output is. The front ends must be the same.
 
 Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
 `bench_analyze.py` on its held-out seeds to measure the choice.
@@ -46,11 +52,44 @@ def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, fl
     return np.load(target), json.loads(meta.read_text())["duration_s"]
 
 
+def averaged_localizer(model_dirs: list[Path]):
+    """One localizer whose raw output is the mean of the given model folders' localizers: per
+    pyramid level, the mean class probability (given back as a logit, as decoding expects) and the
+    mean offsets. The first folder gives the configuration and post-processing."""
+    from ratscore.errors import InputError
+    from ratscore.runner import OnnxLocalizer
+    from ratscore.training.bundle import front_end_digest
+
+    front_end = front_end_digest(model_dirs[0])
+    for other in model_dirs[1:]:
+        if front_end_digest(other) != front_end:
+            raise InputError(f"{other}: a different front end from {model_dirs[0]}; only localizers trained on the same features can be averaged")
+
+    class Averaged(OnnxLocalizer):
+        def __init__(self):
+            super().__init__(model_dirs[0], device="cpu")
+            self.members = [self] + [OnnxLocalizer(d, device="cpu") for d in model_dirs[1:]]
+
+        def raw(self, features, mask):
+            outputs = [OnnxLocalizer.raw(m, features, mask) for m in self.members]  # per member: (logits, offsets)
+            logits, offsets = [], []
+            for level in range(len(outputs[0][0])):
+                p = np.mean([1 / (1 + np.exp(-o[0][level])) for o in outputs], axis=0)  # (T_l, C)
+                p = np.clip(p, 1e-7, 1 - 1e-7)
+                logits.append(np.log(p / (1 - p)).astype(np.float32))
+                offsets.append(np.mean([o[1][level] for o in outputs], axis=0).astype(np.float32))  # (T_l, 2)
+            return logits, offsets
+
+    return Averaged()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recordings", type=Path, nargs="+")
     parser.add_argument("--work", type=Path, required=True, help="folder for the cached features")
     parser.add_argument("--model", type=Path, default=ROOT / "models")
+    parser.add_argument("--average-with", type=Path, nargs="+", default=[],
+                        help="more model folders (same front end): score the average of their localizers and the model's")
     parser.add_argument("--threshold", type=float, nargs="+", default=None,
                         help="event thresholds to try (default: the model's own)")
     parser.add_argument("--episode-gap", type=float, nargs="+", default=[10.0])
@@ -68,7 +107,8 @@ def main() -> None:
     model_id = model.identity
     cache = args.work / model_id.replace("@", "_")
     cache.mkdir(parents=True, exist_ok=True)
-    localizer = OnnxLocalizer(args.model, device="cpu")
+    localizer = (averaged_localizer([args.model, *args.average_with]) if args.average_with
+                 else OnnxLocalizer(args.model, device="cpu"))
     front_end = functools.cache(lambda: load_front_end(args.model, device="cpu"))
     racine = RacineMap()
     videos = []  # (annotation, events, duration)
@@ -97,7 +137,8 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     if args.output:
-        args.output.write_text(json.dumps({"model": model_id, "recordings": [str(r) for r in args.recordings],
+        args.output.write_text(json.dumps({"model": model_id, "average_with": [str(d) for d in args.average_with],
+                                           "recordings": [str(r) for r in args.recordings],
                                            "runs": rows}, indent=2) + "\n")
 
 

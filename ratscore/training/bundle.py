@@ -150,16 +150,18 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
         fields |= set(_BEHAVIOUR_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
-        inputs["front_end_sha256"] = _front_end_digest(Path(recipe.front_end))
+        inputs["front_end_sha256"] = front_end_digest(Path(recipe.front_end))
     return inputs
 
 
-def _front_end_digest(model_dir: Path) -> str:
+def front_end_digest(model_dir: Path) -> str:
+    """A digest of a model folder's front end: its manifest section and the files it names. Two
+    folders with the same digest make the same features."""
     import hashlib
 
-    from ..model import model_file
+    from ..model import model_file, read_manifest
 
-    front = _front_end_of(model_dir)["front_end"]
+    front = read_manifest(model_dir).get("front_end") or {}  # a recipe's front_end was checked before (train_bundle)
     digest = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
     for name in _front_end_files(front):
         digest.update(model_file(model_dir, name).read_bytes())

@@ -1,0 +1,87 @@
+"""bench_episodes.py's average of several localizers (--average-with): the experiment behind the
+RESULTS entry on averaging localizer draws, kept reproducible."""
+
+import importlib.util
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ratscore.errors import InputError
+from ratscore.runner import OnnxLocalizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_episodes():
+    spec = importlib.util.spec_from_file_location("bench_episodes", ROOT / "benchmarks" / "bench_episodes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def another_draw(tiny_model, tmp_path_factory):
+    """tiny_model's front end with a localizer of other weights: another draw on the same features."""
+    import torch
+
+    from ratscore.localizer import RaSeformer
+    from ratscore.training.export import write_model_dir
+    from ratscore.training.localizer import read_config
+
+    out = tmp_path_factory.mktemp("draws") / "another"
+    shutil.copytree(tiny_model, out)
+    setup = read_config(None)
+    setup = replace(setup, localizer=replace(setup.localizer, input_dim=OnnxLocalizer(tiny_model, "cpu").feature_dim,
+                                             embd_dim=32, fpn_dim=32, head_dim=32))
+    torch.manual_seed(1)
+    write_model_dir(RaSeformer(setup.localizer).eval(), setup, out, trained_on="random weights, seed 1",
+                    name="tiny-test-model")
+    return out
+
+
+def _inputs(localizer, length=64):
+    rng = np.random.default_rng(3)
+    padded = localizer.config.padded_length(length)
+    features = rng.standard_normal((1, localizer.feature_dim, padded)).astype(np.float32)  # (1, D, L)
+    mask = (np.arange(padded) < length)[None, None]  # (1, 1, L)
+    return features, mask
+
+
+def test_the_average_of_two_localizers_is_their_mean_probability_and_mean_offsets(tiny_model, another_draw):
+    averaged = _bench_episodes().averaged_localizer([tiny_model, another_draw])
+    first, second = OnnxLocalizer(tiny_model, "cpu"), OnnxLocalizer(another_draw, "cpu")
+    features, mask = _inputs(first)
+    (logits_a, offsets_a), (logits_b, offsets_b) = first.raw(features, mask), second.raw(features, mask)
+    logits, offsets = averaged.raw(features, mask)
+    assert len(logits) == len(logits_a) == first.config.num_levels
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    assert not np.allclose(logits_a[0], logits_b[0])  # two different draws, or the test shows nothing
+    for level in range(len(logits)):
+        assert logits[level].shape == logits_a[level].shape
+        np.testing.assert_allclose(sigmoid(logits[level]), (sigmoid(logits_a[level]) + sigmoid(logits_b[level])) / 2,
+                                   atol=1e-5)
+        np.testing.assert_allclose(offsets[level], (offsets_a[level] + offsets_b[level]) / 2, atol=1e-5)
+
+
+def test_a_localizer_averaged_with_itself_finds_its_own_events(tiny_model):
+    single = OnnxLocalizer(tiny_model, "cpu")
+    averaged = _bench_episodes().averaged_localizer([tiny_model, tiny_model])
+    features = np.random.default_rng(4).standard_normal((90, single.feature_dim)).astype(np.float32)  # (T, D)
+    expected, found = single.detect(features, 30.0), averaged.detect(features, 30.0)
+    assert expected and len(found) == len(expected)
+    for a, b in zip(expected, found):
+        assert a.au_id == b.au_id
+        assert a.start_s == pytest.approx(b.start_s, abs=1e-4) and a.end_s == pytest.approx(b.end_s, abs=1e-4)
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_localizers_of_another_front_end_are_refused(tiny_model, tmp_path):
+    other = tmp_path / "other_front_end"
+    shutil.copytree(tiny_model, other)
+    with open(other / "i3d.onnx", "ab") as f:  # the same manifest, another I3D: other features
+        f.write(b"\0")
+    with pytest.raises(InputError, match="different front end"):
+        _bench_episodes().averaged_localizer([tiny_model, other])
