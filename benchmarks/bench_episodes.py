@@ -57,6 +57,7 @@ def averaged_localizer(model_dirs: list[Path]):
     pyramid level, the mean class probability (given back as a logit, as decoding expects) and the
     mean offsets. The first folder gives the configuration and post-processing."""
     from ratscore.errors import InputError
+    from ratscore.postprocess import sigmoid
     from ratscore.runner import OnnxLocalizer
     from ratscore.training.bundle import front_end_digest
 
@@ -68,13 +69,13 @@ def averaged_localizer(model_dirs: list[Path]):
     class Averaged(OnnxLocalizer):
         def __init__(self):
             super().__init__(model_dirs[0], device="cpu")
-            self.members = [self] + [OnnxLocalizer(d, device="cpu") for d in model_dirs[1:]]
+            self.others = [OnnxLocalizer(d, device="cpu") for d in model_dirs[1:]]
 
         def raw(self, features, mask):
-            outputs = [OnnxLocalizer.raw(m, features, mask) for m in self.members]  # per member: (logits, offsets)
+            outputs = [super().raw(features, mask)] + [o.raw(features, mask) for o in self.others]  # (logits, offsets) each
             logits, offsets = [], []
             for level in range(len(outputs[0][0])):
-                p = np.mean([1 / (1 + np.exp(-o[0][level])) for o in outputs], axis=0)  # (T_l, C)
+                p = np.mean([sigmoid(o[0][level]) for o in outputs], axis=0)  # (T_l, C)
                 p = np.clip(p, 1e-7, 1 - 1e-7)
                 logits.append(np.log(p / (1 - p)).astype(np.float32))
                 offsets.append(np.mean([o[1][level] for o in outputs], axis=0).astype(np.float32))  # (T_l, 2)

@@ -3,7 +3,6 @@ RESULTS entry on averaging localizer draws, kept reproducible."""
 
 import importlib.util
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +26,17 @@ def another_draw(tiny_model, tmp_path_factory):
     """tiny_model's front end with a localizer of other weights: another draw on the same features."""
     import torch
 
+    from ratscore.checkpoint import read_localizer_checkpoint
     from ratscore.localizer import RaSeformer
+    from ratscore.model import load_model
     from ratscore.training.export import write_model_dir
-    from ratscore.training.localizer import read_config
+    from ratscore.training.localizer import Setup
 
     out = tmp_path_factory.mktemp("draws") / "another"
     shutil.copytree(tiny_model, out)
-    setup = read_config(None)
-    setup = replace(setup, localizer=replace(setup.localizer, input_dim=OnnxLocalizer(tiny_model, "cpu").feature_dim,
-                                             embd_dim=32, fpn_dim=32, head_dim=32))
+    model = load_model(tiny_model)
+    _, saved = read_localizer_checkpoint(model.file(model.localizer.checkpoint))
+    setup = Setup.from_dict(saved)  # the same network and settings as tiny_model's localizer
     torch.manual_seed(1)
     write_model_dir(RaSeformer(setup.localizer).eval(), setup, out, trained_on="random weights, seed 1",
                     name="tiny-test-model")
