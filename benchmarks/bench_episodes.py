@@ -14,7 +14,8 @@ seizure events reported in normal behaviour, counted as `bench_false_alarms.py` 
 `--average-with` scores the average of several localizers instead of the model's own: other model
 folders whose localizers were trained on the same front end's features (other draws of the same
 training, for instance). At each pyramid level their class probabilities and their offsets are
-averaged, then decoded once as one localizer's output is. The front ends must be the same.
+averaged, then decoded once as one localizer's output is: the recipe's `localizer_draws` average,
+written as a model folder under `--work`. The front ends must be the same.
 
 Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
 `bench_analyze.py` on its held-out seeds to measure the choice.
@@ -52,36 +53,22 @@ def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, fl
     return np.load(target), json.loads(meta.read_text())["duration_s"]
 
 
-def averaged_localizer(model_dirs: list[Path]):
-    """One localizer whose raw output is the mean of the given model folders' localizers: per
-    pyramid level, the mean class probability (given back as a logit, as decoding expects) and the
-    mean offsets. The first folder gives the configuration and post-processing."""
+def averaged_localizer(model_dirs: list[Path], work: Path):
+    """One localizer whose raw output is the mean of the given model folders' localizers, as the
+    recipe's `localizer_draws` averages them (AveragedRaSeformer), written under `work`. The first
+    folder gives the configuration and post-processing."""
     from ratscore.errors import InputError
-    from ratscore.postprocess import sigmoid
     from ratscore.runner import OnnxLocalizer
     from ratscore.training.bundle import front_end_digest
+    from ratscore.training.export import write_averaged_model_dir
 
     front_end = front_end_digest(model_dirs[0])
     for other in model_dirs[1:]:
         if front_end_digest(other) != front_end:
             raise InputError(f"{other}: a different front end from {model_dirs[0]}; only localizers trained on the same features can be averaged")
-
-    class Averaged(OnnxLocalizer):
-        def __init__(self):
-            super().__init__(model_dirs[0], device="cpu")
-            self.others = [OnnxLocalizer(d, device="cpu") for d in model_dirs[1:]]
-
-        def raw(self, features, mask):
-            outputs = [super().raw(features, mask)] + [o.raw(features, mask) for o in self.others]  # (logits, offsets) each
-            logits, offsets = [], []
-            for level in range(len(outputs[0][0])):
-                p = np.mean([sigmoid(o[0][level]) for o in outputs], axis=0)  # (T_l, C)
-                p = np.clip(p, 1e-7, 1 - 1e-7)
-                logits.append(np.log(p / (1 - p)).astype(np.float32))
-                offsets.append(np.mean([o[1][level] for o in outputs], axis=0).astype(np.float32))  # (T_l, 2)
-            return logits, offsets
-
-    return Averaged()
+    folder = write_averaged_model_dir(model_dirs, work / "averaged_localizer",
+                                      trained_on="the average of " + ", ".join(map(str, model_dirs)))
+    return OnnxLocalizer(folder, device="cpu")
 
 
 def main() -> None:
@@ -108,7 +95,7 @@ def main() -> None:
     model_id = model.identity
     cache = args.work / model_id.replace("@", "_")
     cache.mkdir(parents=True, exist_ok=True)
-    localizer = (averaged_localizer([args.model, *args.average_with]) if args.average_with
+    localizer = (averaged_localizer([args.model, *args.average_with], args.work) if args.average_with
                  else OnnxLocalizer(args.model, device="cpu"))
     front_end = functools.cache(lambda: load_front_end(args.model, device="cpu"))
     racine = RacineMap()

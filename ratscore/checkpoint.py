@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
-from .localizer import LocalizerConfig, RaSeformer
+from .localizer import AveragedRaSeformer, LocalizerConfig, RaSeformer
 
 LOCALIZER_FORMAT = "ratscore-localizer"
 
@@ -131,23 +131,34 @@ def load_state(model: RaSeformer, state_dict: dict, where: str) -> RaSeformer:
     return model
 
 
-def localizer_checkpoint_bytes(model: RaSeformer, setup: dict) -> bytes:
-    """localizer.pt's content: {"format", "setup" (every config section, plain data), "state_dict"}."""
+def localizer_checkpoint_bytes(model: RaSeformer | AveragedRaSeformer, setup: dict) -> bytes:
+    """localizer.pt's content: {"format", "setup" (every config section, plain data), "state_dict"};
+    an average of several RaSeformers has "members" (one state dict each) instead of "state_dict"."""
+    def plain(network):
+        return {k: v.detach().cpu() for k, v in network.state_dict().items()}
+
+    weights = ({"members": [plain(m) for m in model.members]} if isinstance(model, AveragedRaSeformer)
+               else {"state_dict": plain(model)})
     buf = io.BytesIO()
-    torch.save({"format": LOCALIZER_FORMAT, "setup": setup,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buf)
+    torch.save({"format": LOCALIZER_FORMAT, "setup": setup, **weights}, buf)
     return buf.getvalue()
 
 
-def read_localizer_checkpoint(path: str | Path) -> tuple[RaSeformer, dict]:
-    """(RaSeformer in eval mode, the checkpoint's setup dict) from a ratscore localizer checkpoint."""
+def read_localizer_checkpoint(path: str | Path) -> tuple[RaSeformer | AveragedRaSeformer, dict]:
+    """(the network in eval mode, the checkpoint's setup dict) from a ratscore localizer checkpoint:
+    a RaSeformer, or the AveragedRaSeformer of its members."""
     path = Path(path)
     ckpt = safe_load(path)
-    if ckpt.get("format") != LOCALIZER_FORMAT or "setup" not in ckpt or "state_dict" not in ckpt:
+    members = ckpt.get("members")
+    if (ckpt.get("format") != LOCALIZER_FORMAT or "setup" not in ckpt
+            or not ("state_dict" in ckpt or (isinstance(members, list) and len(members) >= 2))):
         raise InputError(f"{path}: not a ratscore localizer checkpoint")
     setup = ckpt["setup"]
     try:
         config = LocalizerConfig.from_dict(setup["localizer"])
     except (TypeError, ValueError, KeyError) as e:
         raise InputError(f"{path}: unusable config in the checkpoint ({e})") from None
-    return load_state(RaSeformer(config), ckpt["state_dict"], str(path)).eval(), setup
+    if "state_dict" in ckpt:
+        return load_state(RaSeformer(config), ckpt["state_dict"], str(path)).eval(), setup
+    return AveragedRaSeformer([load_state(RaSeformer(config), state, f"{path} (member {i})")
+                               for i, state in enumerate(members)]).eval(), setup

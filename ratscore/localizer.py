@@ -406,3 +406,32 @@ class RaSeformer(nn.Module):
         offsets = [x.transpose(1, 2) for x in self.reg_head(feats, masks)]  # per level (B, T_l, 2)
         return logits, offsets
 
+
+
+class AveragedRaSeformer(nn.Module):
+    """Several RaSeformers of one config, trained on the same features with different seeds, as one
+    network with a single RaSeformer's inputs and outputs: per level the members' mean class
+    probability (given back as a logit) and their mean offsets.
+
+    One training draw finds some episodes and misses others that the next draw finds; the mean of
+    a few draws is steadier than any of them (docs/RESULTS.md, fourteenth session).
+    """
+
+    def __init__(self, members: list[RaSeformer]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an average needs at least two RaSeformers")
+        if any(m.config != members[0].config for m in members[1:]):
+            raise ValueError("the averaged RaSeformers must share one config")
+        self.config = members[0].config
+        self.members = nn.ModuleList(members)
+
+    def forward(self, features, mask):
+        outputs = [m(features, mask) for m in self.members]  # (logits, offsets) each
+        logits, offsets = [], []
+        for level in range(self.config.num_levels):
+            p = torch.stack([torch.sigmoid(o[0][level]) for o in outputs]).mean(0)  # (B, T_l, C)
+            p = p.clamp(1e-7, 1 - 1e-7)  # a finite logit: decoding takes the sigmoid again
+            logits.append(torch.log(p) - torch.log1p(-p))
+            offsets.append(torch.stack([o[1][level] for o in outputs]).mean(0))  # (B, T_l, 2)
+        return logits, offsets

@@ -51,8 +51,8 @@ def _inputs(localizer, length=64):
     return features, mask
 
 
-def test_the_average_of_two_localizers_is_their_mean_probability_and_mean_offsets(tiny_model, another_draw):
-    averaged = _bench_episodes().averaged_localizer([tiny_model, another_draw])
+def test_the_average_of_two_localizers_is_their_mean_probability_and_mean_offsets(tiny_model, another_draw, tmp_path):
+    averaged = _bench_episodes().averaged_localizer([tiny_model, another_draw], tmp_path)
     first, second = OnnxLocalizer(tiny_model, "cpu"), OnnxLocalizer(another_draw, "cpu")
     features, mask = _inputs(first)
     (logits_a, offsets_a), (logits_b, offsets_b) = first.raw(features, mask), second.raw(features, mask)
@@ -67,9 +67,9 @@ def test_the_average_of_two_localizers_is_their_mean_probability_and_mean_offset
         np.testing.assert_allclose(offsets[level], (offsets_a[level] + offsets_b[level]) / 2, atol=1e-5)
 
 
-def test_a_localizer_averaged_with_itself_finds_its_own_events(tiny_model):
+def test_a_localizer_averaged_with_itself_finds_its_own_events(tiny_model, tmp_path):
     single = OnnxLocalizer(tiny_model, "cpu")
-    averaged = _bench_episodes().averaged_localizer([tiny_model, tiny_model])
+    averaged = _bench_episodes().averaged_localizer([tiny_model, tiny_model], tmp_path)
     features = np.random.default_rng(4).standard_normal((90, single.feature_dim)).astype(np.float32)  # (T, D)
     expected, found = single.detect(features, 30.0), averaged.detect(features, 30.0)
     assert expected and len(found) == len(expected)
@@ -85,4 +85,4 @@ def test_localizers_of_another_front_end_are_refused(tiny_model, tmp_path):
     with open(other / "i3d.onnx", "ab") as f:  # the same manifest, another I3D: other features
         f.write(b"\0")
     with pytest.raises(InputError, match="different front end"):
-        _bench_episodes().averaged_localizer([tiny_model, other])
+        _bench_episodes().averaged_localizer([tiny_model, other], tmp_path)

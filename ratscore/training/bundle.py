@@ -62,6 +62,7 @@ class BundleRecipe:
     localizer_dim: int = 128  # RaSeformer embedding, neck and head width (the release: 512)
     localizer_lr: float = 5e-4  # AdamW peak learning rate (the release: 1e-4, for 1024-d I3D features)
     seed: int = 0  # torch seed for every training stage
+    localizer_draws: int = 1  # Top-K localizers trained with seeds seed, seed+1, ...; the model's localizer is their average
     ablation: bool = True  # also train keep ratio 1.0 (plain local attention) on the same features
 
     def __post_init__(self):
@@ -73,6 +74,8 @@ class BundleRecipe:
                                  "the recipe never trains on it (use classic or varied)")
             if style not in ("classic", "varied"):
                 raise InputError(f"{name} must be classic or varied, not {style!r}")
+        if isinstance(self.localizer_draws, bool) or not isinstance(self.localizer_draws, int) or self.localizer_draws < 1:
+            raise InputError(f"localizer_draws must be a whole number of at least 1, not {self.localizer_draws!r}")
 
     @classmethod
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":
@@ -139,6 +142,7 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     """The recipe fields a stage's output was made from, as stored in its marker. A front end taken
     from a model folder is also recorded by its files' digest: the same path with other weights
     in it is another front end."""
+    stage = _draw_of(stage)[0]  # another draw of a localizer reads what its first draw reads
     fields = set(_STAGE_FIELDS[stage])
     if not recipe.detector_localizer_clips and stage not in _READ_LOCALIZER_CLIPS:
         # the detector then never saw those clips: a change to them redoes only what reads them
@@ -152,6 +156,18 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = front_end_digest(Path(recipe.front_end))
     return inputs
+
+
+def draw_stage(draw: int) -> str:
+    """The stage that trains the Top-K localizer's draw-th draw (1: the first, with the recipe's seed)."""
+    return "localizer_topk" if draw == 1 else f"localizer_topk_{draw}"
+
+
+def _draw_of(stage: str) -> tuple[str, int]:
+    """(the localizer stage a stage is a draw of, which draw): ("localizer_topk", 3) for
+    localizer_topk_3; any other stage is its own first draw."""
+    base, _, draw = stage.rpartition("_")
+    return (base, int(draw)) if base == "localizer_topk" and draw.isdigit() else (stage, 1)
 
 
 def front_end_digest(model_dir: Path) -> str:
@@ -201,6 +217,7 @@ class BundleRun:
     pool: Optional[Executor] = None  # the worker processes, once the stages that run in them started
     workers: dict = field(default_factory=dict)  # stage name -> Future of its record
     workers_started: float = 0.0  # time.time() when they started: their stages count from here
+    averaged: dict = field(default_factory=dict)  # the record of the Top-K draws' average, once made
     scored: dict = field(default_factory=dict)  # the model's threshold and test figures: measured once
     figures: dict = field(default_factory=dict)  # the finished model's benchmark, as last written
 
@@ -244,9 +261,12 @@ def bundle_stages(recipe: BundleRecipe) -> list[Stage]:
     # thread makes a step slower, not faster, and two processes take 2 cores for the price of one.
     # The model is finished as soon as the Top-K one is done, so an interrupted ablation never
     # costs the model, and again with the ablation's figures.
-    stages.append(Stage("localizer_topk", start=partial(_start_localizer, 0.5), then=_finish))
+    # With several draws the model is finished once the last of them is done: their average.
+    for draw in range(1, recipe.localizer_draws + 1):
+        stages.append(Stage(draw_stage(draw), start=partial(_start_localizer, 0.5, draw),
+                            then=_finish if draw == recipe.localizer_draws else None))
     if recipe.ablation:
-        stages.append(Stage("localizer_plain", start=partial(_start_localizer, 1.0), then=_finish))
+        stages.append(Stage("localizer_plain", start=partial(_start_localizer, 1.0, 1), then=_finish))
     return stages
 
 
@@ -466,10 +486,14 @@ def _extract_features(run: BundleRun) -> dict:
     return {"videos": done}
 
 
-def _start_localizer(keep_ratio: float, run: BundleRun) -> Future:
-    """The RaSeformer of this keep ratio, training in a worker process (train_recipe_localizer)."""
-    return run.pool.submit(train_recipe_localizer, run.annotations, run.features_dir,
-                           run.work / f"localizer_k{keep_ratio}", run.recipe, keep_ratio, run.device)
+def _start_localizer(keep_ratio: float, draw: int, run: BundleRun) -> Future:
+    """The RaSeformer of this keep ratio, its draw-th draw (seed: the recipe's + draw - 1), training
+    in a worker process (train_recipe_localizer)."""
+    from dataclasses import replace
+
+    folder = run.work / (f"localizer_k{keep_ratio}" + (f"_draw{draw}" if draw > 1 else ""))
+    return run.pool.submit(train_recipe_localizer, run.annotations, run.features_dir, folder,
+                           replace(run.recipe, seed=run.recipe.seed + draw - 1), keep_ratio, run.device)
 
 
 def _finish(run: BundleRun) -> None:
@@ -478,7 +502,9 @@ def _finish(run: BundleRun) -> None:
     from ..model import read_manifest, update_model
 
     recipe, timings, model_out = run.recipe, run.results, run.model_out
-    topk = timings["localizer_topk"]
+    if recipe.localizer_draws > 1 and not run.averaged:  # the same draws each time: average them once
+        run.averaged.update(_averaged_draws(run))
+    topk = run.averaged or timings["localizer_topk"]
     if model_out.exists():
         shutil.rmtree(model_out)
     shutil.copytree(topk["model_dir"], model_out)
@@ -502,6 +528,25 @@ def _finish(run: BundleRun) -> None:
     manifest["benchmark"].update(run.scored["figures"])
     update_model(model_out, manifest)
     run.figures = manifest["benchmark"]
+
+
+def _averaged_draws(run: BundleRun) -> dict:
+    """The Top-K localizer's draws averaged into one model folder (work/localizer_k0.5_average),
+    and its record as one draw's: the average's mAP on the test clips, each draw's beside it."""
+    from ..benchmark import benchmark_model
+    from .export import write_averaged_model_dir
+
+    draws = [run.results[draw_stage(d)] for d in range(1, run.recipe.localizer_draws + 1)]
+    folder = write_averaged_model_dir([Path(d["model_dir"]) for d in draws], run.work / "localizer_k0.5_average",
+                                      trained_on=f"the average of {len(draws)} draws")
+    report = benchmark_model(folder, run.annotations, run.features_dir, subset="testing", device=run.device,
+                             progress=False)
+    benchmarks = [d.get("benchmark") or {} for d in draws]
+    figures = {"train_seconds": round(sum(b.get("train_seconds") or 0 for b in benchmarks), 1),
+               "seconds_per_epoch": benchmarks[0].get("seconds_per_epoch"), "device": benchmarks[0].get("device"),
+               "testing": report["mAP"] | {"average": report["average_mAP"]},
+               "draws": [{"seed": run.recipe.seed + i, "testing": b.get("testing")} for i, b in enumerate(benchmarks)]}
+    return {"model_dir": str(folder), "benchmark": figures}
 
 
 def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path, recipe: BundleRecipe,

@@ -5,19 +5,20 @@ I3D (ONNX graph and weights). Every folder is written through `ratscore.model.up
 from __future__ import annotations
 
 import io
+import shutil
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from ..checkpoint import localizer_checkpoint_bytes
+from ..checkpoint import localizer_checkpoint_bytes, read_localizer_checkpoint
 from ..errors import InputError
 from ..features import build_i3d, load_i3d_weights
 from ..grid import FeatureGrid
 from ..i3d import InceptionI3d
 from ..labels import RacineMap
-from ..localizer import RaSeformer
+from ..localizer import AveragedRaSeformer, RaSeformer
 from ..model import MANIFEST_NAME, NORMALISATION, read_manifest, update_model
 from ..runner import output_names
 
@@ -32,7 +33,7 @@ OPSET = 17
 class _Flat(torch.nn.Module):
     """The network with flat outputs (ONNX wants a list of tensors)."""
 
-    def __init__(self, model: RaSeformer):
+    def __init__(self, model: RaSeformer | AveragedRaSeformer):
         super().__init__()
         self.model = model
 
@@ -41,7 +42,7 @@ class _Flat(torch.nn.Module):
         return tuple(logits) + tuple(offsets)
 
 
-def localizer_onnx_bytes(model: RaSeformer) -> bytes:
+def localizer_onnx_bytes(model: RaSeformer | AveragedRaSeformer) -> bytes:
     """ONNX graph of the network: features (B, D, T) float32 + mask (B, 1, T) bool in; per level
     cls_logits_l (B, T_l, C) and offsets_l (B, T_l, 2) out; batch and time axes dynamic (T a
     multiple of the config's max_div_factor)."""
@@ -61,7 +62,7 @@ def localizer_onnx_bytes(model: RaSeformer) -> bytes:
     return buf.getvalue()
 
 
-def write_model_dir(model: RaSeformer, setup, out_dir: str | Path, features: Optional[dict] = None,
+def write_model_dir(model: RaSeformer | AveragedRaSeformer, setup, out_dir: str | Path, features: Optional[dict] = None,
                     trained_on: str = "", name: str = "", benchmark: Optional[dict] = None) -> Path:
     """The localizer into a model folder: localizer.pt, localizer.onnx, feature_stats.npz (when
     features are given) and the manifest's localizer, grid and description fields. `setup` is a
@@ -87,6 +88,35 @@ def write_model_dir(model: RaSeformer, setup, out_dir: str | Path, features: Opt
         files[FEATURE_STATS_NAME] = feature_stats_bytes(feature_stats(features.values()))
         fields["feature_stats"] = FEATURE_STATS_NAME
     update_model(out, fields, files)
+    return out
+
+
+def write_averaged_model_dir(draws: list[Path], out_dir: str | Path, trained_on: str) -> Path:
+    """One model folder whose localizer is the average of the draws' (model folders of one localizer
+    setup trained on the same features with different seeds; see AveragedRaSeformer): the first
+    draw's folder (manifest, feature statistics) with the averaged localizer.pt and localizer.onnx,
+    and the number of members in the manifest's localizer section."""
+    from ..model import load_model
+
+    members, setup = [], None
+    for draw in draws:
+        spec = load_model(draw).localizer
+        if spec is None or not spec.checkpoint:
+            raise InputError(f"{draw}: no localizer checkpoint to average")
+        network, saved = read_localizer_checkpoint(load_model(draw).file(spec.checkpoint))
+        members += list(network.members) if isinstance(network, AveragedRaSeformer) else [network]
+        setup = setup or saved
+    try:
+        average = AveragedRaSeformer(members)
+    except ValueError as e:
+        raise InputError(f"{', '.join(map(str, draws))}: {e}") from None
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(draws[0], out)
+    section = {**read_manifest(out)["localizer"], "onnx": ONNX_NAME, "checkpoint": CHECKPOINT_NAME, "members": len(members)}
+    update_model(out, {"localizer": section, "trained_on": trained_on},
+                 {CHECKPOINT_NAME: localizer_checkpoint_bytes(average, setup), ONNX_NAME: localizer_onnx_bytes(average)})
     return out
 
 

@@ -66,6 +66,9 @@ def _bundled_localizer() -> Optional[tuple[Setup, dict]]:
     if spec is None or not spec.checkpoint:
         return None
     network, saved = read_localizer_checkpoint(model.file(spec.checkpoint))
+    # an average of several draws (the recipe's localizer_draws): a lab's training starts from the
+    # first of them, one network, which its own data then moves as far as the others would
+    network = getattr(network, "members", [network])[0]
     try:
         train = TrainConfig(**saved["train"])
     except (KeyError, TypeError):

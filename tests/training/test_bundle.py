@@ -132,6 +132,10 @@ def test_stages_come_in_the_recipe_order_each_with_its_inputs():
         assert stage_inputs(BundleRecipe(), name)
     # the localizers start in worker processes; the model is finished after each
     assert [s.name for s in bundle_stages(BundleRecipe()) if s.start and s.then] == names[-2:]
+    drawn = bundle_stages(BundleRecipe(localizer_draws=3))
+    assert [s.name for s in drawn][-4:] == ["localizer_topk", "localizer_topk_2", "localizer_topk_3", "localizer_plain"]
+    assert [s.name for s in drawn if s.then] == ["localizer_topk_3", "localizer_plain"]  # finished once all are done
+    assert stage_inputs(BundleRecipe(), "localizer_topk_2") == stage_inputs(BundleRecipe(), "localizer_topk")
     lean = BundleRecipe(front_end="elsewhere", ablation=False, train_long_recordings=0, localizer_clips=0)
     assert [s.name for s in bundle_stages(lean)] == ["synth_train", "synth_validation", "synth_test", "front_end",
                                                      "detector_heldout", "features", "localizer_topk"]
@@ -166,6 +170,51 @@ def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
     assert len(marker["inputs"]["front_end_sha256"]) == 64
 
 
+def test_localizer_draws_are_trained_at_once_and_shipped_as_their_average(tmp_path):
+    """`localizer_draws: N` trains the Top-K localizer N times (seeds seed .. seed+N-1) and ships their
+    average; one more draw later trains only that one."""
+    from ratscore.model import BUNDLED_MODEL_DIR as bundled
+    from ratscore.training.model_card import model_card
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: false\nlocalizer_draws: 2\nfront_end: {bundled}")
+                      .replace("train_long_recordings: 1", "train_long_recordings: 0")
+                      .replace("localizer_clips: 1", "localizer_clips: 0"))
+    work, model = tmp_path / "work", tmp_path / "model"
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "[localizer_topk, localizer_topk_2] training at once" in result.stdout
+    seeds = [json.loads((work / folder / "manifest.json").read_text())["localizer"]["config"]["train"]["seed"]
+             for folder in ("localizer_k0.5", "localizer_k0.5_draw2")]
+    assert seeds == [0, 1]
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["localizer"]["members"] == 2
+    topk = manifest["benchmark"]["localizer_topk_0.5"]
+    assert [d["seed"] for d in topk["draws"]] == [0, 1] and "average" in topk["testing"]
+    assert all("average" in d["testing"] for d in topk["draws"])
+    card = model_card(manifest)
+    assert "the average of 2 Top-K draws" in card and "one of those draws alone: seed 1" in card
+    assert "train the localizer's draw 2 (Top-K, keep ratio 0.5) (`localizer_topk_2`)" in card
+
+    recipe.write_text(recipe.read_text().replace("localizer_draws: 2", "localizer_draws: 3"))
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "[localizer_topk] done before" in result.stdout and "[localizer_topk_2] done before" in result.stdout
+    assert "[localizer_topk_3] ..." in result.stdout
+    assert json.loads((model / "manifest.json").read_text())["localizer"]["members"] == 3
+
+    # the model it made analyses a video, and its localizer's ONNX graph agrees with its checkpoint
+    from ratscore.runner import check_onnx_matches
+
+    assert check_onnx_matches(model) < 1e-4
+    video = sorted((work / "synth_test").glob("*.mp4"))[0]
+    result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path / "out"), "--model", str(model),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp_path, tiny_model):
     for folder, words in ((tiny_model, "must be a model folder with a detector and an I3D"),
                           (tmp_path / "nowhere", "no such model folder")):
@@ -185,6 +234,11 @@ def test_bad_recipe_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                  "--config", str(recipe)])
     assert result.exit_code == 2 and "unknown recipe key(s) train_clipz" in result.stderr
+    for draws in ("0", "two", "true"):
+        recipe.write_text(f"localizer_draws: {draws}\n")
+        result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+                                     "--config", str(recipe)])
+        assert result.exit_code == 2 and "localizer_draws must be a whole number of at least 1" in result.stderr
     for share in ("1.5", "-0.1", "1", "half"):
         recipe.write_text(f"i3d_still_share: {share}\n")
         result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),

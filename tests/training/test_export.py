@@ -160,3 +160,78 @@ def test_import_checkpoint_with_i3d_weights(tmp_path):
     torch.save(InceptionI3d(I3DConfig(width=0.25)).state_dict(), tmp_path / "i3d_256.pt")
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "model2"), "--i3d-weights", str(tmp_path / "i3d_256.pt")])
     assert result.exit_code == 2 and "256-d" in result.stderr and "\n" not in result.stderr.strip()
+
+
+def _draw(tmp_path_factory, seed, cfg=TINY):
+    out = tmp_path_factory.mktemp("draw") / f"seed{seed}"
+    model = RaSeformer(cfg)
+    model.load_state_dict(_weights(cfg, seed))
+    rng = np.random.default_rng(0)
+    write_model_dir(model.eval(), Setup(localizer=cfg), out,
+                    features={f"v{i}": rng.standard_normal((60, cfg.input_dim)).astype(np.float32) for i in range(5)})
+    return out
+
+
+def test_averaged_draws_are_one_localizer_in_onnx_and_in_pytorch(tmp_path_factory, tmp_path):
+    from ratscore.checkpoint import read_localizer_checkpoint
+    from ratscore.localizer import AveragedRaSeformer
+    from ratscore.model import read_manifest
+    from ratscore.training.export import write_averaged_model_dir
+
+    draws = [_draw(tmp_path_factory, seed) for seed in (1, 2, 3)]
+    averaged = write_averaged_model_dir(draws, tmp_path / "averaged", trained_on="three draws")
+    assert read_manifest(averaged)["localizer"]["members"] == 3
+    network, _ = read_localizer_checkpoint(averaged / "localizer.pt")
+    assert isinstance(network, AveragedRaSeformer) and len(network.members) == 3
+    singles = [OnnxLocalizer(d, "cpu") for d in draws]
+    onnx_avg, torch_avg = OnnxLocalizer(averaged, "cpu"), TorchLocalizer(averaged, "cpu")
+    L = onnx_avg.config.padded_length(72)
+    x = np.random.default_rng(5).standard_normal((1, 16, L)).astype(np.float32)
+    mask = (np.arange(L) < 72)[None, None]
+    (la, oa), (lb, ob) = onnx_avg.raw(x, mask), torch_avg.raw(x, mask)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(la + oa, lb + ob)) < 1e-4
+    outputs = [s.raw(x, mask) for s in singles]
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    assert not np.allclose(outputs[0][0][0], outputs[1][0][0])  # different draws, or the test shows nothing
+    for level in range(onnx_avg.config.num_levels):
+        np.testing.assert_allclose(sigmoid(la[level]), np.mean([sigmoid(o[0][level]) for o in outputs], axis=0),
+                                   atol=1e-5)
+        np.testing.assert_allclose(oa[level], np.mean([o[1][level] for o in outputs], axis=0), atol=1e-4)
+    # an average averaged with one more draw is the average of all four, not of two
+    again = write_averaged_model_dir([averaged, _draw(tmp_path_factory, 4)], tmp_path / "four", trained_on="four")
+    assert len(read_localizer_checkpoint(again / "localizer.pt")[0].members) == 4
+
+
+def test_draws_of_other_networks_are_not_averaged(tmp_path_factory, tmp_path):
+    from dataclasses import replace
+
+    from ratscore.training.export import write_averaged_model_dir
+
+    other = _draw(tmp_path_factory, 2, replace(TINY, embd_dim=16, fpn_dim=16, head_dim=16))
+    with pytest.raises(InputError, match="share one config"):
+        write_averaged_model_dir([_draw(tmp_path_factory, 1), other], tmp_path / "averaged", trained_on="")
+    assert not (tmp_path / "averaged").exists()
+
+
+def test_a_checkpoint_with_one_member_is_refused(tmp_path):
+    from ratscore.checkpoint import read_localizer_checkpoint
+
+    torch.save({"format": "ratscore-localizer", "setup": Setup(localizer=TINY).to_dict(),
+                "members": [_weights()]}, tmp_path / "localizer.pt")
+    with pytest.raises(InputError, match="not a ratscore localizer checkpoint"):
+        read_localizer_checkpoint(tmp_path / "localizer.pt")
+
+
+def test_a_lab_training_starts_from_the_first_draw_of_an_averaged_bundled_localizer(tmp_path_factory, tmp_path,
+                                                                                    monkeypatch):
+    import ratscore.model
+    from ratscore.checkpoint import read_localizer_checkpoint
+    from ratscore.training.export import write_averaged_model_dir
+    from ratscore.training.own_data import localizer_setup
+
+    draws = [_draw(tmp_path_factory, seed) for seed in (1, 2)]
+    monkeypatch.setattr(ratscore.model, "BUNDLED_MODEL_DIR", write_averaged_model_dir(draws, tmp_path / "m", ""))
+    sized = localizer_setup(16)
+    first = read_localizer_checkpoint(draws[0] / "localizer.pt")[0].state_dict()
+    assert sized.init_state is not None and sized.init_state.keys() == first.keys()
+    assert all(torch.equal(sized.init_state[k], first[k]) for k in first)
