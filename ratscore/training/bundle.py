@@ -38,6 +38,7 @@ class BundleRecipe:
     test_clips: int = 120  # unseen clips for the benchmark: enough segments of each class for its own AP
     test_seed: int = 9100  # another seed the training never sees
     front_end: str = ""  # a model folder whose detector and I3D to use instead of training them ("": train)
+    i3d_from: str = ""  # a model folder whose I3D to use instead of training one; the detector is trained ("": train)
     detector_epochs: int = 24  # YOLO epochs over the training frames
     detector_imgsz: int = 320  # YOLO input side, pixels: 320x240 video keeps its own resolution
     detector_frame_step: int = 30  # train the detector on every n-th frame of each clip
@@ -74,6 +75,8 @@ class BundleRecipe:
                                  "the recipe never trains on it (use classic or varied)")
             if style not in ("classic", "varied"):
                 raise InputError(f"{name} must be classic or varied, not {style!r}")
+        if self.front_end and self.i3d_from:
+            raise InputError("front_end already brings an I3D: give front_end or i3d_from, not both")
         if isinstance(self.localizer_draws, bool) or not isinstance(self.localizer_draws, int) or self.localizer_draws < 1:
             raise InputError(f"localizer_draws must be a whole number of at least 1, not {self.localizer_draws!r}")
 
@@ -150,11 +153,16 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     if recipe.detector_style != "classic" and "detector_epochs" in fields:
         fields |= set(_STYLE_FIELDS)
     if recipe.behaviour_style != "classic" and (stage in _READ_FEATURES
-                                                or (not recipe.front_end and "classifier_epochs" in fields)):
+                                                or (not recipe.front_end and not recipe.i3d_from
+                                                    and "classifier_epochs" in fields)):
         fields |= set(_BEHAVIOUR_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = front_end_digest(Path(recipe.front_end))
+    if recipe.i3d_from and "front_end" in inputs:
+        # only when given, so that a recipe that trains its I3D keeps the markers it had before the field
+        inputs["i3d_from"] = recipe.i3d_from
+        inputs["i3d_sha256"] = front_end_digest(Path(recipe.i3d_from), parts=("i3d",))
     return inputs
 
 
@@ -170,14 +178,15 @@ def _draw_of(stage: str) -> tuple[str, int]:
     return (base, int(draw)) if base == "localizer_topk" and draw.isdigit() else (stage, 1)
 
 
-def front_end_digest(model_dir: Path) -> str:
-    """A digest of a model folder's front end: its manifest section and the files it names. Two
-    folders with the same digest make the same features."""
+def front_end_digest(model_dir: Path, parts: tuple[str, ...] = ("detector", "i3d")) -> str:
+    """A digest of a model folder's front end (or of some of its parts): their manifest sections
+    and the files they name. Two folders with the same digest make the same features."""
     import hashlib
 
     from ..model import model_file, read_manifest
 
     front = read_manifest(model_dir).get("front_end") or {}  # a recipe's front_end was checked before (train_bundle)
+    front = {part: front.get(part) for part in parts}
     digest = hashlib.sha256(json.dumps(front, sort_keys=True).encode())
     for name in _front_end_files(front):
         digest.update(model_file(model_dir, name).read_bytes())
@@ -254,7 +263,9 @@ def bundle_stages(recipe: BundleRecipe) -> list[Stage]:
     if not recipe.front_end:  # a front end taken from a model folder is used as it is, not trained
         if recipe.detector_style != "classic":
             stages.append(Stage("synth_detector", _render_detector_style))
-        stages += [Stage("detector", _train_detector), Stage("i3d_classifier", _train_classifier)]
+        stages.append(Stage("detector", _train_detector))
+        if not recipe.i3d_from:  # an I3D taken from a model folder is used as it is
+            stages.append(Stage("i3d_classifier", _train_classifier))
     stages += [Stage("front_end", _assemble_front_end), Stage("detector_heldout", _measure_detector),
                Stage("features", _extract_features)]
     # The two localizers train at once, one process and one thread each: at batch 2 a second
@@ -281,6 +292,8 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     torch_device = resolve_device(device)  # a GPU asked for but absent stops here, before anything is written
     if recipe.front_end:
         _front_end_of(Path(recipe.front_end))  # so does a front_end folder without a detector and an I3D
+    if recipe.i3d_from:
+        _i3d_of(Path(recipe.i3d_from))  # and an i3d_from folder without an I3D
     run = BundleRun(Path(work_dir), Path(model_out), recipe, device, torch_device, log)
     run.work.mkdir(parents=True, exist_ok=True)
     stages = bundle_stages(recipe)
@@ -444,8 +457,11 @@ def _assemble_front_end(run: BundleRun) -> dict:
     if recipe.front_end:
         _copy_front_end(Path(recipe.front_end), front_dir)
         return {"from": str(Path(recipe.front_end))}
-    ckpt = torch.load(run.work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
-    add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
+    if recipe.i3d_from:
+        _copy_i3d(Path(recipe.i3d_from), front_dir)
+    else:
+        ckpt = torch.load(run.work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
+        add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
     add_detector_to_model_dir(front_dir, Path(run.results["detector"]["onnx"]), recipe.detector_imgsz,
                               every_k=recipe.detector_every_k, margin=recipe.crop_margin)
     return {}
@@ -512,8 +528,9 @@ def _finish(run: BundleRun) -> None:
     for name in _front_end_files(front):  # i3d.pt: the I3D in torch on a GPU
         shutil.copy2(run.front_dir / name, model_out / name)
     # A reused front end brings its classifier's figures along.
-    reused_classifier = ((read_manifest(Path(recipe.front_end)).get("benchmark") or {}).get("i3d_classifier")
-                         if recipe.front_end else None)
+    reused_from = recipe.front_end or recipe.i3d_from
+    reused_classifier = ((read_manifest(Path(reused_from)).get("benchmark") or {}).get("i3d_classifier")
+                         if reused_from else None)
     manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe)}
     manifest["benchmark"] = {"machine": _machine(),
                              "timings_s": {k: v.get("seconds") for k, v in timings.items()},
@@ -587,12 +604,16 @@ def _trained_on(recipe: BundleRecipe) -> str:
         localizer_only += (f", plus {recipe.detector_style_clips} clips of 10 s in the synth style "
                            f"{recipe.detector_style} (seed {recipe.detector_style_seed}) for the detector")
     if recipe.behaviour_style != "classic":
-        learners = "the localizer" if recipe.front_end else "the I3D classifier and the localizer"
+        learners = "the localizer" if recipe.front_end or recipe.i3d_from else "the I3D classifier and the localizer"
         localizer_only += (f", plus those of {recipe.behaviour_style_clips} clips of 10 s in the synth style "
                            f"{recipe.behaviour_style} (seed {recipe.behaviour_style_seed}) whose animal shows "
                            f"throughout, for {learners}")
-    trained = (f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
-               if recipe.front_end else f"the detector, the I3D classifier and the localizer{localizer_only}")
+    if recipe.front_end:
+        trained = f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
+    elif recipe.i3d_from:
+        trained = f"the detector and the localizer{localizer_only}, with the I3D of {recipe.i3d_from}"
+    else:
+        trained = f"the detector, the I3D classifier and the localizer{localizer_only}"
     return (f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
             f"for {trained}; event threshold chosen on {recipe.validation_clips} clips of the unseen seed "
             f"{recipe.validation_seed}; benchmarked on {recipe.test_clips} clips of the unseen seed {recipe.test_seed}. "
@@ -649,6 +670,28 @@ def _front_end_of(model_dir: Path) -> dict:
     if not (front.get("detector") and front.get("i3d")):
         raise InputError(f"{model_dir}: the recipe's front_end must be a model folder with a detector and an I3D")
     return manifest
+
+
+def _i3d_of(model_dir: Path) -> dict:
+    """The manifest of the model folder a recipe's `i3d_from` names; it must have an I3D."""
+    from ..model import read_manifest
+
+    manifest = read_manifest(model_dir)
+    if not (manifest.get("front_end") or {}).get("i3d"):
+        raise InputError(f"{model_dir}: the recipe's i3d_from must be a model folder with an I3D")
+    return manifest
+
+
+def _copy_i3d(source: Path, front_dir: Path) -> None:
+    """A model folder's I3D (and its clip layout) into the front-end folder, beside the trained detector."""
+    from ..model import model_file, update_model
+
+    manifest = _i3d_of(source)
+    i3d = manifest["front_end"]["i3d"]
+    files = {name: model_file(source, name).read_bytes() for name in _front_end_files({"i3d": i3d})}
+    update_model(front_dir, {"name": "front_end", **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride",
+                                                                              "feature_dim")}},
+                 files, front_end={"i3d": i3d})
 
 
 def _copy_front_end(source: Path, front_dir: Path) -> None:

@@ -215,6 +215,41 @@ def test_localizer_draws_are_trained_at_once_and_shipped_as_their_average(tmp_pa
     assert result.exit_code == 0, result.output
 
 
+def test_i3d_from_takes_a_model_folders_i3d_and_trains_the_detector(tmp_path):
+    """`i3d_from: DIR` trains the detector but not the I3D: that folder's I3D is used as it is."""
+    from ratscore.model import BUNDLED_MODEL_DIR as bundled
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: false\ni3d_from: {bundled}")
+                      .replace("train_long_recordings: 1", "train_long_recordings: 0")
+                      .replace("localizer_clips: 1", "localizer_clips: 0"))
+    work, model = tmp_path / "work", tmp_path / "model"
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (work / "detector.done.json").exists() and not (work / "i3d_classifier.done.json").exists()
+    manifest = json.loads((model / "manifest.json").read_text())
+    source = json.loads((bundled / "manifest.json").read_text())
+    assert manifest["front_end"]["i3d"] == source["front_end"]["i3d"]
+    assert (model / "i3d.onnx").read_bytes() == (bundled / "i3d.onnx").read_bytes()
+    assert (model / "detector.onnx").read_bytes() != (bundled / "detector.onnx").read_bytes()  # its own, trained
+    assert f"the detector and the localizer, with the I3D of {bundled}" in manifest["trained_on"]
+    assert manifest["benchmark"]["i3d_classifier"] == source["benchmark"]["i3d_classifier"]
+    assert len(json.loads((work / "features.done.json").read_text())["inputs"]["i3d_sha256"]) == 64
+
+
+def test_i3d_from_reaches_the_stages_after_the_front_end_only():
+    from ratscore.model import BUNDLED_MODEL_DIR as bundled
+    from ratscore.training.bundle import BundleRecipe, bundle_stages, stage_inputs
+
+    given = BundleRecipe(i3d_from=str(bundled))
+    assert "i3d_classifier" not in [s.name for s in bundle_stages(given)]
+    assert stage_inputs(given, "detector") == stage_inputs(BundleRecipe(), "detector")  # a trained detector is kept
+    for stage in ("front_end", "features", "localizer_topk"):
+        assert "i3d_sha256" in stage_inputs(given, stage)
+        assert "i3d_from" not in stage_inputs(BundleRecipe(), stage)  # markers made before the field still count
+
+
 def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp_path, tiny_model):
     for folder, words in ((tiny_model, "must be a model folder with a detector and an I3D"),
                           (tmp_path / "nowhere", "no such model folder")):
@@ -228,12 +263,33 @@ def test_a_front_end_without_detector_or_missing_is_one_line_before_any_work(tmp
         assert not (work / "synth_train").exists()
 
 
+def test_an_i3d_from_without_an_i3d_is_one_line_before_any_work(tmp_path, tiny_model):
+    import shutil
+
+    folder = tmp_path / "no_i3d"
+    shutil.copytree(tiny_model, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["front_end"] = {"detector": None, "i3d": None}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"i3d_from: {folder}\n")
+    work = tmp_path / "work"
+    result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(tmp_path / "m"), "--config", str(recipe),
+                                 "--device", "cpu"])
+    assert result.exit_code == 2 and "i3d_from must be a model folder with an I3D" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not (work / "synth_train").exists()
+
+
 def test_bad_recipe_is_one_line(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("train_clipz: 3\n")
     result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                  "--config", str(recipe)])
     assert result.exit_code == 2 and "unknown recipe key(s) train_clipz" in result.stderr
+    recipe.write_text("front_end: models\ni3d_from: models\n")
+    result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+                                 "--config", str(recipe)])
+    assert result.exit_code == 2 and "give front_end or i3d_from, not both" in result.stderr
     for draws in ("0", "two", "true"):
         recipe.write_text(f"localizer_draws: {draws}\n")
         result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
