@@ -407,7 +407,6 @@ class RaSeformer(nn.Module):
         return logits, offsets
 
 
-
 class AveragedRaSeformer(nn.Module):
     """Several RaSeformers of one config, trained on the same features with different seeds, as one
     network with a single RaSeformer's inputs and outputs: per level the members' mean class

@@ -145,7 +145,7 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
     """The recipe fields a stage's output was made from, as stored in its marker. A front end taken
     from a model folder is also recorded by its files' digest: the same path with other weights
     in it is another front end."""
-    stage = _draw_of(stage)[0]  # another draw of a localizer reads what its first draw reads
+    stage = draw_of(stage)[0]  # another draw of a localizer reads what its first draw reads
     fields = set(_STAGE_FIELDS[stage])
     if not recipe.detector_localizer_clips and stage not in _READ_LOCALIZER_CLIPS:
         # the detector then never saw those clips: a change to them redoes only what reads them
@@ -171,7 +171,7 @@ def draw_stage(draw: int) -> str:
     return "localizer_topk" if draw == 1 else f"localizer_topk_{draw}"
 
 
-def _draw_of(stage: str) -> tuple[str, int]:
+def draw_of(stage: str) -> tuple[str, int]:
     """(the localizer stage a stage is a draw of, which draw): ("localizer_topk", 3) for
     localizer_topk_3; any other stage is its own first draw."""
     base, _, draw = stage.rpartition("_")
@@ -293,7 +293,7 @@ def build_bundle(work_dir: Path, model_out: Path, recipe: BundleRecipe = BundleR
     if recipe.front_end:
         _front_end_of(Path(recipe.front_end))  # so does a front_end folder without a detector and an I3D
     if recipe.i3d_from:
-        _i3d_of(Path(recipe.i3d_from))  # and an i3d_from folder without an I3D
+        _front_end_of(Path(recipe.i3d_from), "i3d_from", ("i3d",))  # and an i3d_from folder without an I3D
     run = BundleRun(Path(work_dir), Path(model_out), recipe, device, torch_device, log)
     run.work.mkdir(parents=True, exist_ok=True)
     stages = bundle_stages(recipe)
@@ -458,7 +458,7 @@ def _assemble_front_end(run: BundleRun) -> dict:
         _copy_front_end(Path(recipe.front_end), front_dir)
         return {"from": str(Path(recipe.front_end))}
     if recipe.i3d_from:
-        _copy_i3d(Path(recipe.i3d_from), front_dir)
+        _copy_front_end(Path(recipe.i3d_from), front_dir, "i3d_from", ("i3d",))
     else:
         ckpt = torch.load(run.work / "i3d_classifier.pt", map_location="cpu", weights_only=True)
         add_i3d_to_model_dir(front_dir, ckpt, input_size=recipe.i3d_input_size)  # its config comes along
@@ -661,45 +661,29 @@ def _front_end_files(front: dict) -> list[str]:
             for name in (part.get("onnx"), part.get("weights")) if name]
 
 
-def _front_end_of(model_dir: Path) -> dict:
-    """The manifest of the model folder a recipe's `front_end` names; it must have a detector and an I3D."""
+_PART_WORDS = {"detector": "a detector", "i3d": "an I3D"}
+
+
+def _front_end_of(model_dir: Path, field: str = "front_end", parts: tuple[str, ...] = ("detector", "i3d")) -> dict:
+    """The manifest of the model folder a recipe's `field` names; its front end must have these parts."""
     from ..model import read_manifest
 
     manifest = read_manifest(model_dir)
     front = manifest.get("front_end") or {}
-    if not (front.get("detector") and front.get("i3d")):
-        raise InputError(f"{model_dir}: the recipe's front_end must be a model folder with a detector and an I3D")
+    if not all(front.get(part) for part in parts):
+        raise InputError(f"{model_dir}: the recipe's {field} must be a model folder with "
+                         + " and ".join(_PART_WORDS[part] for part in parts))
     return manifest
 
 
-def _i3d_of(model_dir: Path) -> dict:
-    """The manifest of the model folder a recipe's `i3d_from` names; it must have an I3D."""
-    from ..model import read_manifest
-
-    manifest = read_manifest(model_dir)
-    if not (manifest.get("front_end") or {}).get("i3d"):
-        raise InputError(f"{model_dir}: the recipe's i3d_from must be a model folder with an I3D")
-    return manifest
-
-
-def _copy_i3d(source: Path, front_dir: Path) -> None:
-    """A model folder's I3D (and its clip layout) into the front-end folder, beside the trained detector."""
+def _copy_front_end(source: Path, front_dir: Path, field: str = "front_end",
+                    parts: tuple[str, ...] = ("detector", "i3d")) -> None:
+    """These parts of a model folder's front end (the whole front end by default; the I3D alone for
+    `i3d_from`, beside a trained detector) with its clip layout, into the front-end folder."""
     from ..model import model_file, update_model
 
-    manifest = _i3d_of(source)
-    i3d = manifest["front_end"]["i3d"]
-    files = {name: model_file(source, name).read_bytes() for name in _front_end_files({"i3d": i3d})}
-    update_model(front_dir, {"name": "front_end", **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride",
-                                                                              "feature_dim")}},
-                 files, front_end={"i3d": i3d})
-
-
-def _copy_front_end(source: Path, front_dir: Path) -> None:
-    """A model folder's front end (detector, I3D, clip layout) as a front-end folder of its own."""
-    from ..model import model_file, update_model
-
-    manifest = _front_end_of(source)
-    front = manifest["front_end"]
+    manifest = _front_end_of(source, field, parts)
+    front = {part: manifest["front_end"][part] for part in parts}
     files = {name: model_file(source, name).read_bytes() for name in _front_end_files(front)}
     update_model(front_dir, {"name": "front_end", **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride",
                                                                               "feature_dim")}},

@@ -100,10 +100,10 @@ def write_averaged_model_dir(draws: list[Path], out_dir: str | Path, trained_on:
 
     members, setup = [], None
     for draw in draws:
-        spec = load_model(draw).localizer
-        if spec is None or not spec.checkpoint:
+        model = load_model(draw)
+        if model.localizer is None or not model.localizer.checkpoint:
             raise InputError(f"{draw}: no localizer checkpoint to average")
-        network, saved = read_localizer_checkpoint(load_model(draw).file(spec.checkpoint))
+        network, saved = read_localizer_checkpoint(model.file(model.localizer.checkpoint))
         members += list(network.members) if isinstance(network, AveragedRaSeformer) else [network]
         setup = setup or saved
     try:

@@ -51,10 +51,13 @@ _STAGE_WORDS = {
     "localizer_plain": "train the ablation (keep ratio 1.0)",
 }
 
+
 def _stage_words(stage: str) -> str:
     """Words for a recipe stage's timing; another draw of the Top-K localizer (localizer_topk_2, ...) by its number."""
-    base, _, draw = stage.rpartition("_")
-    if base == "localizer_topk" and draw.isdigit():
+    from .bundle import draw_of
+
+    base, draw = draw_of(stage)
+    if draw > 1:
         return f"train the localizer's draw {draw} (Top-K, keep ratio 0.5)"
     return _STAGE_WORDS.get(stage, stage)
 

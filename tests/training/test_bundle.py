@@ -28,6 +28,14 @@ ablation: false
 """
 
 
+def _toy_recipe_without_extra_clips(**fields) -> str:
+    """TOY_RECIPE with no long recordings or localizer clips (what the tests of a given front end or
+    I3D need is the three splits), with these fields set."""
+    text = (TOY_RECIPE.replace("train_long_recordings: 1", "train_long_recordings: 0")
+            .replace("localizer_clips: 1", "localizer_clips: 0").replace("ablation: false\n", ""))
+    return text + "".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in fields.items())
+
+
 def test_bundle_recipe_runs_and_resumes(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     # and 3 varied clips for the behaviour (seed 7: the animal shows throughout in the first only)
@@ -147,10 +155,7 @@ def test_bundle_on_a_given_front_end_trains_both_localizers_at_once(tmp_path):
     from ratscore.model import BUNDLED_MODEL_DIR as bundled
 
     recipe = tmp_path / "recipe.yaml"
-    # no long recordings or localizer clips: what this test checks needs only the three splits
-    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: true\nfront_end: {bundled}")
-                      .replace("train_long_recordings: 1", "train_long_recordings: 0")
-                      .replace("localizer_clips: 1", "localizer_clips: 0"))
+    recipe.write_text(_toy_recipe_without_extra_clips(ablation=True, front_end=bundled))
     work, model = tmp_path / "work", tmp_path / "model"
     result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
@@ -177,9 +182,7 @@ def test_localizer_draws_are_trained_at_once_and_shipped_as_their_average(tmp_pa
     from ratscore.training.model_card import model_card
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: false\nlocalizer_draws: 2\nfront_end: {bundled}")
-                      .replace("train_long_recordings: 1", "train_long_recordings: 0")
-                      .replace("localizer_clips: 1", "localizer_clips: 0"))
+    recipe.write_text(_toy_recipe_without_extra_clips(ablation=False, localizer_draws=2, front_end=bundled))
     work, model = tmp_path / "work", tmp_path / "model"
     result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
@@ -220,9 +223,7 @@ def test_i3d_from_takes_a_model_folders_i3d_and_trains_the_detector(tmp_path):
     from ratscore.model import BUNDLED_MODEL_DIR as bundled
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(TOY_RECIPE.replace("ablation: false", f"ablation: false\ni3d_from: {bundled}")
-                      .replace("train_long_recordings: 1", "train_long_recordings: 0")
-                      .replace("localizer_clips: 1", "localizer_clips: 0"))
+    recipe.write_text(_toy_recipe_without_extra_clips(ablation=False, i3d_from=bundled))
     work, model = tmp_path / "work", tmp_path / "model"
     result = runner.invoke(app, ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe),
                                  "--device", "cpu"])
