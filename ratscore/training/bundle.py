@@ -35,6 +35,9 @@ class BundleRecipe:
     localizer_clips_seed: int = 2000  # their seed
     validation_clips: int = 40  # unseen clips that choose the event threshold and check the detector
     validation_seed: int = 9000  # a seed the training never sees
+    validation_long_recordings: int = 0  # long unseen recordings that also choose the event threshold (0: clips only)
+    validation_long_minutes: float = 10.0  # length of each (a seizure episode every 3 to 6 minutes)
+    validation_long_seed: int = 5300  # their seed, another the training never sees
     test_clips: int = 120  # unseen clips for the benchmark: enough segments of each class for its own AP
     test_seed: int = 9100  # another seed the training never sees
     front_end: str = ""  # a model folder whose detector and I3D to use instead of training them ("": train)
@@ -136,6 +139,13 @@ _STAGE_FIELDS["synth_detector"] = _STYLE_FIELDS
 _BEHAVIOUR_FIELDS = ("behaviour_style", "behaviour_style_clips", "behaviour_style_seed")
 _STAGE_FIELDS["synth_behaviour"] = _BEHAVIOUR_FIELDS
 
+# Long validation recordings (validation_long_recordings): a render of their own, whose features
+# choose the threshold with the validation clips'. No localizer or detector reads them, so they
+# are inputs of their render and the features only, and only when asked for: a recipe without
+# them keeps its markers, and adding them to a finished run costs their render and features.
+_VALIDATION_LONG_FIELDS = ("validation_long_recordings", "validation_long_minutes", "validation_long_seed")
+_STAGE_FIELDS["synth_validation_long"] = _VALIDATION_LONG_FIELDS
+
 # the stages that read the localizer clips themselves (the others only through the detector)
 _READ_LOCALIZER_CLIPS = {"synth_localizer", "features", "localizer_topk", "localizer_plain"}
 _READ_FEATURES = {"features", "localizer_topk", "localizer_plain"}
@@ -152,6 +162,8 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
         fields -= set(_RENDER_FIELDS["synth_localizer"])
     if recipe.detector_style != "classic" and "detector_epochs" in fields:
         fields |= set(_STYLE_FIELDS)
+    if recipe.validation_long_recordings and stage == "features":
+        fields |= set(_VALIDATION_LONG_FIELDS)
     if recipe.behaviour_style != "classic" and (stage in _READ_FEATURES
                                                 or (not recipe.front_end and not recipe.i3d_from
                                                     and "classifier_epochs" in fields)):
@@ -242,7 +254,7 @@ class BundleRun:
     def annotations(self) -> Path:
         """One annotation file of every render of this recipe (a folder left by an earlier recipe is
         not used), each under its subset; written on first use, so once per run."""
-        subset_of = {"synth_validation": "validation", "synth_test": "testing"}
+        subset_of = {"synth_validation": "validation", "synth_validation_long": "validation", "synth_test": "testing"}
         return _combined_annotations([(self.work / name, subset_of.get(name, "training"))
                                       for name, _ in _renders(self.recipe)], self.work / "annotations.json")
 
@@ -360,6 +372,12 @@ def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
         # long seizure. These recordings train the localizer only (not the detector or the I3D).
         renders.append(("synth_long", dict(clips=0, seed=recipe.train_long_seed, long_minutes=recipe.train_long_minutes,
                                            long_count=recipe.train_long_recordings)))
+    if recipe.validation_long_recordings:
+        # The validation clips hold an action almost all the time: a threshold chosen on them alone
+        # never pays for the false alarms of hours of ordinary behaviour (docs/RESULTS.md).
+        renders.append(("synth_validation_long", dict(clips=0, seed=recipe.validation_long_seed,
+                                                      long_minutes=recipe.validation_long_minutes,
+                                                      long_count=recipe.validation_long_recordings)))
     if recipe.localizer_clips:
         # More segments of every action for the localizer, whose features are cheap next to the
         # detector's and the classifier's training on more frames.
@@ -608,6 +626,8 @@ def _trained_on(recipe: BundleRecipe) -> str:
         localizer_only += (f", plus those of {recipe.behaviour_style_clips} clips of 10 s in the synth style "
                            f"{recipe.behaviour_style} (seed {recipe.behaviour_style_seed}) whose animal shows "
                            f"throughout, for {learners}")
+    validation_long = (f" and {recipe.validation_long_recordings} recordings of {recipe.validation_long_minutes:g} min "
+                       f"(seed {recipe.validation_long_seed})" if recipe.validation_long_recordings else "")
     if recipe.front_end:
         trained = f"the localizer{localizer_only}, with the front end (detector and I3D) of {recipe.front_end}"
     elif recipe.i3d_from:
@@ -616,12 +636,13 @@ def _trained_on(recipe: BundleRecipe) -> str:
         trained = f"the detector, the I3D classifier and the localizer{localizer_only}"
     return (f"synthetic videos only (ratscore synth): {recipe.train_clips} clips of 10 s, seed {recipe.train_seed}, "
             f"for {trained}; event threshold chosen on {recipe.validation_clips} clips of the unseen seed "
-            f"{recipe.validation_seed}; benchmarked on {recipe.test_clips} clips of the unseen seed {recipe.test_seed}. "
+            f"{recipe.validation_seed}{validation_long}; benchmarked on {recipe.test_clips} clips of the unseen seed {recipe.test_seed}. "
             "Never trained on a real rat.")
 
 
 def _threshold_and_test_figures(model_dir: Path, annotations: Path, features_dir: Path, device: str) -> dict:
-    """The event threshold, chosen on the validation clips, and the model's figures on the test clips."""
+    """The event threshold, chosen on the validation videos (the clips, and the long recordings when
+    the recipe has them), and the model's figures on the test clips."""
     from ..annotations import read_annotations, split
     from ..benchmark import benchmark_model, ground_truth_of, predict
     from ..metrics import best_event_threshold, event_f1

@@ -38,6 +38,7 @@ _STAGE_WORDS = {
     "synth_train": "render the training clips",
     "synth_validation": "render the validation clips",
     "synth_test": "render the test clips",
+    "synth_validation_long": "render the long validation recordings",
     "synth_long": "render the long training recordings",
     "synth_localizer": "render the localizer clips",
     "synth_behaviour": "render the behaviour clips of another style",

@@ -218,6 +218,46 @@ def test_localizer_draws_are_trained_at_once_and_shipped_as_their_average(tmp_pa
     assert result.exit_code == 0, result.output
 
 
+def test_long_validation_recordings_choose_the_threshold_without_retraining(tmp_path):
+    """`validation_long_recordings: N` renders N long recordings of another unseen seed, which join
+    the validation clips in choosing the threshold; added to a finished run, they cost their render
+    and their features, not the localizer."""
+    from ratscore.model import BUNDLED_MODEL_DIR as bundled
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(_toy_recipe_without_extra_clips(ablation=False, front_end=bundled))
+    work, model = tmp_path / "work", tmp_path / "model"
+    args = ["train", "bundle", str(work), "-o", str(model), "--config", str(recipe), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    features = work / "features"
+    kept = {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy")}
+
+    recipe.write_text(recipe.read_text() + "validation_long_recordings: 1\nvalidation_long_minutes: 0.25\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "[synth_validation_long] ..." in result.stdout
+    assert "[features] ... (the recipe changed since it ran)" in result.stdout
+    assert "[localizer_topk] done before" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in features.glob("*.npy") if p.name in kept} == kept
+    assert set(p.name for p in features.glob("*.npy")) - set(kept) == {"long_5300_0.npy"}
+    database = json.loads((work / "annotations.json").read_text())["database"]
+    assert database["long_5300_0"]["subset"] == "validation"
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert "chosen on 1 clips of the unseen seed 9000 and 1 recordings of 0.25 min (seed 5300)" in manifest["trained_on"]
+
+
+def test_long_validation_recordings_are_inputs_of_their_render_and_the_features_only():
+    from ratscore.training.bundle import BundleRecipe, bundle_stages, stage_inputs
+
+    plain, longer = BundleRecipe(), BundleRecipe(validation_long_recordings=4)
+    assert "synth_validation_long" not in [s.name for s in bundle_stages(plain)]
+    assert "synth_validation_long" in [s.name for s in bundle_stages(longer)]
+    assert stage_inputs(longer, "features")["validation_long_recordings"] == 4
+    for stage in ("detector", "front_end", "detector_heldout", "localizer_topk", "localizer_topk_2"):
+        assert stage_inputs(longer, stage) == stage_inputs(plain, stage)
+    assert "validation_long_recordings" not in stage_inputs(plain, "features")  # markers made before the field count
+
+
 def test_i3d_from_takes_a_model_folders_i3d_and_trains_the_detector(tmp_path):
     """`i3d_from: DIR` trains the detector but not the I3D: that folder's I3D is used as it is."""
     from ratscore.model import BUNDLED_MODEL_DIR as bundled
