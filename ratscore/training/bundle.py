@@ -82,6 +82,12 @@ class BundleRecipe:
             raise InputError("front_end already brings an I3D: give front_end or i3d_from, not both")
         if isinstance(self.localizer_draws, bool) or not isinstance(self.localizer_draws, int) or self.localizer_draws < 1:
             raise InputError(f"localizer_draws must be a whole number of at least 1, not {self.localizer_draws!r}")
+        count = self.validation_long_recordings
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InputError(f"validation_long_recordings must be a whole number (0: none), not {count!r}")
+        minutes = self.validation_long_minutes
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0:
+            raise InputError(f"validation_long_minutes must be a number of minutes above 0, not {minutes!r}")
 
     @classmethod
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":

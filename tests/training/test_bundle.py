@@ -336,6 +336,15 @@ def test_bad_recipe_is_one_line(tmp_path):
         result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                      "--config", str(recipe)])
         assert result.exit_code == 2 and "localizer_draws must be a whole number of at least 1" in result.stderr
+    for field, value, words in (("validation_long_recordings", "four", "validation_long_recordings must be a whole number"),
+                                ("validation_long_recordings", "-1", "validation_long_recordings must be a whole number"),
+                                ("validation_long_minutes", "0", "validation_long_minutes must be a number of minutes above 0"),
+                                ("validation_long_minutes", "ten", "validation_long_minutes must be a number of minutes above 0")):
+        recipe.write_text(f"{field}: {value}\n")
+        result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
+                                     "--config", str(recipe)])
+        assert result.exit_code == 2 and words in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
     for share in ("1.5", "-0.1", "1", "half"):
         recipe.write_text(f"i3d_still_share: {share}\n")
         result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
