@@ -24,6 +24,38 @@ import numpy as np
 from ..errors import InputError
 
 
+# Fields whose smallest sensible value is not the rule below: 0 of these means "none"
+_MAY_BE_ZERO = ("train_long_recordings", "localizer_clips", "validation_long_recordings", "detector_style_clips",
+                "behaviour_style_clips")
+_MAY_BE_ZERO_FLOAT = ("crop_margin",)
+
+
+def _field_problem(name: str, value, default) -> Optional[str]:
+    """Why a recipe field's value is unusable (one line), or None. The default's type is the
+    field's: whole numbers are counts, epochs and sizes of at least 1 (seeds and the fields in
+    _MAY_BE_ZERO: at least 0); numbers are above 0 (crop_margin: at least 0). Checked before any
+    stage runs, so that a typo does not surface an hour in, when its stage starts."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f"{name} must be true or false, not {value!r}"
+    elif isinstance(default, int):
+        least = 0 if name.endswith("seed") or name in _MAY_BE_ZERO else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            zero = " (0: none)" if name in _MAY_BE_ZERO else ""
+            return f"{name} must be a whole number of at least {least}{zero}, not {value!r}"
+    elif isinstance(default, float):
+        if name == "i3d_still_share":
+            return None  # its own rule, in from_yaml
+        at_least_zero = name in _MAY_BE_ZERO_FLOAT
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                or (value == 0 and not at_least_zero)):
+            unit = " of minutes" if name.endswith("minutes") else ""
+            return f"{name} must be a number{unit} {'of at least 0' if at_least_zero else 'above 0'}, not {value!r}"
+    elif isinstance(default, str) and not isinstance(value, str):
+        return f"{name} must be text, not {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class BundleRecipe:
     train_clips: int = 100  # synthetic 10 s clips for training (the 65:35 split inside is all used)
@@ -80,14 +112,10 @@ class BundleRecipe:
                 raise InputError(f"{name} must be classic or varied, not {style!r}")
         if self.front_end and self.i3d_from:
             raise InputError("front_end already brings an I3D: give front_end or i3d_from, not both")
-        if isinstance(self.localizer_draws, bool) or not isinstance(self.localizer_draws, int) or self.localizer_draws < 1:
-            raise InputError(f"localizer_draws must be a whole number of at least 1, not {self.localizer_draws!r}")
-        count = self.validation_long_recordings
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise InputError(f"validation_long_recordings must be a whole number (0: none), not {count!r}")
-        minutes = self.validation_long_minutes
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0:
-            raise InputError(f"validation_long_minutes must be a number of minutes above 0, not {minutes!r}")
+        for name, spec in self.__dataclass_fields__.items():
+            problem = _field_problem(name, getattr(self, name), spec.default)
+            if problem:
+                raise InputError(problem)
 
     @classmethod
     def from_yaml(cls, path: Optional[Path]) -> "BundleRecipe":

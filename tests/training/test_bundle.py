@@ -339,7 +339,14 @@ def test_bad_recipe_is_one_line(tmp_path):
     for field, value, words in (("validation_long_recordings", "four", "validation_long_recordings must be a whole number"),
                                 ("validation_long_recordings", "-1", "validation_long_recordings must be a whole number"),
                                 ("validation_long_minutes", "0", "validation_long_minutes must be a number of minutes above 0"),
-                                ("validation_long_minutes", "ten", "validation_long_minutes must be a number of minutes above 0")):
+                                ("validation_long_minutes", "ten", "validation_long_minutes must be a number of minutes above 0"),
+                                ("train_long_recordings", "two", "train_long_recordings must be a whole number of at least 0"),
+                                ("detector_epochs", "0", "detector_epochs must be a whole number of at least 1"),
+                                ("test_seed", "-3", "test_seed must be a whole number of at least 0"),
+                                ("localizer_lr", "0", "localizer_lr must be a number above 0"),
+                                ("crop_margin", "-0.1", "crop_margin must be a number of at least 0"),
+                                ("ablation", "maybe", "ablation must be true or false"),
+                                ("i3d_from", "3", "i3d_from must be text")):
         recipe.write_text(f"{field}: {value}\n")
         result = runner.invoke(app, ["train", "bundle", str(tmp_path / "w"), "-o", str(tmp_path / "m"),
                                      "--config", str(recipe)])
