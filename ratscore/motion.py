@@ -13,7 +13,9 @@ resolution (gray, `width` pixels wide):
 From the samples it keeps the background (the median of up to `keep` samples spread over the
 recording) and a map of where anything ever moved (pixels that differed between a sample and the
 next frame or the previous sample). Per kept sample it gives the moving blob's box: the largest
-connected region that differs from the background and holds motion.
+connected region that differs from the background and holds motion; and how many samples differ
+from the background where nothing moves beyond the animal (`unsteady`: the scene changed, so the
+background does not hold; trust.py flags it).
 
 The detector pass uses it two ways (roi.RoiTracker): a detector box whose inside saw no motion in
 the whole recording is dropped (a still object: a bottle, a white card, a mark on the floor), and
@@ -23,7 +25,8 @@ the model is informative: enough samples, and something animal-sized moved somew
 What it cannot do: an animal that does not move for the whole recording looks like the floor (no
 motion, so no veto of anything near it and no fallback box), and with something else moving (a
 cable, a hand, a light that flickers) its box may be dropped; a moving cable or the animal's
-reflection can also be taken for the animal where the detector finds nothing.
+reflection can also be taken for the animal where the detector finds nothing. Where the scene
+changes (a camera bumped, lights switched, clips joined) its background fits none of it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class MotionOptions:
     max_blob_share: float = 0.5  # a larger region is a change of light, not an animal
     min_samples: int = 8  # with fewer samples the model says nothing (no veto, no fallback)
     core: float = 0.1  # a box's inside: the box shrunk by this share of its size on each side
+    max_scene_change: float = 0.05  # a sample whose still differences from the background beyond the animal
+    # cover more than this share of the frame has a changed scene (scene_change)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class MotionModel:
     clear: np.ndarray  # (N,) bool: the kept sample's blob stands out alone (no other sizeable moving region)
     n_samples: int  # samples taken (kept or not)
     mode: str  # "keyframes" or "frames"
+    unsteady: float = 0.0  # share of kept samples whose scene changed (options.max_scene_change): the background does not hold
     informative: bool = field(init=False)  # enough samples, and something animal-sized moved
 
     def __post_init__(self):
@@ -210,6 +216,32 @@ def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[n
     return (x, y, w, h), alone
 
 
+def scene_change(gray: np.ndarray, background: np.ndarray, motion: np.ndarray, options: MotionOptions) -> float:
+    """Share of the frame that differs from the background, holds no motion (`motion`: the sample's
+    motion mask) and is not the animal: the largest differing region, however big or still, unless
+    it covers more than options.max_blob_share of the frame (then it is the light, not an animal).
+
+    From a camera that stays put what is left is specks and shadows (at most 2% of the frame in any
+    sample of the synthetic renders and the continuous real recordings measured,
+    benchmarks/README.md), and regions that move (a mirror view of the animal, a wheel, a cable)
+    do not count. Much more means the scene itself changed: the camera moved, the lights changed,
+    or the file joins clips of other scenes."""
+    import cv2
+
+    foreground = cv2.morphologyEx(_changed(gray, background, options.threshold), cv2.MORPH_CLOSE, _KERNEL5)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    if n <= 1:
+        return 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+    moving = np.bincount(labels[motion > 0], minlength=n)[1:] > 0
+    animal_sized = areas <= options.max_blob_share * gray.size
+    counted = ~(animal_sized & moving)
+    largest = int(np.argmax(areas))
+    if animal_sized[largest]:
+        counted[largest] = False
+    return float(areas[counted].sum() / gray.size)
+
+
 # --- the first pass ---------------------------------------------------------------------------
 
 class _Samples:
@@ -255,12 +287,15 @@ class _Samples:
         model = MotionModel(options, width, height, background, self.moved, times,
                             np.full((len(self.kept), 4), np.nan, np.float32), np.zeros(len(self.kept), bool),
                             self.count, mode)
+        changed = 0
         for i, (_, gray, packed) in enumerate(self.kept):
             motion = np.unpackbits(packed, count=gray.size).reshape(gray.shape) * np.uint8(255)
             found = moving_blob(gray, background, None, options, model._min_blob_px, motion=motion)
             if found is not None:
                 model.boxes[i] = model.to_source(found[0])
                 model.clear[i] = found[1]
+            changed += scene_change(gray, background, motion, options) > options.max_scene_change
+        model.unsteady = changed / len(self.kept)
         return model
 
 

@@ -309,7 +309,8 @@ class RoiTracker:
             return None
         return {"mode": m.mode, "samples": m.n_samples, "informative": bool(m.informative),
                 "vetoed_boxes": self.vetoed, "fallback_frames": self.motion_fallbacks,
-                "moments_with_motion": self.motion_moments, "agreeing": self.motion_agreeing}
+                "moments_with_motion": self.motion_moments, "agreeing": self.motion_agreeing,
+                "unsteady_share": round(float(m.unsteady), 4)}
 
     def finish(self) -> None:
         if self._lost_since is not None:

@@ -26,9 +26,9 @@ def blob_at(i: int, fps: float = 30.0) -> tuple[int, int, int, int]:
     return (int(cx - BLOB[0] / 2), int(cy - BLOB[1] / 2), int(cx + BLOB[0] / 2), int(cy + BLOB[1] / 2))
 
 
-def scene(i: int, moving: bool = True, fps: float = 30.0) -> np.ndarray:
+def scene(i: int, moving: bool = True, fps: float = 30.0, floor: int = 100) -> np.ndarray:
     rng = np.random.default_rng(7)  # the same floor texture every frame
-    image = (100 + rng.integers(-12, 13, (H, W, 1))).repeat(3, axis=2).astype(np.uint8)
+    image = (floor + rng.integers(-12, 13, (H, W, 1))).repeat(3, axis=2).astype(np.uint8)
     x0, y0, x1, y1 = CARD
     image[y0:y1, x0:x1] = 245
     if moving:
@@ -74,6 +74,7 @@ def test_the_blob_is_found_and_the_card_never_moved(clip):
         assert box_iou(box, blob_at(int(round(t * 30))))[0, 0] > 0.5
     assert model.never_moved(CARD)
     assert not model.never_moved(blob_at(0)) and not model.never_moved(blob_at(60))
+    assert model.unsteady == 0.0  # only the animal ever differs from the background
     labels = motion_labels(clip)
     assert len(labels) >= 0.8 * len(model.times)
     assert all(box_iou(box, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, box in labels)
@@ -140,6 +141,16 @@ def test_keyframe_sampling(tmp_path):
     assert all(box_iou(b, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, b in zip(model.times[found], model.boxes[found]))
     # too few keyframes for the default: every frame is decoded instead
     assert build_motion_model(clip).mode == "frames"
+
+
+def test_a_scene_that_changes_is_unsteady(tmp_path):
+    """Halfway through, the lights come up (the floor 50 grey levels brighter): no background fits
+    the whole recording, and every sample differs from it far beyond the animal."""
+    frames = (scene(i, floor=100 if i < 60 else 150) for i in range(120))
+    clip = encode_video(tmp_path / "lights.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    model = build_motion_model(clip)
+    assert model.unsteady >= 0.9
+    assert MotionOptions().max_scene_change < 0.1
 
 
 def test_nothing_moves_so_the_model_says_nothing(tmp_path):

@@ -101,9 +101,28 @@ def test_a_detector_that_rarely_recognises_the_animal_is_unfamiliar():
     # the detector saw the animal at 39 of 466 looks; the motion model kept it "found" in between
     track = track_of(wander(39), every_k=60)
     [reason] = reasons(Result(track, 78.0, detector_looks=466))
-    assert "recognised the animal itself in only 39 of the 466 frames it looked at (8%)" in reason
+    assert "recognised the animal itself (score 0.5 or more) in only 39 of the 466 frames it looked at (8%)" in reason
     assert reasons(Result(track, 78.0, detector_looks=70)) == []  # more than half: nothing to say
     assert reasons(Result(track_of(wander(3)), 1.0, detector_looks=15)) == []  # too few looks to say
+
+
+def test_boxes_the_detector_is_unsure_of_do_not_count_as_recognised():
+    # a real rodent: boxes found at every look, but scored 0.25 to 0.5, as on real footage
+    track = track_of(wander(300))
+    track.rows[np.flatnonzero(track.seen == SEEN_DETECTOR)[::3], 4] = 0.45  # a third unsure: still recognised
+    assert track_stats(track)["confident"] == 200 and reasons(Result(track, 100.0, detector_looks=300)) == []
+    track.rows[np.flatnonzero(track.seen == SEEN_DETECTOR), 4] = 0.8
+    track.rows[np.flatnonzero(track.seen == SEEN_DETECTOR)[:180], 4] = 0.4  # most unsure: not recognised
+    [reason] = reasons(Result(track, 100.0, detector_looks=300))
+    assert "(score 0.5 or more) in only 120 of the 300 frames" in reason
+
+
+def test_a_scene_that_changes_is_unfamiliar():
+    track = track_of(wander(300))
+    [reason] = reasons(Result(track, 100.0, motion={"moments_with_motion": 60, "agreeing": 60, "unsteady_share": 0.2}))
+    assert "changed beyond the animal in 20% of the motion model's samples" in reason
+    assert reasons(Result(track, 100.0, motion={"moments_with_motion": 60, "agreeing": 60,
+                                                "unsteady_share": 0.05})) == []
 
 
 def scored(events, duration_s: float = 120.0, racine: RacineMap = RacineMap()):
@@ -183,5 +202,6 @@ def test_the_sample_clips_stay_familiar_with_the_bundled_model():
         assert trust["familiar"], (video.name, trust["reasons"])
         assert trust["motion"]["informative"] and trust["motion"]["vetoed_boxes"] == 0
         assert trust["track"]["jumps"] == 0 and trust["rat_found_fraction"] == 1.0
-        assert trust["track"]["sightings"] >= 0.9 * result.detector_looks > 0  # the detector knows these animals
+        assert trust["track"]["confident"] >= 0.9 * result.detector_looks > 0  # the detector knows these animals
+        assert trust["motion"]["unsteady_share"] == 0.0  # a camera that stays put
     assert judged == 1  # the long sample's seizures were checked for their climb (and they climb)
