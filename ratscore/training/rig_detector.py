@@ -47,7 +47,7 @@ class RigOptions:
     imgsz: Optional[int] = None  # YOLO input side, pixels (None: the base detector's, else DEFAULT_IMGSZ)
     max_frames_per_video: int = 120  # at most this many labelled frames of one video (spread over it)
     min_frames: int = 30  # fewer labelled frames than this in all: refused (too little to train on)
-    val_share: float = 0.2  # share of the videos (not frames) kept for validation, with 2 or more videos
+    val_share: float = 0.2  # share of the videos kept for validation; with one video, its last share of time
     synth_frame_step: int = 30  # with synth folders pooled in: every n-th frame of each synthetic clip
     batch: int = 16
     lr0: float = 0.002
@@ -229,13 +229,30 @@ def contact_sheet(work: Path, stems: list[str], path: Path, max_tiles: int = 48,
 
 
 def _split(stems: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, val) videos: with 2 or more, a share of whole videos validates (at least one)."""
+    """(train, val) videos: with 2 or more, a share of whole videos validates (at least one); with
+    one, it is both (`_split_in_time` then splits its frames)."""
     if len(stems) < 2:
-        return stems, stems  # one video: validate on its own frames rather than not at all
+        return stems, stems
     n_val = min(len(stems) - 1, max(1, int(round(share * len(stems)))))
     order = np.random.default_rng(seed).permutation(len(stems))
     val = {stems[i] for i in order[:n_val]}
     return [s for s in stems if s not in val], [s for s in stems if s in val]
+
+
+def _split_in_time(work: Path, stem: str, share: float) -> tuple[str, str, int, int]:
+    """One video's labelled frames split in time: the last `share` of them validates, the rest
+    trains (neighbouring frames are near copies, so validating on frames picked at random among the
+    training ones would measure little more than the training). Writes YOLO image lists; returns
+    (train list, val list, n_train, n_val)."""
+    frames = sorted(json.loads((work / "videos" / f"{stem}.json").read_text())["frames"], key=lambda f: f["t"])
+    n_val = min(len(frames) - 1, max(1, int(round(share * len(frames)))))
+    images = [str((work / "frames" / "images" / stem / f"{f['image']}.jpg").resolve()) for f in frames]
+    lists = []
+    for name, part in (("train", images[:-n_val]), ("val", images[-n_val:])):
+        path = work / f"{name}_{stem}.txt"
+        atomic_write_text(path, "".join(f"{image}\n" for image in part))
+        lists.append(str(path))
+    return lists[0], lists[1], len(frames) - n_val, n_val
 
 
 def _count(work: Path, stems: list[str]) -> int:
@@ -334,9 +351,13 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
 
     # ---- the dataset: each video wholly in train or val
     train_stems, val_stems = _split(stems, options.val_share, options.seed)
-    train_dirs = [str(work / "frames" / "images" / s) for s in train_stems]
-    val_dirs = [str(work / "frames" / "images" / s) for s in val_stems]
-    n_train, n_val = _count(work, train_stems), _count(work, val_stems)
+    if len(stems) == 1:  # one video: its early frames train, its last ones validate
+        train_list, val_list, n_train, n_val = _split_in_time(work, stems[0], options.val_share)
+        train_dirs, val_dirs = [train_list], [val_list]
+    else:
+        train_dirs = [str(work / "frames" / "images" / s) for s in train_stems]
+        val_dirs = [str(work / "frames" / "images" / s) for s in val_stems]
+        n_train, n_val = _count(work, train_stems), _count(work, val_stems)
     if synth is not None:
         synth_train, synth_val = _synth_dataset(synth, work, imgsz, options.synth_frame_step, options.seed, say)
         train_dirs, val_dirs = train_dirs + synth_train, val_dirs + synth_val
@@ -349,6 +370,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     # ---- training: resumed when interrupted, skipped when finished with the same settings
     start_words = f"fine-tuning {start}" if start is not None else "from scratch (the base model has no detector.pt)"
     key = {"videos": {s: fingerprints[s] for s in stems}, "train": train_stems, "val": val_stems,
+           "split": "in time" if len(stems) == 1 else "by video", "val_share": options.val_share,
            "synth": None if synth is None else json.loads((work / "synth" / "built.json").read_text()),
            "epochs": options.epochs, "imgsz": imgsz, "batch": options.batch, "lr0": options.lr0, "seed": options.seed,
            "start": content_sha256(start) if start is not None else "scratch"}

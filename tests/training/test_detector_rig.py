@@ -201,3 +201,22 @@ def test_bad_inputs_exit_2_in_one_line(tmp_path, lab_videos, tiny_model):
     taken.mkdir()
     (taken / "thesis.docx").write_text("mine")
     assert "holds other files" in one_line_error(_train("--videos", lab_videos, "-o", taken))
+
+
+def test_one_recording_validates_on_its_last_moments(tmp_path):
+    """With one recording there is no other to validate on: its last fifth of labelled moments
+    is kept apart (in time, not at random: neighbouring frames are near copies)."""
+    from ratscore.training.rig_detector import _split_in_time
+
+    work = tmp_path / "work"
+    (work / "videos").mkdir(parents=True)
+    times = np.random.default_rng(0).permutation(np.arange(40) * 0.5)  # the record's order is not time's
+    frames = [{"t": float(t), "image": f"f{int(t * 10):05d}", "box": [0, 0, 1, 1]} for t in times]
+    (work / "videos" / "rig.json").write_text(json.dumps({"frames": frames}))
+    train, val, n_train, n_val = _split_in_time(work, "rig", 0.2)
+    assert (n_train, n_val) == (32, 8)
+    train_images, val_images = (Path(p).read_text().splitlines() for p in (train, val))
+    assert len(train_images) == 32 and len(val_images) == 8
+    stamp = lambda image: int(Path(image).stem[1:]) / 10  # noqa: E731
+    assert max(map(stamp, train_images)) < min(map(stamp, val_images)) == 16.0
+    assert all(Path(p).parent == (work / "frames" / "images" / "rig").resolve() for p in train_images + val_images)
