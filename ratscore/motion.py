@@ -185,28 +185,39 @@ def _largest_area(mask: np.ndarray) -> int:
     return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
 
 
+def _regions(gray: np.ndarray, background: np.ndarray, motion: np.ndarray,
+             options: MotionOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The regions of `gray` that differ from `background` (closed over small gaps): their (K, 5)
+    stats rows (x, y, w, h, area, at low resolution) and (K,) whether each holds motion (`motion`)."""
+    import cv2
+
+    foreground = cv2.morphologyEx(_changed(gray, background, options.threshold), cv2.MORPH_CLOSE, _KERNEL5)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    return stats[1:], np.bincount(labels[motion > 0], minlength=n)[1:] > 0
+
+
 def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[np.ndarray], options: MotionOptions,
                 min_px: int, motion: Optional[np.ndarray] = None) -> Optional[tuple[tuple[int, int, int, int], bool]]:
     """The largest region of `gray` that differs from `background` and holds motion (pixels that
     differ from `motion_ref`, or the given `motion` mask): ((x, y, w, h) at low resolution, whether
     it stands out alone), or None."""
-    import cv2
-
     if motion is None:
         if motion_ref is None:
             return None
         motion = _changed(gray, motion_ref, options.threshold)
     if not motion.any():
         return None
-    foreground = _changed(gray, background, options.threshold)
-    foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, _KERNEL5)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
-    if n <= 1:
-        return None
-    moving = np.bincount(labels[motion > 0], minlength=n)  # motion pixels per region
+    return _largest_moving(*_regions(gray, background, motion, options), options, min_px, gray.size)
+
+
+def _largest_moving(stats: np.ndarray, moving: np.ndarray, options: MotionOptions, min_px: int,
+                    frame_px: int) -> Optional[tuple[tuple[int, int, int, int], bool]]:
+    """moving_blob's answer from `_regions`' figures."""
+    import cv2
+
     areas = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
-    max_px = options.max_blob_share * gray.size
-    ok = [i for i in range(1, n) if moving[i] > 0 and min_px <= areas[i] <= max_px]
+    max_px = options.max_blob_share * frame_px
+    ok = [i for i in range(len(areas)) if moving[i] and min_px <= areas[i] <= max_px]
     if not ok:
         return None
     ok.sort(key=lambda i: -areas[i])
@@ -216,10 +227,11 @@ def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[n
     return (x, y, w, h), alone
 
 
-def scene_change(gray: np.ndarray, background: np.ndarray, motion: np.ndarray, options: MotionOptions) -> float:
-    """Share of the frame that differs from the background, holds no motion (`motion`: the sample's
-    motion mask) and is not the animal: the largest differing region, however big or still, unless
-    it covers more than options.max_blob_share of the frame (then it is the light, not an animal).
+def scene_change(stats: np.ndarray, moving: np.ndarray, options: MotionOptions, frame_px: int) -> float:
+    """Share of the frame that differs from the background, holds no motion and is not the animal
+    (from `_regions`' figures of one sample): the largest differing region is the animal, however
+    big or still, unless it covers more than options.max_blob_share of the frame (then it is the
+    light, not an animal).
 
     From a camera that stays put what is left is specks and shadows (at most 2% of the frame in any
     sample of the synthetic renders and the continuous real recordings measured,
@@ -228,18 +240,15 @@ def scene_change(gray: np.ndarray, background: np.ndarray, motion: np.ndarray, o
     or the file joins clips of other scenes."""
     import cv2
 
-    foreground = cv2.morphologyEx(_changed(gray, background, options.threshold), cv2.MORPH_CLOSE, _KERNEL5)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
-    if n <= 1:
+    if not len(stats):
         return 0.0
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
-    moving = np.bincount(labels[motion > 0], minlength=n)[1:] > 0
-    animal_sized = areas <= options.max_blob_share * gray.size
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    animal_sized = areas <= options.max_blob_share * frame_px
     counted = ~(animal_sized & moving)
     largest = int(np.argmax(areas))
     if animal_sized[largest]:
         counted[largest] = False
-    return float(areas[counted].sum() / gray.size)
+    return float(areas[counted].sum() / frame_px)
 
 
 # --- the first pass ---------------------------------------------------------------------------
@@ -290,11 +299,12 @@ class _Samples:
         changed = 0
         for i, (_, gray, packed) in enumerate(self.kept):
             motion = np.unpackbits(packed, count=gray.size).reshape(gray.shape) * np.uint8(255)
-            found = moving_blob(gray, background, None, options, model._min_blob_px, motion=motion)
+            regions = _regions(gray, background, motion, options)  # once for both readings of the sample
+            found = _largest_moving(*regions, options, model._min_blob_px, gray.size)
             if found is not None:
                 model.boxes[i] = model.to_source(found[0])
                 model.clear[i] = found[1]
-            changed += scene_change(gray, background, motion, options) > options.max_scene_change
+            changed += scene_change(*regions, options, gray.size) > options.max_scene_change
         model.unsteady = changed / len(self.kept)
         return model
 
