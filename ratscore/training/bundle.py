@@ -33,8 +33,9 @@ _MAY_BE_ZERO_FLOAT = ("crop_margin",)
 def _field_problem(name: str, value, default) -> Optional[str]:
     """Why a recipe field's value is unusable (one line), or None. The default's type is the
     field's: whole numbers are counts, epochs and sizes of at least 1 (seeds and the fields in
-    _MAY_BE_ZERO: at least 0); numbers are above 0 (crop_margin: at least 0). Checked before any
-    stage runs, so that a typo does not surface an hour in, when its stage starts."""
+    _MAY_BE_ZERO: at least 0); numbers are above 0 (crop_margin: at least 0; i3d_still_share: from 0
+    up to, not including, 1). Checked before any stage runs, so that a typo does not surface an
+    hour in, when its stage starts."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             return f"{name} must be true or false, not {value!r}"
@@ -45,7 +46,10 @@ def _field_problem(name: str, value, default) -> Optional[str]:
             return f"{name} must be a whole number of at least {least}{zero}, not {value!r}"
     elif isinstance(default, float):
         if name == "i3d_still_share":
-            return None  # its own rule, in from_yaml
+            # 1 keeps the whole mean (the temporal-mean step then does nothing); above 1 adds it back
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                return f"{name} must be a number from 0 up to (not including) 1, not {value!r}"
+            return None
         at_least_zero = name in _MAY_BE_ZERO_FLOAT
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
                 or (value == 0 and not at_least_zero)):
@@ -128,10 +132,6 @@ class BundleRecipe:
         unknown = sorted(set(doc) - known)
         if unknown:
             raise InputError(f"{path}: unknown recipe key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        share = doc.get("i3d_still_share", cls.i3d_still_share)
-        if not (isinstance(share, (int, float)) and 0 <= share < 1):
-            # 1 keeps the whole mean (the temporal-mean step then does nothing); above 1 adds it back
-            raise InputError(f"{path}: i3d_still_share must be a number from 0 up to (not including) 1, not {share!r}")
         try:
             return cls(**doc)
         except InputError as e:
