@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class MotionOptions:
     max_blob_share: float = 0.5  # a larger region is a change of light, not an animal
     min_samples: int = 8  # with fewer samples the model says nothing (no veto, no fallback)
     core: float = 0.1  # a box's inside: the box shrunk by this share of its size on each side
+    thin_share: float = 0.3  # a blob's parts thinner than this share of its thickest part (a tail, a
+    # cable) are left out of its box, as the detector's labels leave out the tail; 0: keep all
     max_scene_change: float = 0.05  # a sample whose still differences from the background beyond the animal
     # cover more than this share of the frame has a changed scene (scene_change)
 
@@ -185,49 +187,76 @@ def _largest_area(mask: np.ndarray) -> int:
     return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
 
 
-def _regions(gray: np.ndarray, background: np.ndarray, motion: np.ndarray,
-             options: MotionOptions) -> tuple[np.ndarray, np.ndarray]:
-    """The regions of `gray` that differ from `background` (closed over small gaps): their (K, 5)
-    stats rows (x, y, w, h, area, at low resolution) and (K,) whether each holds motion (`motion`)."""
+class _Regions(NamedTuple):
+    """The regions of one low-resolution sample that differ from the background."""
+    labels: np.ndarray  # (h, w) int32: 1 + the region's row in stats, 0 where the sample matches the background
+    stats: np.ndarray  # (K, 5) x, y, w, h, area of each region
+    moving: np.ndarray  # (K,) bool: whether each region holds motion
+
+
+def _regions(gray: np.ndarray, background: np.ndarray, motion: np.ndarray, options: MotionOptions) -> _Regions:
+    """The regions of `gray` that differ from `background` (closed over small gaps), and whether each
+    holds motion (`motion`)."""
     import cv2
 
     foreground = cv2.morphologyEx(_changed(gray, background, options.threshold), cv2.MORPH_CLOSE, _KERNEL5)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
-    return stats[1:], np.bincount(labels[motion > 0], minlength=n)[1:] > 0
+    return _Regions(labels, stats[1:], np.bincount(labels[motion > 0], minlength=n)[1:] > 0)
 
 
 def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[np.ndarray], options: MotionOptions,
                 min_px: int, motion: Optional[np.ndarray] = None) -> Optional[tuple[tuple[int, int, int, int], bool]]:
     """The largest region of `gray` that differs from `background` and holds motion (pixels that
-    differ from `motion_ref`, or the given `motion` mask): ((x, y, w, h) at low resolution, whether
-    it stands out alone), or None."""
+    differ from `motion_ref`, or the given `motion` mask): ((x, y, w, h) at low resolution of its
+    body (see _body_box), whether it stands out alone), or None."""
     if motion is None:
         if motion_ref is None:
             return None
         motion = _changed(gray, motion_ref, options.threshold)
     if not motion.any():
         return None
-    return _largest_moving(*_regions(gray, background, motion, options), options, min_px, gray.size)
+    return _largest_moving(_regions(gray, background, motion, options), options, min_px, gray.size)
 
 
-def _largest_moving(stats: np.ndarray, moving: np.ndarray, options: MotionOptions, min_px: int,
+def _largest_moving(regions: _Regions, options: MotionOptions, min_px: int,
                     frame_px: int) -> Optional[tuple[tuple[int, int, int, int], bool]]:
     """moving_blob's answer from `_regions`' figures."""
     import cv2
 
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    areas = regions.stats[:, cv2.CC_STAT_AREA].astype(np.int64)
     max_px = options.max_blob_share * frame_px
-    ok = [i for i in range(len(areas)) if moving[i] and min_px <= areas[i] <= max_px]
+    ok = [i for i in range(len(areas)) if regions.moving[i] and min_px <= areas[i] <= max_px]
     if not ok:
         return None
     ok.sort(key=lambda i: -areas[i])
     best = ok[0]
     alone = len(ok) == 1 or areas[ok[1]] * 4 <= areas[best]
-    x, y, w, h = (int(v) for v in stats[best, :4])
-    return (x, y, w, h), alone
+    return _body_box(regions, best, options.thin_share), alone
 
 
-def scene_change(stats: np.ndarray, moving: np.ndarray, options: MotionOptions, frame_px: int) -> float:
+def _body_box(regions: _Regions, index: int, thin_share: float) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of region `index` without its thin parts: what lies farther than thin_share x
+    the region's greatest half-thickness from its edge, grown back by that distance (an opening
+    whose size follows the blob). A tail or a cable trailing from the body is thinner than the body
+    by far, so the box keeps to the body, as the detector's training boxes do; the head and the
+    limbs of a rat are thick enough at 160 px to stay in."""
+    import cv2
+
+    x, y, w, h = (int(v) for v in regions.stats[index, :4])
+    if thin_share <= 0:
+        return x, y, w, h
+    mask = np.pad((regions.labels[y:y + h, x:x + w] == index + 1).astype(np.uint8), 1)  # an edge all round
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    radius = thin_share * float(depth.max())
+    if radius < 1.0:  # too small a blob to tell a tail from a body at this resolution
+        return x, y, w, h
+    side = 2 * int(np.ceil(radius)) + 1
+    body = cv2.dilate((depth >= radius).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    ys, xs = np.nonzero(body & mask)
+    return x + int(xs.min()) - 1, y + int(ys.min()) - 1, int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
+
+
+def scene_change(regions: _Regions, options: MotionOptions, frame_px: int) -> float:
     """Share of the frame that differs from the background, holds no motion and is not the animal
     (from `_regions`' figures of one sample): the largest differing region is the animal, however
     big or still, unless it covers more than options.max_blob_share of the frame (then it is the
@@ -240,11 +269,11 @@ def scene_change(stats: np.ndarray, moving: np.ndarray, options: MotionOptions, 
     or the file joins clips of other scenes."""
     import cv2
 
-    if not len(stats):
+    if not len(regions.stats):
         return 0.0
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    areas = regions.stats[:, cv2.CC_STAT_AREA].astype(np.int64)
     animal_sized = areas <= options.max_blob_share * frame_px
-    counted = ~(animal_sized & moving)
+    counted = ~(animal_sized & regions.moving)
     largest = int(np.argmax(areas))
     if animal_sized[largest]:
         counted[largest] = False
@@ -300,11 +329,11 @@ class _Samples:
         for i, (_, gray, packed) in enumerate(self.kept):
             motion = np.unpackbits(packed, count=gray.size).reshape(gray.shape) * np.uint8(255)
             regions = _regions(gray, background, motion, options)  # once for both readings of the sample
-            found = _largest_moving(*regions, options, model._min_blob_px, gray.size)
+            found = _largest_moving(regions, options, model._min_blob_px, gray.size)
             if found is not None:
                 model.boxes[i] = model.to_source(found[0])
                 model.clear[i] = found[1]
-            changed += scene_change(*regions, options, gray.size) > options.max_scene_change
+            changed += scene_change(regions, options, gray.size) > options.max_scene_change
         model.unsteady = changed / len(self.kept)
         return model
 

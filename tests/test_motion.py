@@ -4,13 +4,14 @@ of the first pass; a recording where nothing moves says nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from videos import encode_video
 
-from ratscore.motion import MotionOptions, build_motion_model, motion_labels
+from ratscore.motion import MotionOptions, build_motion_model, motion_labels, moving_blob
 from ratscore.roi import SEEN_DETECTOR, SEEN_MOTION, RoiOptions, RoiTracker, box_iou
 from ratscore.video import read_frames
 
@@ -141,6 +142,27 @@ def test_keyframe_sampling(tmp_path):
     assert all(box_iou(b, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, b in zip(model.times[found], model.boxes[found]))
     # too few keyframes for the default: every frame is decoded instead
     assert build_motion_model(clip).mode == "frames"
+
+
+def test_the_blob_box_leaves_out_a_trailing_tail():
+    """A body with a thin tail trailing from it: the moving blob's box is the body's, as the
+    detector's training boxes leave out the tail; with thin_share 0 it takes in the tail."""
+    background = np.full((120, 160), 100, np.uint8)
+    gray = background.copy()
+    gray[50:68, 60:90] = 30  # the body: 30 x 18 at low resolution
+    gray[58:61, 90:120] = 30  # the tail: 3 pixels thick (survives the speck filter), 30 long
+    motion = (gray != background).astype(np.uint8) * 255  # all of it moved
+    options = MotionOptions()
+    (x, y, w, h), alone = moving_blob(gray, background, None, options, 4, motion=motion)
+    assert alone and (y, h) == (50, 18) and x == 60
+    assert 30 <= w <= 34  # the body, and at most a stub of the tail where it joins
+    (x, y, w, h), _ = moving_blob(gray, background, None, replace(options, thin_share=0.0), 4, motion=motion)
+    assert (x, w) == (60, 60)  # body and tail
+    # a compact body keeps all of itself: nothing in it is thin
+    round_body = background.copy()
+    round_body[40:70, 50:80] = 30
+    motion = (round_body != background).astype(np.uint8) * 255
+    assert moving_blob(round_body, background, None, options, 4, motion=motion)[0] == (50, 40, 30, 30)
 
 
 def test_a_scene_that_changes_is_unsteady(tmp_path):
