@@ -415,3 +415,112 @@ def evaluate_detector(onnx_path, synth_dir, imgsz: int, frame_step: int = 1, con
     return {"videos": len(videos), "frames": int(len(ious)), "iou_mean": float(ious.mean()),
             "iou_median": float(np.median(ious)), "share_iou_ge_0.7": float((ious >= 0.7).mean()),
             "share_missed": missed / len(ious), "share_on_reflection": on_reflection / len(ious)}
+
+
+def checkpoint_from_onnx(onnx_path, images: list[np.ndarray], out_path, work: Path) -> Optional[Path]:
+    """A fine-tunable ultralytics checkpoint for a detector kept only as ONNX (model folders made
+    before detector.pt was kept, the bundled model among them), or None where the graph is not one
+    of the YOLOv8 definitions trained here.
+
+    The ONNX export folded each convolution's batch norm into its weights and bias. The network is
+    built again from its YAML (pico, then yolov8n: whichever the weights' shapes fit), the folded
+    weights go into the convolutions, and each batch norm is set to pass its input through plus the
+    folded bias: the same function, checked against the ONNX graph on `images` (RGB frames). A
+    batch norm in training normalises with the batch's own statistics, so each is also given the
+    mean and spread of its input on `images` (frames of the recordings it is about to learn), and a
+    scale and shift that undo them: exactly the ONNX graph at inference, and close to it in the
+    first steps of training. Written whole at `out_path`."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from ultralytics.nn.modules.conv import Conv
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..roi import Detector
+
+    folded = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
+              for t in onnx.load(str(onnx_path)).graph.initializer}
+    detector = Detector(onnx_path, _onnx_imgsz(onnx_path), CLASSES)
+    model = None
+    for definition in (_pico_yaml(work / "yolov8p.yaml", len(CLASSES)), "yolov8n.yaml"):
+        candidate = DetectionModel(str(definition), nc=len(CLASSES), verbose=False)
+        if _load_folded(candidate, folded, Conv):
+            model = candidate
+            break
+    if model is None or not images:
+        return None
+    batch = torch.from_numpy(np.concatenate([detector.letterbox(image)[0] for image in images]))  # (N, 3, S, S)
+    model.eval()
+    norms = [m.bn for m in model.modules() if isinstance(m, Conv) and isinstance(m.bn, torch.nn.BatchNorm2d)]
+    seen: dict[int, list[torch.Tensor]] = {}
+    hooks = [bn.register_forward_hook(lambda bn, args, out, i=i: seen.setdefault(i, []).append(args[0].detach()))
+             for i, bn in enumerate(norms)]
+    with torch.no_grad():
+        ours = torch.cat([_first(model(batch[i:i + 8])) for i in range(0, len(batch), 8)])
+    for hook in hooks:
+        hook.remove()
+    theirs = np.concatenate([detector.session.run(None, {detector.input_name: batch[i:i + 1].numpy()})[0]
+                             for i in range(len(batch))])
+    if not np.allclose(ours.numpy(), theirs, atol=1e-2, rtol=1e-3):  # boxes in input pixels, scores 0-1
+        return None
+    with torch.no_grad():
+        for i, bn in enumerate(norms):
+            inputs = torch.cat(seen[i])  # (N, C, H, W): the folded convolution's output, bias not added
+            mean, var = inputs.mean(dim=(0, 2, 3)), inputs.var(dim=(0, 2, 3), unbiased=False)
+            bias = bn.bias.clone()  # the folded bias, put there by _load_folded
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.weight.copy_(torch.sqrt(var + bn.eps))
+            bn.bias.copy_(mean + bias)
+    import ultralytics
+
+    checkpoint = {"model": model, "train_args": {"task": "detect", "imgsz": detector.imgsz},
+                  "version": ultralytics.__version__}
+    atomic_write(Path(out_path), lambda f: torch.save(checkpoint, f))
+    return Path(out_path)
+
+
+def _onnx_imgsz(onnx_path) -> int:
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[-1].dim_value)
+
+
+def _first(output):
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _load_folded(model, folded: dict, conv_type) -> bool:
+    """Put the ONNX graph's folded weights into `model` (a YOLOv8 built from its YAML): a
+    convolution with a batch norm gets the folded weight, its batch norm passes its input through
+    and adds the folded bias. False (the model left half done) where a name or a shape differs."""
+    import torch
+
+    with torch.no_grad():
+        used = set()
+        for name, module in model.named_modules():
+            if isinstance(module, conv_type) and isinstance(module.bn, torch.nn.BatchNorm2d):
+                weight, bias = folded.get(f"{name}.conv.weight"), folded.get(f"{name}.conv.bias")
+                if weight is None or bias is None or weight.shape != module.conv.weight.shape \
+                        or bias.shape != module.bn.bias.shape:
+                    return False
+                module.conv.weight.copy_(weight)
+                module.bn.weight.fill_(1.0)
+                module.bn.bias.copy_(bias)
+                module.bn.running_mean.zero_()
+                module.bn.running_var.fill_(1.0 - module.bn.eps)  # (x - 0) / sqrt(1 - eps + eps): x itself
+                used.update({f"{name}.conv.weight", f"{name}.conv.bias"})
+            elif isinstance(module, torch.nn.Conv2d) and f"{name}.weight" in folded:
+                for part in ("weight", "bias"):
+                    value, target = folded.get(f"{name}.{part}"), getattr(module, part)
+                    if target is None:
+                        continue
+                    if value is None or value.shape != target.shape:
+                        return False
+                    target.copy_(value)
+                    used.add(f"{name}.{part}")
+        wanted = {n for n, _ in model.named_parameters()}
+        # every parameter of the model came from the graph (the conv weights and the batch norms' biases)
+        covered = {n.replace(".bn.bias", ".conv.bias").replace(".bn.weight", ".conv.weight") for n in wanted}
+        return covered <= used | {n for n in covered if ".dfl." in n}

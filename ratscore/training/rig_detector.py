@@ -32,8 +32,8 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_write, atomic_write_text
 from .detector import (CLASSES, DETECTOR_ONNX_NAME, DETECTOR_PT_NAME, PICO, _keeps_torch_threads,
-                       _offline_ultralytics, build_dataset, check_training_options, detector_spec, export_detector,
-                       finished_run, fit_detector, run_result)
+                       _offline_ultralytics, build_dataset, check_training_options, checkpoint_from_onnx, detector_spec,
+                       export_detector, finished_run, fit_detector, run_result)
 
 WORK_NAME = ".detector_training"  # inside MODEL: labels, frames and the ultralytics run
 CONTACT_SHEET_NAME = "detector_labels.png"  # inside MODEL: the boxes trained on
@@ -255,6 +255,19 @@ def _split_in_time(work: Path, stem: str, share: float) -> tuple[str, str, int, 
     return lists[0], lists[1], len(frames) - n_val, n_val
 
 
+def _calibration_frames(train_dirs: list[str], limit: int = 64) -> list[np.ndarray]:
+    """Up to `limit` training images (RGB), evenly spread: what a detector rebuilt from ONNX
+    measures its batch norms' inputs on (checkpoint_from_onnx). `train_dirs`: YOLO image folders
+    or image list files."""
+    import cv2
+
+    images = []
+    for entry in map(Path, train_dirs):
+        images += sorted(entry.glob("*.jpg")) if entry.is_dir() else [Path(line) for line in entry.read_text().split()]
+    picked = images[:: max(1, len(images) // limit)][:limit]
+    return [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in picked]
+
+
 def _count(work: Path, stems: list[str]) -> int:
     return sum(len(list((work / "frames" / "images" / s).glob("*.jpg"))) for s in stems)
 
@@ -318,6 +331,8 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
         if not start.is_file():
             say(f"[detector] {base_dir} names {base.detector.weights}, which is missing: training from scratch")
             start = None
+    # without a checkpoint the base's ONNX detector is built again as one (checkpoint_from_onnx)
+    start_onnx = base_dir / base.detector.onnx if start is None and base.detector is not None else None
     work = (output / WORK_NAME).resolve()  # absolute: ultralytics reads data.yaml's folders from elsewhere
     work.mkdir(parents=True, exist_ok=True)
     _offline_ultralytics(work / "ultralytics_settings")  # before anything imports ultralytics
@@ -368,12 +383,19 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
                                         "names": dict(enumerate(CLASSES))}) + "\n")
 
     # ---- training: resumed when interrupted, skipped when finished with the same settings
-    start_words = f"fine-tuning {start}" if start is not None else "from scratch (the base model has no detector.pt)"
+    if start_onnx is not None:
+        start = checkpoint_from_onnx(start_onnx, _calibration_frames(train_dirs), work / "base_detector.pt", work)
+        if start is None:
+            say(f"[detector] {start_onnx} is not a YOLOv8 graph trained here: its weights cannot be fine-tuned")
+    start_words = (f"fine-tuning {start}" + (f" (the weights of {start_onnx}: the base model has no {DETECTOR_PT_NAME})"
+                                             if start_onnx is not None else "")
+                   if start is not None else f"from scratch (the base model has no {DETECTOR_PT_NAME})")
     key = {"videos": {s: fingerprints[s] for s in stems}, "train": train_stems, "val": val_stems,
            "split": "in time" if len(stems) == 1 else "by video", "val_share": options.val_share,
            "synth": None if synth is None else json.loads((work / "synth" / "built.json").read_text()),
            "epochs": options.epochs, "imgsz": imgsz, "batch": options.batch, "lr0": options.lr0, "seed": options.seed,
-           "start": content_sha256(start) if start is not None else "scratch"}
+           "start": ("onnx " + content_sha256(start_onnx) if start_onnx is not None else content_sha256(start))
+           if start is not None else "scratch"}
     key_path, run = work / "run_key.json", work / "run"
     last, done = run / "weights" / "last.pt", work / "run_done.json"
     try:
@@ -424,7 +446,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     d = base.detector
     spec = detector_spec(imgsz, **({"every_k": d.every_k, "conf": d.conf, "margin": d.margin} if d else {}))
     words = (f"{base.name}'s I3D and localizer ({manifest.get('trained_on') or 'not stated'}); its detector "
-             f"{'fine-tuned from its detector.pt' if start is not None else 'trained from scratch'} on {total} frames of "
+             f"{'trained from scratch' if start is None else 'fine-tuned from its ' + ('detector.onnx' if start_onnx else 'detector.pt')} on {total} frames of "
              f"{len(stems)} of the lab's own videos ({Path(videos).name}/) boxed by the motion model"
              + (" with synthetic frames pooled in" if synth is not None else ""))
     skip = ("format_version", "classes", "front_end", "name", "benchmark", "recipe", "trained_on")
