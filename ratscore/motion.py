@@ -13,7 +13,8 @@ resolution (gray, `width` pixels wide):
 From the samples it keeps the background (the median of up to `keep` samples spread over the
 recording) and a map of where anything ever moved (pixels that differed between a sample and the
 next frame or the previous sample). Per kept sample it gives the moving blob's box: the largest
-connected region that differs from the background and holds motion; and how many samples differ
+connected region that differs from the background and holds motion, without its parts much
+thinner than the rest (a tail, a cable: _body_box); and how many samples differ
 from the background where nothing moves beyond the animal (`unsteady`: the scene changed, so the
 background does not hold; trust.py flags it).
 

@@ -4,7 +4,8 @@
 model (motion.py) reads each recording at low resolution and gives the moving blob's box at the
 samples where one blob stands out alone; those frames, decoded at full size, become YOLO images
 labelled "rat" (class 0). The detector trains on them (with `ratscore synth` frames pooled in when
-asked, so it keeps the other rigs), starting from BASE's detector.pt where it has one, and MODEL is
+asked, so it keeps the other rigs), starting from BASE's detector.pt, or where it has none from its
+detector.onnx built again as a checkpoint (detector.checkpoint_from_onnx), and MODEL is
 BASE's whole chain (I3D, localizer) with the new detector: `analyze --model MODEL` takes it as it is.
 
 Before training, MODEL/detector_labels.png shows the boxes it trains on, for a person to check.
@@ -16,7 +17,8 @@ settings or of the videos starts the training over (the labels stay).
 
 What the motion labels cannot do: an animal that never moves gives none; with something else moving
 (a hand, a cable, a flickering light) that frame gives none, or the wrong box; a box is the blob's
-at low resolution, so it is loose by a few pixels and takes in a shadow that moves with the animal.
+at low resolution, so it is loose by a few pixels and takes in a shadow that moves with the animal;
+it leaves out the blob's thin parts (a tail, a cable; also a limb stretched far from the body).
 """
 
 from __future__ import annotations
