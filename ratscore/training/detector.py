@@ -452,9 +452,13 @@ def checkpoint_from_onnx(onnx_path, images: list[np.ndarray], out_path, work: Pa
     batch = torch.from_numpy(np.concatenate([detector.letterbox(image)[0] for image in images]))  # (N, 3, S, S)
     model.eval()
     norms = [m.bn for m in model.modules() if isinstance(m, Conv) and isinstance(m.bn, torch.nn.BatchNorm2d)]
-    seen: dict[int, list[torch.Tensor]] = {}
-    hooks = [bn.register_forward_hook(lambda bn, args, out, i=i: seen.setdefault(i, []).append(args[0].detach()))
-             for i, bn in enumerate(norms)]
+    sums = [torch.zeros(3, bn.num_features, dtype=torch.float64) for bn in norms]  # count, sum, sum of squares
+
+    def measure(i: int, inputs: torch.Tensor) -> None:  # (N, C, H, W): the folded convolution's output, no bias
+        x = inputs.detach().transpose(0, 1).reshape(inputs.shape[1], -1).double()
+        sums[i] += torch.stack([torch.full_like(x[:, 0], x.shape[1]), x.sum(1), (x * x).sum(1)])
+
+    hooks = [bn.register_forward_hook(lambda bn, args, out, i=i: measure(i, args[0])) for i, bn in enumerate(norms)]
     with torch.no_grad():
         ours = torch.cat([_first(model(batch[i:i + 8])) for i in range(0, len(batch), 8)])
     for hook in hooks:
@@ -464,14 +468,14 @@ def checkpoint_from_onnx(onnx_path, images: list[np.ndarray], out_path, work: Pa
     if not np.allclose(ours.numpy(), theirs, atol=1e-2, rtol=1e-3):  # boxes in input pixels, scores 0-1
         return None
     with torch.no_grad():
-        for i, bn in enumerate(norms):
-            inputs = torch.cat(seen[i])  # (N, C, H, W): the folded convolution's output, bias not added
-            mean, var = inputs.mean(dim=(0, 2, 3)), inputs.var(dim=(0, 2, 3), unbiased=False)
+        for (count, total, squares), bn in zip(sums, norms):
+            mean = total / count
+            var = (squares / count - mean * mean).clamp(min=0)
             bias = bn.bias.clone()  # the folded bias, put there by _load_folded
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
             bn.weight.copy_(torch.sqrt(var + bn.eps))
-            bn.bias.copy_(mean + bias)
+            bn.bias.copy_(mean.float() + bias)
     import ultralytics
 
     checkpoint = {"model": model, "train_args": {"task": "detect", "imgsz": detector.imgsz},
@@ -523,4 +527,4 @@ def _load_folded(model, folded: dict, conv_type) -> bool:
         wanted = {n for n, _ in model.named_parameters()}
         # every parameter of the model came from the graph (the conv weights and the batch norms' biases)
         covered = {n.replace(".bn.bias", ".conv.bias").replace(".bn.weight", ".conv.weight") for n in wanted}
-        return covered <= used | {n for n in covered if ".dfl." in n}
+        return covered <= used
