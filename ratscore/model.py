@@ -20,6 +20,8 @@ A model is a folder with `manifest.json` and the files it names (ONNX graphs, we
                     "config": {"localizer": {...}, "train": {...}, "grid": {...}},
                     "postprocess": {...}},
       "feature_stats": "feature_stats.npz",   # training-set feature statistics, for the trust check
+      "scores_learned_from": "synthetic",     # what the I3D and localizer learned from, where known
+      "detector_adapted_to": "...",           # set by `train detector --videos`: the lab's videos
       "trained_on": "...", "benchmark": {...}, "recipe": {...}   # describe it: read by the model card
     }
 
@@ -101,6 +103,8 @@ class Model:
     i3d: Optional[I3DSpec]  # None: no video front end (scores features only)
     localizer: Optional[LocalizerSpec]  # None: a front end only
     feature_stats: Optional[str]  # training feature statistics, for the trust check
+    scores_learned_from: Optional[str] = None  # "synthetic": the I3D and localizer never saw a real animal; None: not known
+    detector_adapted_to: Optional[str] = None  # the lab's videos its detector was fine-tuned on (train detector --videos)
 
     @property
     def has_front_end(self) -> bool:
@@ -223,8 +227,11 @@ def load_model(model_dir: str | Path) -> Model:
     if len(dims) > 1:
         raise InputError(f"{where}: the feature dimensions disagree (model {feature_dim}, I3D "
                          f"{i3d and i3d.feature_dim}, localizer {localizer and localizer.config.input_dim})")
+    # a recipe build (train bundle) learns from `ratscore synth` videos alone, also where the
+    # manifest predates scores_learned_from
+    learned_from = m.get("scores_learned_from") or ("synthetic" if m.get("recipe") else None)
     return Model(model_dir, m, str(m.get("name") or model_dir.name), grid, feature_dim, racine, float(threshold),
-                 detector, i3d, localizer, m.get("feature_stats"))
+                 detector, i3d, localizer, m.get("feature_stats"), learned_from, m.get("detector_adapted_to"))
 
 
 FileContent = Union[bytes, Callable[[IO[bytes]], None]]

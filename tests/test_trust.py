@@ -205,3 +205,34 @@ def test_the_sample_clips_stay_familiar_with_the_bundled_model():
         assert trust["track"]["confident"] >= 0.9 * result.detector_looks > 0  # the detector knows these animals
         assert trust["motion"]["unsteady_share"] == 0.0  # a camera that stays put
     assert judged == 1  # the long sample's seizures were checked for their climb (and they climb)
+
+
+def test_a_detector_adapted_to_a_rig_with_synthetic_scoring_flags_any_stage_of_3_or_more(tmp_path):
+    from dataclasses import replace
+
+    from ratscore.model import BUNDLED_MODEL_DIR, load_model, update_model
+
+    climbing = [(20.0, 26.0, "mouth clonus"), (26.0, 34.0, "head nodding"), (34.0, 40.0, "rearing")]
+    on_rig = replace(CHECK, synthetic_scores_on_rig=True)
+    result = Result(track_of(wander(300)), 120.0)
+    [reason] = on_rig.assess(result, scored(climbing))["reasons"]  # climbing, yet flagged
+    assert "highest stage, 4, comes from action units learned from synthetic videos only" in reason
+    assert "ratscore train" in reason
+    # short recordings too; stages under 3 say nothing
+    assert on_rig.assess(Result(track_of(wander(30)), 10.0), scored([(2.0, 8.0, "falling")], 10.0))["reasons"]
+    assert on_rig.assess(result, scored([(30.0, 36.0, "head nodding")]))["reasons"] == []
+    assert CHECK.assess(result, scored(climbing))["reasons"] == []  # the same claim from another model is left be
+
+    # from the model folder: the bundled model (a recipe build) learned from synthetic videos, and
+    # is not adapted; `train detector --videos` writes what its detector was adapted to
+    bundled = load_model(BUNDLED_MODEL_DIR)
+    assert bundled.scores_learned_from == "synthetic" and bundled.detector_adapted_to is None
+    assert not TrustCheck.from_model(bundled).synthetic_scores_on_rig
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for path in BUNDLED_MODEL_DIR.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    update_model(folder, {"detector_adapted_to": "2 of the lab's own videos (rig/)"})
+    assert TrustCheck.from_model(load_model(folder)).synthetic_scores_on_rig
+    update_model(folder, {"scores_learned_from": "real"})  # a scoring trained on the lab's videos
+    assert not TrustCheck.from_model(load_model(folder)).synthetic_scores_on_rig

@@ -583,7 +583,8 @@ def _finish(run: BundleRun) -> None:
     reused_from = recipe.front_end or recipe.i3d_from
     reused_classifier = ((read_manifest(Path(reused_from)).get("benchmark") or {}).get("i3d_classifier")
                          if reused_from else None)
-    manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe)}
+    manifest = {"front_end": front, "trained_on": _trained_on(recipe), "recipe": asdict(recipe),
+                "scores_learned_from": "synthetic"}
     manifest["benchmark"] = {"machine": _machine(),
                              "timings_s": {k: v.get("seconds") for k, v in timings.items()},
                              "detector_heldout": timings["detector_heldout"].get("heldout"),

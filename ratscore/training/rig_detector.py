@@ -453,7 +453,8 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
              + (" with synthetic frames pooled in" if synth is not None else ""))
     skip = ("format_version", "classes", "front_end", "name", "benchmark", "recipe", "trained_on")
     fields = {k: v for k, v in manifest.items() if k not in skip}
-    fields.update({"name": output.name, "trained_on": words,
+    fields.update({"name": output.name, "trained_on": words, "scores_learned_from": base.scores_learned_from,
+                   "detector_adapted_to": f"{len(stems)} of the lab's own videos ({Path(videos).name}/)",
                    "benchmark": {"detector_fine_tune": {"videos": len(stems), "train_frames": n_train,
                                                         "val_frames": n_val, "epochs": options.epochs,
                                                         "imgsz": imgsz, **metrics}}})

@@ -118,6 +118,9 @@ def test_labels_resume_and_a_model_analyze_takes(trained, lab_videos, tmp_path):
     assert loaded.i3d == bundled.i3d and loaded.localizer.onnx == bundled.localizer.onnx
     assert (model / "localizer.onnx").read_bytes() == (BUNDLED_MODEL_DIR / "localizer.onnx").read_bytes()
     assert "motion model" in loaded.manifest["trained_on"] and loaded.name == "RIG_MODEL"
+    # what trust reads: a detector adapted to the lab's rig, a scoring that learned from drawn rats
+    assert loaded.detector_adapted_to.startswith("3 of the lab's own videos (") and bundled.detector_adapted_to is None
+    assert loaded.scores_learned_from == "synthetic"
     assert (model / "detector_labels.png").stat().st_size > 1000
 
     out = tmp_path / "out"
