@@ -55,8 +55,15 @@ def test_train_on_videos_gives_a_model_analyze_takes(clips, tiny_model, tmp_path
     from ratscore.checkpoint import read_localizer_checkpoint
     from ratscore.model import BUNDLED_MODEL_DIR
 
+    from ratscore.model import update_model
+
+    # the front end comes from a folder whose detector was adapted to the rig and whose scoring is
+    # synthetic (what `train detector --videos` writes); the lab's own scoring clears both marks
+    front = tmp_path / "ADAPTED"
+    shutil.copytree(tiny_model, front)
+    update_model(front, {"detector_adapted_to": "2 of the lab's own videos (rig/)", "scores_learned_from": "synthetic"})
     model = tmp_path / "M"
-    args = ["--videos", clips, "--annotations", clips / "annotations.json", "--model", tiny_model, "--no-roi",
+    args = ["--videos", clips, "--annotations", clips / "annotations.json", "--model", front, "--no-roi",
             "-o", model]
     result = _train(*args)
     assert result.exit_code == 0, result.output
@@ -70,6 +77,7 @@ def test_train_on_videos_gives_a_model_analyze_takes(clips, tiny_model, tmp_path
     assert set(bench["testing"]) == {"0.3", "0.4", "0.5", "0.6", "0.7", "average"}
     assert set(bench["event_f1_at_threshold"]) == {"validation", "testing"}
     assert "kept apart to choose the event threshold" in manifest["trained_on"]
+    assert "detector_adapted_to" not in manifest and "scores_learned_from" not in manifest
     # one epoch from the bundled weights: the averaged weights kept are still almost the bundled ones
     ours = read_localizer_checkpoint(model / "localizer.pt")[0].state_dict()
     bundled = read_localizer_checkpoint(BUNDLED_MODEL_DIR / "localizer.pt")[0].state_dict()
