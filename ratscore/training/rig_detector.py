@@ -1,8 +1,9 @@
 """The ROI detector fine-tuned on a lab's own recordings, with boxes from the motion model.
 
 `ratscore train detector --videos DIR -o MODEL [--model BASE]`: nobody draws a box. The motion
-model (motion.py) reads each recording at low resolution and gives the moving blob's box at the
-samples where one blob stands out alone; those frames, decoded at full size, become YOLO images
+model (motion.py) reads each recording at low resolution (every frame where its keyframes are too
+few for the labels wanted) and gives the moving blob's box at the samples where one blob stands
+out alone; those frames, decoded at full size, become YOLO images
 labelled "rat" (class 0). The detector trains on them (with `ratscore synth` frames pooled in when
 asked, so it keeps the other rigs), starting from BASE's detector.pt, or where it has none from its
 detector.onnx built again as a checkpoint (detector.checkpoint_from_onnx), and MODEL is
@@ -139,14 +140,17 @@ def _label_video(video: Path, stem: str, work: Path, imgsz: int, max_frames: int
     record (work/videos/<stem>.json) last, so a video is whole or labelled again."""
     import cv2
 
-    from ..motion import build_motion_model
+    from ..motion import MotionOptions, build_motion_model
 
     images, labels = work / "frames" / "images" / stem, work / "frames" / "labels" / stem
     for folder in (images, labels):
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    motion = build_motion_model(video)
+    # analyze's first pass samples keyframes, at most one a second: where they are too few to give
+    # max_frames labels (a short recording, keyframes seconds apart), every frame is read instead
+    motion = build_motion_model(video, MotionOptions(min_keyframe_samples=max(max_frames,
+                                                                             MotionOptions().min_keyframe_samples)))
     found = motion.labels()
     if len(found) > max_frames:  # spread over the recording
         found = [found[int(i)] for i in np.linspace(0, len(found) - 1, max_frames).round()]

@@ -55,12 +55,13 @@ def iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def lab_videos(tmp_path_factory):
-    """Two short clips (every frame decoded by the motion model) and one 26 s recording with a
-    keyframe every 0.5 s (sampled at keyframes, its frames decoded by seeking)."""
+    """Two short clips (every frame decoded by the motion model) and one 130 s recording with a
+    keyframe every 0.5 s (enough keyframes for 120 labels: sampled at keyframes, its frames
+    decoded by seeking)."""
     folder = tmp_path_factory.mktemp("lab_videos")
     write_video(folder / "rat0.mp4", 4.0, phase=0.0)
     write_video(folder / "rat1.mp4", 4.0, phase=1.0)
-    write_video(folder / "rat2.mp4", 26.0, phase=2.0, gop=15)
+    write_video(folder / "rat2.mp4", 130.0, phase=2.0, gop=15)
     return folder
 
 
@@ -224,3 +225,17 @@ def test_one_recording_validates_on_its_last_moments(tmp_path):
     stamp = lambda image: int(Path(image).stem[1:]) / 10  # noqa: E731
     assert max(map(stamp, train_images)) < min(map(stamp, val_images)) == 16.0
     assert all(Path(p).parent == (work / "frames" / "images" / "rig").resolve() for p in train_images + val_images)
+
+
+def test_a_recording_with_few_keyframes_is_read_frame_by_frame_for_more_labels(tmp_path):
+    """40 s with a keyframe a second: the first pass would sample 40 keyframes (enough for analyze),
+    fewer than the 120 labels a video may give, so every frame is read and more moments labelled."""
+    from ratscore.motion import build_motion_model
+    from ratscore.training.rig_detector import _label_video
+
+    video = write_video(tmp_path / "rat.mp4", 40.0, gop=30)
+    assert build_motion_model(video).mode == "keyframes"  # analyze's pass
+    labelled = _label_video(video, "rat", tmp_path / "work", 64, 120, "fingerprint")
+    record = json.loads((tmp_path / "work" / "videos" / "rat.json").read_text())
+    assert record["mode"] == "frames" and labelled.frames == len(record["frames"]) > 60
+    assert all(iou(f["box"], blob_box(f["t"], 0.0)) > 0.6 for f in record["frames"])
