@@ -438,13 +438,14 @@ def checkpoint_from_onnx(onnx_path, images: list[np.ndarray], out_path, work: Pa
 
     from ..roi import Detector
 
-    folded = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
-              for t in onnx.load(str(onnx_path)).graph.initializer}
-    detector = Detector(onnx_path, _onnx_imgsz(onnx_path), CLASSES)
+    graph = onnx.load(str(onnx_path)).graph
+    folded = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    imgsz = int(graph.input[0].type.tensor_type.shape.dim[-1].dim_value)  # (1, 3, S, S)
+    detector = Detector(onnx_path, imgsz, CLASSES)
     model = None
     for definition in (_pico_yaml(work / "yolov8p.yaml", len(CLASSES)), "yolov8n.yaml"):
         candidate = DetectionModel(str(definition), nc=len(CLASSES), verbose=False)
-        if _load_folded(candidate, folded, Conv):
+        if _load_folded(candidate, folded):
             model = candidate
             break
     if model is None or not images:
@@ -484,27 +485,21 @@ def checkpoint_from_onnx(onnx_path, images: list[np.ndarray], out_path, work: Pa
     return Path(out_path)
 
 
-def _onnx_imgsz(onnx_path) -> int:
-    import onnx
-
-    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return int(dims[-1].dim_value)
-
-
 def _first(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def _load_folded(model, folded: dict, conv_type) -> bool:
+def _load_folded(model, folded: dict) -> bool:
     """Put the ONNX graph's folded weights into `model` (a YOLOv8 built from its YAML): a
     convolution with a batch norm gets the folded weight, its batch norm passes its input through
     and adds the folded bias. False (the model left half done) where a name or a shape differs."""
     import torch
+    from ultralytics.nn.modules.conv import Conv
 
     with torch.no_grad():
         used = set()
         for name, module in model.named_modules():
-            if isinstance(module, conv_type) and isinstance(module.bn, torch.nn.BatchNorm2d):
+            if isinstance(module, Conv) and isinstance(module.bn, torch.nn.BatchNorm2d):
                 weight, bias = folded.get(f"{name}.conv.weight"), folded.get(f"{name}.conv.bias")
                 if weight is None or bias is None or weight.shape != module.conv.weight.shape \
                         or bias.shape != module.bn.bias.shape:
