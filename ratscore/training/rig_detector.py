@@ -269,7 +269,7 @@ def _calibration_frames(train_dirs: list[str], limit: int = 64) -> list[np.ndarr
 
     images = []
     for entry in map(Path, train_dirs):
-        images += sorted(entry.glob("*.jpg")) if entry.is_dir() else [Path(line) for line in entry.read_text().split()]
+        images += sorted(entry.glob("*.jpg")) if entry.is_dir() else [Path(line) for line in entry.read_text().splitlines()]
     picked = images[:: max(1, len(images) // limit)][:limit]
     return [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in picked]
 
@@ -393,15 +393,20 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
         start = checkpoint_from_onnx(start_onnx, _calibration_frames(train_dirs), work / "base_detector.pt", work)
         if start is None:
             say(f"[detector] {start_onnx} is not a YOLOv8 graph trained here: its weights cannot be fine-tuned")
-    start_words = (f"fine-tuning {start}" + (f" (the weights of {start_onnx}: the base model has no {DETECTOR_PT_NAME})"
-                                             if start_onnx is not None else "")
-                   if start is not None else f"from scratch (the base model has no {DETECTOR_PT_NAME})")
+    # where the weights came from: "detector.pt", "detector.onnx" (rebuilt), or None (from scratch)
+    origin = None if start is None else (start_onnx.name if start_onnx is not None else DETECTOR_PT_NAME)
+    if origin is None:
+        start_words, start_key = f"from scratch (the base model has no {DETECTOR_PT_NAME})", "scratch"
+    elif start_onnx is not None:
+        start_words = f"fine-tuning {start} (the weights of {start_onnx}: the base model has no {DETECTOR_PT_NAME})"
+        start_key = "onnx " + content_sha256(start_onnx)  # the rebuilt checkpoint follows from it and the frames
+    else:
+        start_words, start_key = f"fine-tuning {start}", content_sha256(start)
     key = {"videos": {s: fingerprints[s] for s in stems}, "train": train_stems, "val": val_stems,
            "split": "in time" if len(stems) == 1 else "by video", "val_share": options.val_share,
            "synth": None if synth is None else json.loads((work / "synth" / "built.json").read_text()),
            "epochs": options.epochs, "imgsz": imgsz, "batch": options.batch, "lr0": options.lr0, "seed": options.seed,
-           "start": ("onnx " + content_sha256(start_onnx) if start_onnx is not None else content_sha256(start))
-           if start is not None else "scratch"}
+           "start": start_key}
     key_path, run = work / "run_key.json", work / "run"
     last, done = run / "weights" / "last.pt", work / "run_done.json"
     try:
@@ -452,7 +457,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     d = base.detector
     spec = detector_spec(imgsz, **({"every_k": d.every_k, "conf": d.conf, "margin": d.margin} if d else {}))
     words = (f"{base.name}'s I3D and localizer ({manifest.get('trained_on') or 'not stated'}); its detector "
-             f"{'trained from scratch' if start is None else 'fine-tuned from its ' + ('detector.onnx' if start_onnx else 'detector.pt')} on {total} frames of "
+             f"{'trained from scratch' if origin is None else 'fine-tuned from its ' + origin} on {total} frames of "
              f"{len(stems)} of the lab's own videos ({Path(videos).name}/) boxed by the motion model"
              + (" with synthetic frames pooled in" if synth is not None else ""))
     skip = ("format_version", "classes", "front_end", "name", "benchmark", "recipe", "trained_on")

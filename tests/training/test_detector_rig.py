@@ -239,3 +239,21 @@ def test_a_recording_with_few_keyframes_is_read_frame_by_frame_for_more_labels(t
     record = json.loads((tmp_path / "work" / "videos" / "rat.json").read_text())
     assert record["mode"] == "frames" and labelled.frames == len(record["frames"]) > 60
     assert all(iou(f["box"], blob_box(f["t"], 0.0)) > 0.6 for f in record["frames"])
+
+
+def test_calibration_frames_read_image_lists_whose_paths_hold_spaces(tmp_path):
+    """The frames a detector rebuilt from ONNX is calibrated on come from YOLO folders or image
+    lists (one path a line, as _split_in_time writes them); a lab's folder may have spaces in it."""
+    import cv2
+
+    from ratscore.training.rig_detector import _calibration_frames
+
+    folder = tmp_path / "My Videos" / "frames"
+    folder.mkdir(parents=True)
+    for n in range(3):
+        cv2.imwrite(str(folder / f"f{n}.jpg"), np.full((8, 8, 3), (10 * n, 0, 255), np.uint8))
+    listed = tmp_path / "My Videos" / "train.txt"
+    listed.write_text("".join(f"{folder / f'f{n}.jpg'}\n" for n in (0, 2)))
+    frames = _calibration_frames([str(listed), str(folder)])
+    assert len(frames) == 5 and frames[0].shape == (8, 8, 3)
+    assert frames[0][0, 0, 0] > 200  # RGB: the red channel first (written as BGR 255 in red)
