@@ -12,7 +12,9 @@ resolution (gray, `width` pixels wide):
 
 From the samples it keeps the background (the median of up to `keep` samples spread over the
 recording) and a map of where anything ever moved (pixels that differed between a sample and the
-next frame or the previous sample). Per kept sample it gives the moving blob's box: the largest
+next frame or the previous sample). Where most of the picture changes from one sample to the next
+(the room lights switched off for the night, an infrared lamp coming on), the scene is cut there:
+each stretch between cuts has its own background, and the change itself is not motion. Per kept sample it gives the moving blob's box: the largest
 connected region that differs from the background and holds motion, without its parts much
 thinner than the rest (a tail, a cable: _body_box); and how many samples differ
 from the background where nothing moves beyond the animal (`unsteady`: the scene changed, so the
@@ -27,7 +29,8 @@ What it cannot do: an animal that does not move for the whole recording looks li
 motion, so no veto of anything near it and no fallback box), and with something else moving (a
 cable, a hand, a light that flickers) its box may be dropped; a moving cable or the animal's
 reflection can also be taken for the animal where the detector finds nothing. Where the scene
-changes (a camera bumped, lights switched, clips joined) its background fits none of it.
+changes in a way that is no clean cut (a camera bumped, lights that fade or flicker, joined clips
+too short to hold a background of their own) its background fits none of it.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class MotionOptions:
     # cable) are left out of its box, as the detector's labels leave out the tail; 0: keep all
     max_scene_change: float = 0.05  # a sample whose still differences from the background beyond the animal
     # cover more than this share of the frame has a changed scene (scene_change)
+    scene_cut_share: float = 0.5  # consecutive samples differing over more than this share of the frame: the
+    # scene was cut between them (lights switched) and a stretch with its own background begins; as
+    # max_blob_share, a change this large is the light, not an animal
 
 
 @dataclass
@@ -70,14 +76,17 @@ class MotionModel:
     options: MotionOptions
     width: int  # source frame size, upright
     height: int
-    background: np.ndarray  # (h, w) uint8 gray at low resolution
+    backgrounds: np.ndarray  # (S, h, w) uint8 gray at low resolution: one per stretch of the recording between scene cuts
+    modelled: np.ndarray  # (S,) bool: the stretch had min_samples kept samples, so its background holds
+    cuts: np.ndarray  # (S - 1, 2) float32 seconds: the scene changed between these two samples' times
     moved: np.ndarray  # (h, w) int32: in how many samples each low-resolution pixel moved
     times: np.ndarray  # (N,) float32 seconds of the kept samples
     boxes: np.ndarray  # (N, 4) float32 the moving blob of each kept sample; NaN where there was none
     clear: np.ndarray  # (N,) bool: the kept sample's blob stands out alone (no other sizeable moving region)
     n_samples: int  # samples taken (kept or not)
     mode: str  # "keyframes" or "frames"
-    unsteady: float = 0.0  # share of kept samples whose scene changed (options.max_scene_change): the background does not hold
+    unsteady: float = 0.0  # share of kept samples whose scene changed within their stretch (options.max_scene_change)
+    # or whose stretch is too short for a background of its own: there the background does not hold
     informative: bool = field(init=False)  # enough samples, and something animal-sized moved
 
     def __post_init__(self):
@@ -87,7 +96,23 @@ class MotionModel:
     @property
     def small_size(self) -> tuple[int, int]:
         """(w, h) of the low-resolution samples."""
-        return self.background.shape[1], self.background.shape[0]
+        return self.backgrounds.shape[2], self.backgrounds.shape[1]
+
+    def background_at(self, t_s: float, gray: np.ndarray) -> Optional[np.ndarray]:
+        """The background of the stretch that holds time `t_s`; None where that stretch has none.
+        Between a cut's two samples the change came at some moment unknown: the background of the
+        two stretches that `gray` (the frame at low resolution) differs from less."""
+        stretch = int(np.searchsorted(self.cuts[:, 1], t_s, side="right"))
+        candidates = [stretch]
+        if stretch < len(self.cuts) and t_s > self.cuts[stretch, 0]:
+            candidates.append(stretch + 1)
+        candidates = [k for k in candidates if self.modelled[k]]
+        if len(candidates) < 2:
+            return self.backgrounds[candidates[0]] if candidates else None
+        import cv2
+
+        best = min(candidates, key=lambda k: float(cv2.absdiff(gray, self.backgrounds[k]).mean()))
+        return self.backgrounds[best]
 
     @property
     def _min_blob_px(self) -> int:
@@ -141,8 +166,9 @@ class MotionFollower:
         self.model = model
         self._previous: Optional[np.ndarray] = None
 
-    def blob(self, image: np.ndarray) -> Optional[np.ndarray]:
-        """(4,) box in source pixels, or None (no motion, nothing sizeable, or a model that says nothing)."""
+    def blob(self, image: np.ndarray, t_s: float) -> Optional[np.ndarray]:
+        """(4,) box in source pixels of the frame at `t_s` seconds, or None (no motion, nothing
+        sizeable, a stretch without a background, or a model that says nothing)."""
         from .video import to_numpy
 
         m = self.model
@@ -152,7 +178,10 @@ class MotionFollower:
         previous, self._previous = self._previous, gray
         if previous is None or not m.informative:
             return None
-        found = moving_blob(gray, m.background, previous, m.options, m._min_blob_px)
+        background = m.background_at(t_s, gray)
+        if background is None:
+            return None
+        found = moving_blob(gray, background, previous, m.options, m._min_blob_px)
         return None if found is None else m.to_source(found[0])
 
 
@@ -176,6 +205,12 @@ def _changed(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _KERNEL5 = np.ones((5, 5), np.uint8)
+
+
+def _is_cut(change: np.ndarray, options: MotionOptions) -> bool:
+    """Whether a mask of what changed between two pictures (_changed) covers so much of the frame
+    that the scene itself changed (options.scene_cut_share): the light, not an animal."""
+    return np.count_nonzero(change) > options.scene_cut_share * change.size
 
 
 def _largest_area(mask: np.ndarray) -> int:
@@ -214,7 +249,7 @@ def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[n
         if motion_ref is None:
             return None
         motion = _changed(gray, motion_ref, options.threshold)
-    if not motion.any():
+    if not motion.any() or _is_cut(motion, options):  # a cut: everything changed, nothing tells the animal
         return None
     return _largest_moving(_regions(gray, background, motion, options), options, min_px, gray.size)
 
@@ -266,8 +301,9 @@ def scene_change(regions: _Regions, options: MotionOptions, frame_px: int) -> fl
     From a camera that stays put what is left is specks and shadows (at most 2% of the frame in any
     sample of the synthetic renders and the continuous real recordings measured,
     benchmarks/README.md), and regions that move (a mirror view of the animal, a wheel, a cable)
-    do not count. Much more means the scene itself changed: the camera moved, the lights changed,
-    or the file joins clips of other scenes."""
+    do not count. Much more means the scene itself changed within the sample's stretch: the camera
+    moved, the lights faded or flickered, or the file joins clips of other scenes too short for
+    backgrounds of their own."""
     import cv2
 
     if not len(regions.stats):
@@ -293,19 +329,29 @@ class _Samples:
         self.every = 1  # keep every n-th sample (doubles each time the kept set is thinned)
         self.count = 0
         self.previous: Optional[np.ndarray] = None
+        self.previous_t = 0.0
+        self.cuts: list[tuple[float, float]] = []  # (t of the sample before, t of the sample after) each scene cut
 
     def add(self, t: float, gray: np.ndarray, partner: Optional[np.ndarray]) -> None:
-        """A sample at `t` s; `partner` a frame shortly after it (None: compare with the previous sample)."""
-        threshold = self.options.threshold
+        """A sample at `t` s; `partner` a frame shortly after it (None: compare with the previous sample).
+        A change over most of the frame is a scene cut, not motion: it would mark every pixel moved
+        and leave nothing for the veto."""
+        options = self.options
         if self.moved is None:
             self.moved = np.zeros(gray.shape, np.int32)
         motion = np.zeros(gray.shape, np.uint8)
         if partner is not None and partner.shape == gray.shape:
-            motion |= _changed(gray, partner, threshold)
+            change = _changed(gray, partner, options.threshold)
+            if not _is_cut(change, options):  # a cut between the two is told by the next sample
+                motion |= change
         if self.previous is not None and self.previous.shape == gray.shape:
-            motion |= _changed(gray, self.previous, threshold)
+            change = _changed(gray, self.previous, options.threshold)
+            if _is_cut(change, options):
+                self.cuts.append((self.previous_t, t))
+            else:
+                motion |= change
         self.moved += motion > 0
-        self.previous = gray
+        self.previous, self.previous_t = gray, t
         if self.count % self.every == 0:
             self.kept.append((t, gray, np.packbits(motion > 0)))
             if len(self.kept) > self.options.keep:
@@ -319,17 +365,31 @@ class _Samples:
             w = max(1, min(options.width, width))
             h = max(1, int(round(height * w / max(1, width))))
             empty = np.zeros((h, w), np.uint8)
-            return MotionModel(options, width, height, empty, empty.astype(np.int32), np.zeros(0, np.float32),
-                               np.zeros((0, 4), np.float32), np.zeros(0, bool), 0, mode)
-        background = np.median(np.stack([g for _, g, _ in self.kept]), axis=0).astype(np.uint8)
+            return MotionModel(options, width, height, empty[None], np.zeros(1, bool), np.zeros((0, 2), np.float32),
+                               empty.astype(np.int32), np.zeros(0, np.float32), np.zeros((0, 4), np.float32),
+                               np.zeros(0, bool), 0, mode)
         times = np.array([t for t, _, _ in self.kept], np.float32)
-        model = MotionModel(options, width, height, background, self.moved, times,
+        cuts = np.array(self.cuts, np.float32).reshape(-1, 2)
+        stretch_of = np.searchsorted(cuts[:, 1], times, side="right")  # (N,) the stretch of each kept sample
+        shape = self.kept[0][1].shape
+        backgrounds = np.zeros((len(cuts) + 1, *shape), np.uint8)
+        modelled = np.zeros(len(cuts) + 1, bool)
+        for k in range(len(cuts) + 1):
+            members = [g for (_, g, _), s in zip(self.kept, stretch_of) if s == k]
+            if members:
+                backgrounds[k] = np.median(np.stack(members), axis=0).astype(np.uint8)
+            # a recording without cuts keeps its one background whatever its length, as before cuts existed
+            modelled[k] = len(members) >= options.min_samples or not len(cuts)
+        model = MotionModel(options, width, height, backgrounds, modelled, cuts, self.moved, times,
                             np.full((len(self.kept), 4), np.nan, np.float32), np.zeros(len(self.kept), bool),
                             self.count, mode)
         changed = 0
         for i, (_, gray, packed) in enumerate(self.kept):
+            if not modelled[stretch_of[i]]:  # too short a stretch to hold a background: no box, and unsteady
+                changed += 1
+                continue
             motion = np.unpackbits(packed, count=gray.size).reshape(gray.shape) * np.uint8(255)
-            regions = _regions(gray, background, motion, options)  # once for both readings of the sample
+            regions = _regions(gray, backgrounds[stretch_of[i]], motion, options)  # once for both readings
             found = _largest_moving(regions, options, model._min_blob_px, gray.size)
             if found is not None:
                 model.boxes[i] = model.to_source(found[0])

@@ -310,7 +310,7 @@ class RoiTracker:
         return {"mode": m.mode, "samples": m.n_samples, "informative": bool(m.informative),
                 "vetoed_boxes": self.vetoed, "fallback_frames": self.motion_fallbacks,
                 "moments_with_motion": self.motion_moments, "agreeing": self.motion_agreeing,
-                "unsteady_share": round(float(m.unsteady), 4)}
+                "unsteady_share": round(float(m.unsteady), 4), "scene_cuts": int(len(m.cuts))}
 
     def finish(self) -> None:
         if self._lost_since is not None:
@@ -342,12 +342,12 @@ class RoiTracker:
         return RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, found,
                         rat, score, seen)
 
-    def _look(self, image: np.ndarray) -> tuple[Optional[np.ndarray], int, float]:
+    def _look(self, frame: Frame) -> tuple[Optional[np.ndarray], int, float]:
         """The animal at a detection frame: (box, who saw it, the detector's score). The detector
         first; the moving blob where it finds nothing. Where both see something, whether they
         overlap is counted (trust.py reads it)."""
-        rat = self.choose_rat(self.detector(image))
-        blob = self._follower.blob(image) if self._follower is not None else None
+        rat = self.choose_rat(self.detector(frame.image))
+        blob = self._follower.blob(frame.image, frame.t_s) if self._follower is not None else None
         if rat is not None:
             if blob is not None:
                 self.motion_moments += 1
@@ -376,7 +376,7 @@ class RoiTracker:
             """Detect at `frame`, then give the frames that waited for it and the frame itself."""
             nonlocal pending, last_box, last_found
             self.detect_calls += 1
-            rat, seen, score = self._look(frame.image)
+            rat, seen, score = self._look(frame)
             found = self._update_track(rat)
             box = self.track  # held when not found
             for j, waiting in enumerate(pending, start=1):

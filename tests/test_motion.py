@@ -68,7 +68,8 @@ class ScriptedDetector:
 def test_the_blob_is_found_and_the_card_never_moved(clip):
     model = build_motion_model(clip)
     assert model.mode == "frames" and model.n_samples == 24 and model.informative  # 4 s, every 5th frame
-    assert model.background.shape == (120, 160)  # 160 px wide, the frame's aspect
+    assert model.backgrounds.shape == (1, 120, 160)  # 160 px wide, the frame's aspect; one stretch
+    assert len(model.cuts) == 0 and model.modelled.all()
     found = np.isfinite(model.boxes).all(axis=1)
     assert found.mean() > 0.8
     for t, box in zip(model.times[found], model.boxes[found]):
@@ -165,13 +166,44 @@ def test_the_blob_box_leaves_out_a_trailing_tail():
     assert moving_blob(round_body, background, None, options, 4, motion=motion)[0] == (50, 40, 30, 30)
 
 
-def test_a_scene_that_changes_is_unsteady(tmp_path):
-    """Halfway through, the lights come up (the floor 50 grey levels brighter): no background fits
-    the whole recording, and every sample differs from it far beyond the animal."""
+def test_a_light_switch_cuts_the_recording_into_two_backgrounds(tmp_path):
+    """Halfway through, the lights come up (the floor 50 grey levels brighter), as when a lab's room
+    lights go on in an overnight recording: each half gets its own background, the switch is not
+    motion (the card is still vetoed), and the blob is found, and stands in, on both sides of it."""
     frames = (scene(i, floor=100 if i < 60 else 150) for i in range(120))
     clip = encode_video(tmp_path / "lights.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
     model = build_motion_model(clip)
-    assert model.unsteady >= 0.9
+    np.testing.assert_allclose(model.cuts, [[55 / 30, 60 / 30]], atol=1e-3)  # between the samples at frames 55 and 60
+    assert model.modelled.tolist() == [True, True] and model.unsteady == 0.0
+    assert model.never_moved(CARD) and model.informative
+    found = np.isfinite(model.boxes).all(axis=1)
+    assert found[model.times < 2].mean() > 0.8 and found[model.times >= 2].mean() > 0.8
+    assert all(box_iou(b, blob_at(int(round(t * 30))))[0, 0] > 0.5 for t, b in zip(model.times[found], model.boxes[found]))
+    label_times = [t for t, _ in model.labels()]  # train detector --videos gets frames from both sides
+    assert min(label_times) < 2 <= max(label_times)
+
+    follower = model.follower()  # every 5th frame from the 3rd: frame 58 lies between the cut's two samples
+    blobs = {f.index: follower.blob(f.image, f.t_s) for f in read_frames(clip) if f.index % 5 == 3}
+    assert blobs[3] is None and blobs[63] is None  # nothing to compare with yet; across the switch
+    assert all(box_iou(b, blob_at(n))[0, 0] > 0.5 for n, b in blobs.items() if n not in (3, 63))
+
+    tracker, rows = _track(clip, lambda n: [], model)  # the detector never finds the animal
+    assert tracker.motion_summary()["scene_cuts"] == 1
+    after = [n for n in DETECTED[1:] if n != 60]
+    assert (rows[after, 5] == SEEN_MOTION).all()
+    assert all(box_iou(rows[n, :4], blob_at(n))[0, 0] > 0.5 for n in after)
+
+
+def test_lights_that_keep_changing_are_unsteady(tmp_path):
+    """The floor's brightness flips every third of a second: no stretch is long enough for a
+    background, so every sample is unsteady (trust flags it) and nothing stands in for the detector."""
+    frames = (scene(i, floor=100 if (i // 10) % 2 == 0 else 150) for i in range(120))
+    clip = encode_video(tmp_path / "flicker.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    model = build_motion_model(clip)
+    assert len(model.cuts) >= 10 and not model.modelled.any()
+    assert model.unsteady == 1.0 and model.labels() == []
+    follower = model.follower()
+    assert all(follower.blob(f.image, f.t_s) is None for f in read_frames(clip))
     assert MotionOptions().max_scene_change < 0.1
 
 
@@ -182,7 +214,7 @@ def test_nothing_moves_so_the_model_says_nothing(tmp_path):
     assert not model.never_moved(CARD)  # no veto: a still animal would look just like the card
     assert model.labels() == []
     follower = model.follower()
-    assert [follower.blob(f.image) for f in read_frames(clip)][::10] == [None] * 6
+    assert [follower.blob(f.image, f.t_s) for f in read_frames(clip)][::10] == [None] * 6
 
 
 def test_the_motion_option_reaches_the_run_record(tiny_model):

@@ -1,0 +1,41 @@
+"""benchmarks/light_switch.py: the copy of a recording with the lights switched halfway, which
+bench_real_roi.py measures the motion model's stretches with (benchmarks/README.md)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+from videos import encode_video
+
+from ratscore.video import read_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _light_switch():
+    spec = importlib.util.spec_from_file_location("light_switch", ROOT / "benchmarks" / "light_switch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_copy_is_dimmed_from_its_middle_with_its_positions(tmp_path, monkeypatch):
+    videos, positions, out = tmp_path / "videos", tmp_path / "positions", tmp_path / "out"
+    videos.mkdir(), positions.mkdir()
+    frames = (np.full((64, 96, 3), 200, np.uint8) for _ in range(60))  # 2 s at 30 fps
+    encode_video(videos / "rec.mp4", frames, 30.0)
+    (positions / "rec.positions.csv").write_text("time_s,x,y\n0.5,40,30\n")
+    (positions / "rec.about.txt").write_text("a grey floor\n")
+    tool = _light_switch()
+    monkeypatch.setattr(sys, "argv", ["light_switch.py", str(videos), str(positions), str(out), "--gain", "0.5"])
+    tool.main()
+
+    brightness = [float(f.image.mean()) for f in read_frames(out / "videos" / "rec_lights.mp4")]
+    assert len(brightness) == 60
+    assert abs(np.mean(brightness[:25]) - 200) < 4 and abs(np.mean(brightness[35:]) - 100) < 4
+    assert (out / "positions" / "rec_lights.positions.csv").read_text() == "time_s,x,y\n0.5,40,30\n"
+    assert (out / "positions" / "rec_lights.about.txt").exists()
+    # a fade goes from one to the other over its seconds
+    assert tool.gain_at(1.0, 1.0, 0.5, 2.0) == 1.0 and tool.gain_at(2.0, 1.0, 0.5, 2.0) == 0.75
+    assert tool.gain_at(9.0, 1.0, 0.5, 2.0) == 0.5 and tool.gain_at(0.9, 1.0, 0.5, 0.0) == 1.0
