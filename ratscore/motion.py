@@ -12,9 +12,10 @@ resolution (gray, `width` pixels wide):
 
 From the samples it keeps the background (the median of up to `keep` samples spread over the
 recording) and a map of where anything ever moved (pixels that differed between a sample and the
-next frame or the previous sample). Where most of the picture changes from one sample to the next
-(the room lights switched off for the night, an infrared lamp coming on), the scene is cut there:
-each stretch between cuts has its own background, and the change itself is not motion. Per kept sample it gives the moving blob's box: the largest
+next frame or the previous sample). Where most of the picture changes from one sample to the next,
+or since the first sample after the last cut (the room lights switched off for the night, a lamp
+fading in), the scene is cut there: each stretch between cuts has its own background, and the
+change itself is not motion. Per kept sample it gives the moving blob's box: the largest
 connected region that differs from the background and holds motion, without its parts much
 thinner than the rest (a tail, a cable: _body_box); and how many samples differ
 from the background where nothing moves beyond the animal (`unsteady`: the scene changed, so the
@@ -29,8 +30,9 @@ What it cannot do: an animal that does not move for the whole recording looks li
 motion, so no veto of anything near it and no fallback box), and with something else moving (a
 cable, a hand, a light that flickers) its box may be dropped; a moving cable or the animal's
 reflection can also be taken for the animal where the detector finds nothing. Where the scene
-changes in a way that is no clean cut (a camera bumped, lights that fade or flicker, joined clips
-too short to hold a background of their own) its background fits none of it.
+changes in a way that is no clean cut (a camera bumped, a light on part of the picture, lights
+that flicker, joined clips too short to hold a background of their own) its background fits none
+of it.
 """
 
 from __future__ import annotations
@@ -63,9 +65,10 @@ class MotionOptions:
     # cable) are left out of its box, as the detector's labels leave out the tail; 0: keep all
     max_scene_change: float = 0.05  # a sample whose still differences from the background beyond the animal
     # cover more than this share of the frame has a changed scene (scene_change)
-    scene_cut_share: float = 0.5  # consecutive samples differing over more than this share of the frame: the
-    # scene was cut between them (lights switched) and a stretch with its own background begins; as
-    # max_blob_share, a change this large is the light, not an animal
+    scene_cut_share: float = 0.5  # a sample differing by over 2 x threshold from the previous one, or from its
+    # stretch's first, over more than this share of the frame: the scene was cut there (lights switched or
+    # faded) and a stretch with its own background begins; as max_blob_share, a change this large is the
+    # light, not an animal
 
 
 @dataclass
@@ -76,7 +79,7 @@ class MotionModel:
     options: MotionOptions
     width: int  # source frame size, upright
     height: int
-    backgrounds: np.ndarray  # (S, h, w) uint8 gray at low resolution: one per stretch of the recording between scene cuts
+    backgrounds: np.ndarray  # (S, h, w) uint8 gray at low resolution: one per stretch between scene cuts
     modelled: np.ndarray  # (S,) bool: the stretch had min_samples kept samples, so its background holds
     cuts: np.ndarray  # (S - 1, 2) float32 seconds: the scene changed between these two samples' times
     moved: np.ndarray  # (h, w) int32: in how many samples each low-resolution pixel moved
@@ -207,10 +210,13 @@ _KERNEL3 = np.ones((3, 3), np.uint8)
 _KERNEL5 = np.ones((5, 5), np.uint8)
 
 
-def _is_cut(change: np.ndarray, options: MotionOptions) -> bool:
-    """Whether a mask of what changed between two pictures (_changed) covers so much of the frame
-    that the scene itself changed (options.scene_cut_share): the light, not an animal."""
-    return np.count_nonzero(change) > options.scene_cut_share * change.size
+def _is_cut(a: np.ndarray, b: np.ndarray, options: MotionOptions) -> bool:
+    """Whether two low-resolution pictures cannot share one background: over options.scene_cut_share
+    of the frame differs by more than twice the threshold (each may differ from a background by up
+    to the threshold; a light that flickers a little stays within it). The light changed, not an animal."""
+    import cv2
+
+    return np.count_nonzero(cv2.absdiff(a, b) > 2 * options.threshold) > options.scene_cut_share * a.size
 
 
 def _largest_area(mask: np.ndarray) -> int:
@@ -246,10 +252,10 @@ def moving_blob(gray: np.ndarray, background: np.ndarray, motion_ref: Optional[n
     differ from `motion_ref`, or the given `motion` mask): ((x, y, w, h) at low resolution of its
     body (see _body_box), whether it stands out alone), or None."""
     if motion is None:
-        if motion_ref is None:
+        if motion_ref is None or _is_cut(gray, motion_ref, options):  # a cut: all changed, nothing tells the animal
             return None
         motion = _changed(gray, motion_ref, options.threshold)
-    if not motion.any() or _is_cut(motion, options):  # a cut: everything changed, nothing tells the animal
+    if not motion.any():
         return None
     return _largest_moving(_regions(gray, background, motion, options), options, min_px, gray.size)
 
@@ -302,8 +308,8 @@ def scene_change(regions: _Regions, options: MotionOptions, frame_px: int) -> fl
     sample of the synthetic renders and the continuous real recordings measured,
     benchmarks/README.md), and regions that move (a mirror view of the animal, a wheel, a cable)
     do not count. Much more means the scene itself changed within the sample's stretch: the camera
-    moved, the lights faded or flickered, or the file joins clips of other scenes too short for
-    backgrounds of their own."""
+    moved, a light changed part of the picture or flickered, or the file joins clips of other
+    scenes too short for backgrounds of their own."""
     import cv2
 
     if not len(regions.stats):
@@ -330,6 +336,7 @@ class _Samples:
         self.count = 0
         self.previous: Optional[np.ndarray] = None
         self.previous_t = 0.0
+        self.reference: Optional[np.ndarray] = None  # the current stretch's first sample: a fade is cut once it adds up
         self.cuts: list[tuple[float, float]] = []  # (t of the sample before, t of the sample after) each scene cut
 
     def add(self, t: float, gray: np.ndarray, partner: Optional[np.ndarray]) -> None:
@@ -341,15 +348,18 @@ class _Samples:
             self.moved = np.zeros(gray.shape, np.int32)
         motion = np.zeros(gray.shape, np.uint8)
         if partner is not None and partner.shape == gray.shape:
-            change = _changed(gray, partner, options.threshold)
-            if not _is_cut(change, options):  # a cut between the two is told by the next sample
-                motion |= change
+            if not _is_cut(gray, partner, options):  # a cut between the two is told by the next sample
+                motion |= _changed(gray, partner, options.threshold)
         if self.previous is not None and self.previous.shape == gray.shape:
-            change = _changed(gray, self.previous, options.threshold)
-            if _is_cut(change, options):
+            # a light that fades in over seconds changes little from one sample to the next; against the
+            # stretch's first sample the change adds up, where an animal's covers at most its two places
+            if _is_cut(gray, self.previous, options) or _is_cut(gray, self.reference, options):
                 self.cuts.append((self.previous_t, t))
+                self.reference = gray
             else:
-                motion |= change
+                motion |= _changed(gray, self.previous, options.threshold)
+        if self.reference is None or self.reference.shape != gray.shape:
+            self.reference = gray
         self.moved += motion > 0
         self.previous, self.previous_t = gray, t
         if self.count % self.every == 0:

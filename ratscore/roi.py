@@ -310,7 +310,8 @@ class RoiTracker:
         return {"mode": m.mode, "samples": m.n_samples, "informative": bool(m.informative),
                 "vetoed_boxes": self.vetoed, "fallback_frames": self.motion_fallbacks,
                 "moments_with_motion": self.motion_moments, "agreeing": self.motion_agreeing,
-                "unsteady_share": round(float(m.unsteady), 4), "scene_cuts": int(len(m.cuts))}
+                "unsteady_share": round(float(m.unsteady), 4),
+                "scene_cuts_s": [[round(float(a), 1), round(float(b), 1)] for a, b in m.cuts]}  # lights switched
 
     def finish(self) -> None:
         if self._lost_since is not None:

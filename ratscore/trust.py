@@ -152,10 +152,11 @@ class TrustCheck:
     the animal less often (benchmarks/README.md).
 
     And one that says the motion model cannot vouch for the box: in `max_unsteady` or more of its
-    samples the scene itself changed (motion.scene_change: the camera moved, the lights faded or
-    flickered, or the file joins short clips of other scenes), so its background, and with it the
-    veto, the fallback and the agreement count, do not hold. A clean switch of the lights is not one:
-    the motion model gives each stretch between such cuts its own background.
+    samples the scene itself changed (motion.scene_change: the camera moved, a light changed part
+    of the picture or flickered, or the file joins short clips of other scenes), so its background,
+    and with it the veto, the fallback and the agreement count, do not hold. The lights switched
+    or faded over the whole picture are not one: the motion model gives each stretch between such
+    cuts its own background.
 
     Two things the feature distance does not see are flagged from the frames' shape: frames too
     small to show a rat (a side under `min_frame_side` pixels: the crop the I3D sees is blown up from
@@ -238,8 +239,9 @@ class TrustCheck:
         motion = getattr(result, "motion", None)
         if motion and motion.get("unsteady_share", 0.0) >= self.max_unsteady:
             reasons.append(f"the picture changed beyond the animal in {100 * motion['unsteady_share']:.0f}% of the "
-                           f"motion model's samples (the camera moved, the lights faded or flickered, or "
-                           f"short clips of other scenes are joined): the background it checks the detector's box with does not hold")
+                           f"motion model's samples (the camera moved, a light changed part of the picture or "
+                           f"flickered, or short clips of other scenes are joined): the background it checks the "
+                           f"detector's box with does not hold")
         if motion:
             moments, agreeing = motion.get("moments_with_motion", 0), motion.get("agreeing", 0)
             if moments >= self.min_motion_moments and agreeing < self.min_agreement * moments:

@@ -188,10 +188,27 @@ def test_a_light_switch_cuts_the_recording_into_two_backgrounds(tmp_path):
     assert all(box_iou(b, blob_at(n))[0, 0] > 0.5 for n, b in blobs.items() if n not in (3, 63))
 
     tracker, rows = _track(clip, lambda n: [], model)  # the detector never finds the animal
-    assert tracker.motion_summary()["scene_cuts"] == 1
+    assert tracker.motion_summary()["scene_cuts_s"] == [[1.8, 2.0]]  # the picture changed between these seconds
     after = [n for n in DETECTED[1:] if n != 60]
     assert (rows[after, 5] == SEEN_MOTION).all()
     assert all(box_iou(rows[n, :4], blob_at(n))[0, 0] > 0.5 for n in after)
+
+
+def test_a_lamp_that_fades_in_is_cut_once_the_change_adds_up(tmp_path):
+    """The floor brightens by 50 grey levels over a second (frames 60 to 90): from one sample to the
+    next it changes by 8 levels, under the motion threshold, so only against the stretch's first
+    sample does the change add up to a cut. The stretches either side hold backgrounds of their own."""
+    def floor(i):
+        return 100 + int(round(50 * min(1.0, max(0.0, (i - 60) / 30))))
+
+    frames = (scene(i, floor=floor(i)) for i in range(180))
+    clip = encode_video(tmp_path / "fade.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    model = build_motion_model(clip)
+    assert len(model.cuts) >= 1 and model.cuts[0, 0] >= 60 / 30 and model.cuts[-1, 1] <= 95 / 30
+    assert model.modelled[0] and model.modelled[-1] and model.unsteady <= 0.2
+    found = np.isfinite(model.boxes).all(axis=1)
+    assert found[model.times < 2].mean() > 0.8 and found[model.times > 3.2].mean() > 0.8
+    assert model.never_moved(CARD)
 
 
 def test_lights_that_keep_changing_are_unsteady(tmp_path):
