@@ -59,12 +59,14 @@ def _trust(trust: dict) -> Optional[dict]:
         return None
     found = trust.get("rat_found_fraction")
     dist = trust.get("feature_distance")
+    cuts = (trust.get("motion") or {}).get("scene_cuts_s") or []
     return {
         "unfamiliar": not trust.get("familiar", True),
         "reasons": "; ".join(trust.get("reasons", [])),
         "found": "n/a (whole frame)" if found is None else f"{100 * found:.1f}% of frames",
         "distance": None if dist is None else f"{dist:.2f}",
         "distance_limit": f"{trust.get('feature_distance_limit', float('nan')):.2f}",
+        "cuts": ", ".join(f"{a:g}-{b:g}" for a, b in cuts),  # where the motion model saw the lights change
     }
 
 

@@ -61,6 +61,10 @@ def test_report_trust_and_nothing_found():
             "(typical up to 2.00).</p>") in page
     assert "<p>None found.</p>" in page and "Latency to the first event: no seizure events.</p>" in page
     assert len(data_uris(page)) == 1  # the timeline only
+    assert "The whole picture changed" not in page  # no cut, no sentence
+    s.summary["trust"]["motion"] = {"scene_cuts_s": [[1834.0, 1836.0], [7200.5, 7201.0]]}
+    assert ("<p>The whole picture changed (lights switched or faded) between 1834-1836, 7200.5-7201 s: the motion "
+            "model learned a background for each stretch.</p>") in render_report(s)
     s.summary["trust"] = {"familiar": True, "rat_found_fraction": None, "feature_distance": None}
     page = render_report(s)
     assert "<p>Trust: rat found in n/a (whole frame).</p>" in page and "warn" not in page.split("</style>")[1]
