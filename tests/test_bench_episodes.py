@@ -1,24 +1,18 @@
 """bench_episodes.py's average of several localizers (--average-with): the experiment behind the
 RESULTS entry on averaging localizer draws, kept reproducible."""
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from ratscore.errors import InputError
 from ratscore.runner import OnnxLocalizer
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _bench_episodes():
-    spec = importlib.util.spec_from_file_location("bench_episodes", ROOT / "benchmarks" / "bench_episodes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_episodes")
 
 
 @pytest.fixture(scope="module")

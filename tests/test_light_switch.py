@@ -1,23 +1,13 @@
 """benchmarks/light_switch.py: the copy of a recording with the lights switched halfway, which
 bench_real_roi.py measures the motion model's stretches with (benchmarks/README.md)."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
+from benchmark_scripts import load_benchmark
 from videos import encode_video
 
 from ratscore.video import read_frames
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _light_switch():
-    spec = importlib.util.spec_from_file_location("light_switch", ROOT / "benchmarks" / "light_switch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_copy_is_dimmed_from_its_middle_with_its_positions(tmp_path, monkeypatch):
@@ -27,7 +17,7 @@ def test_the_copy_is_dimmed_from_its_middle_with_its_positions(tmp_path, monkeyp
     encode_video(videos / "rec.mp4", frames, 30.0)
     (positions / "rec.positions.csv").write_text("time_s,x,y\n0.5,40,30\n")
     (positions / "rec.about.txt").write_text("a grey floor\n")
-    tool = _light_switch()
+    tool = load_benchmark("light_switch")
     monkeypatch.setattr(sys, "argv", ["light_switch.py", str(videos), str(positions), str(out), "--gain", "0.5"])
     tool.main()
 
