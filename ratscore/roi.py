@@ -48,6 +48,7 @@ class RoiOptions:
     min_gap_s: float = 0.5  # lost-rat intervals shorter than this are not listed as gaps
     min_side: int = 32  # smallest crop side, pixels (a tiny box still gives a usable crop)
     rat_class: int = 0  # detector class id of the rat (1 is its reflection)
+    unsure_score: float = 0.5  # a detector box scored under this that misses the moving blob yields to the blob
 
 
 @dataclass
@@ -352,7 +353,11 @@ class RoiTracker:
         if rat is not None:
             if blob is not None:
                 self.motion_moments += 1
-                self.motion_agreeing += int(boxes_overlap(rat, blob))
+                agree = boxes_overlap(rat, blob)
+                self.motion_agreeing += int(agree)
+                if not agree and self.last_score < self.options.unsure_score:
+                    self.motion_fallbacks += 1
+                    return blob, SEEN_MOTION, float("nan")
             return rat, SEEN_DETECTOR, self.last_score
         if blob is not None:
             self.motion_fallbacks += 1

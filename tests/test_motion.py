@@ -129,6 +129,24 @@ def test_the_fallback_where_the_detector_finds_nothing(clip):
     assert tracker.motion_agreeing == tracker.motion_moments == 5
 
 
+def test_an_unsure_box_off_the_moving_animal_yields_to_it(clip):
+    """The detector boxes a place the animal left 2 s before: scored 0.3 (unsure, as real rodents
+    mostly are) the moving blob stands in for it; scored 0.8 the detector's box stands. The
+    disagreement is counted either way (trust reads it)."""
+    model = build_motion_model(clip)
+
+    def stale(score):
+        return lambda n: [[*blob_at(n - 60), score, 0]]
+
+    unsure, rows = _track(clip, stale(0.3), model)
+    at = [n for n in DETECTED if n >= 60]  # from 2 s on, the stale place is where the animal was
+    assert (rows[at, 5] == SEEN_MOTION).all()
+    assert all(box_iou(rows[n, :4], blob_at(n))[0, 0] > 0.5 for n in at)
+    sure, rows = _track(clip, stale(0.8), model)
+    assert (rows[at, 5] == SEEN_DETECTOR).all()
+    assert unsure.motion_agreeing == sure.motion_agreeing < sure.motion_moments
+
+
 def test_keyframe_sampling(tmp_path):
     """A recording with keyframes every 0.33 s is sampled at its keyframes only (and a few frames
     after each), and gives the same verdicts."""
