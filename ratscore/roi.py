@@ -14,8 +14,9 @@ When the rat is lost the last box is held, and the time it was missing is report
 Without a detector (`--no-roi`) every frame is used whole, padded to a square.
 
 A motion model of the recording (motion.py), when given, checks the detector: a box on something
-that never moved in the whole recording is dropped, and where the detector finds nothing the
-moving blob stands in for it. The animal's box at every frame, with who saw it there, is kept
+that never moved in the whole recording is dropped, and where the detector finds nothing, or
+only an unsure box (scored under 0.5, as real rodents mostly are) that misses the moving blob,
+the blob stands in for it. The animal's box at every frame, with who saw it there, is kept
 (`RoiFrame.track_row`, `Track`) for track.csv.
 
 Streaming: only the frames since the last detection frame are buffered (k frames).
@@ -49,6 +50,7 @@ class RoiOptions:
     min_side: int = 32  # smallest crop side, pixels (a tiny box still gives a usable crop)
     rat_class: int = 0  # detector class id of the rat (1 is its reflection)
     unsure_score: float = 0.5  # a detector box scored under this that misses the moving blob yields to the blob
+    # (trust's recognised_score: drawn rats score more in nearly every look, real rodents mostly less)
 
 
 @dataclass
@@ -346,8 +348,8 @@ class RoiTracker:
 
     def _look(self, frame: Frame) -> tuple[Optional[np.ndarray], int, float]:
         """The animal at a detection frame: (box, who saw it, the detector's score). The detector
-        first; the moving blob where it finds nothing. Where both see something, whether they
-        overlap is counted (trust.py reads it)."""
+        first; the moving blob where it finds nothing, or where its box is unsure and misses the
+        blob. Where both see something, whether they overlap is counted (trust.py reads it)."""
         rat = self.choose_rat(self.detector(frame.image))
         blob = self._follower.blob(frame.image, frame.t_s) if self._follower is not None else None
         if rat is not None:
