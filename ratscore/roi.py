@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .motion import MotionModel
 
 LETTERBOX_FILL = 114  # ultralytics pads letterboxed images with this grey
+RECOGNISED_SCORE = 0.5  # a box scored this or more: the detector recognised the animal itself (drawn rats
+# score it in nearly every look, real rodents mostly 0.25 to 0.5); trust.py counts such looks
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class RoiOptions:
     min_gap_s: float = 0.5  # lost-rat intervals shorter than this are not listed as gaps
     min_side: int = 32  # smallest crop side, pixels (a tiny box still gives a usable crop)
     rat_class: int = 0  # detector class id of the rat (1 is its reflection)
-    unsure_score: float = 0.5  # a detector box scored under this that misses the moving blob yields to the blob
-    # (trust's recognised_score: drawn rats score more in nearly every look, real rodents mostly less)
+    unsure_score: float = RECOGNISED_SCORE  # a detector box scored under this that misses the moving blob
+    # yields to the blob
 
 
 @dataclass
@@ -352,14 +354,13 @@ class RoiTracker:
         blob. Where both see something, whether they overlap is counted (trust.py reads it)."""
         rat = self.choose_rat(self.detector(frame.image))
         blob = self._follower.blob(frame.image, frame.t_s) if self._follower is not None else None
+        if rat is not None and blob is not None:
+            self.motion_moments += 1
+            agree = boxes_overlap(rat, blob)
+            self.motion_agreeing += int(agree)
+            if not agree and self.last_score < self.options.unsure_score:
+                rat = None  # an unsure box off the moving animal yields to it
         if rat is not None:
-            if blob is not None:
-                self.motion_moments += 1
-                agree = boxes_overlap(rat, blob)
-                self.motion_agreeing += int(agree)
-                if not agree and self.last_score < self.options.unsure_score:
-                    self.motion_fallbacks += 1
-                    return blob, SEEN_MOTION, float("nan")
             return rat, SEEN_DETECTOR, self.last_score
         if blob is not None:
             self.motion_fallbacks += 1

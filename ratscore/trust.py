@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .errors import InputError
+from .roi import RECOGNISED_SCORE
 from .timeline import episode_events
 
 MIN_STD = 1e-6  # dimensions that never vary in training must not divide by zero
@@ -194,7 +195,7 @@ class TrustCheck:
     min_agreement: float = 0.5  # the detector's box must overlap the moving blob in this share of them
     min_looks: int = 20  # the detector's own hit rate counts from this many frames it looked at
     min_recognised: float = 0.5  # ... and it must see the animal itself in this share of them ...
-    recognised_score: float = 0.5  # ... with at least this score (the detector's own threshold, 0.25, finds any blob)
+    recognised_score: float = RECOGNISED_SCORE  # ... with at least this score (the detector's own threshold, 0.25, finds any blob)
     max_unsteady: float = 0.1  # the motion model's samples whose scene changed: from this share the recording is flagged
     min_claims_s: float = 30.0  # recordings at least this long have their highest stage checked ...
     min_peak_stage: int = 3  # ... when it is this or more: some episode must climb to it
