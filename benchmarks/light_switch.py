@@ -39,7 +39,8 @@ def switched_copy(video: Path, out: Path, gain: float, fade_s: float, gop: int) 
     info = probe_video(video)
     switch_s = (info.duration_s or 0.0) / 2
     fps = info.source_fps or 30.0
-    with av.open(str(out), "w") as container:
+    partial = out.with_name(out.name + ".part")  # a copy is whole or absent: renamed once written
+    with av.open(str(partial), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
         stream.options = {"g": str(gop), "crf": "20", "preset": "fast"}
@@ -48,6 +49,7 @@ def switched_copy(video: Path, out: Path, gain: float, fade_s: float, gop: int) 
             image = frame.image if factor == 1.0 else (frame.image.astype(np.float32) * factor).astype(np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode())
+    partial.replace(out)
 
 
 def main() -> None:
@@ -59,13 +61,19 @@ def main() -> None:
     parser.add_argument("--fade", type=float, default=0.0, help="seconds the change takes (0: at once)")
     parser.add_argument("--gop", type=int, default=60, help="frames between keyframes in the copy")
     args = parser.parse_args()
-    (args.out / "videos").mkdir(parents=True, exist_ok=True)
-    (args.out / "positions").mkdir(parents=True, exist_ok=True)
+    pairs = []  # (video, its positions file)
     for positions in sorted(args.positions.glob("*.positions.csv")):
         stem = positions.name[: -len(".positions.csv")]
         video = next(iter(sorted(args.videos.glob(stem + ".*"))), None)
-        if video is None:
-            continue
+        if video is not None:
+            pairs.append((video, positions))
+    if not pairs:
+        print(f"light_switch: no video in {args.videos} has a <stem>.positions.csv in {args.positions}", file=sys.stderr)
+        sys.exit(2)
+    (args.out / "videos").mkdir(parents=True, exist_ok=True)
+    (args.out / "positions").mkdir(parents=True, exist_ok=True)
+    for video, positions in pairs:
+        stem = positions.name[: -len(".positions.csv")]
         print(f"{video.name} ...", flush=True)
         switched_copy(video, args.out / "videos" / f"{stem}_lights.mp4", args.gain, args.fade, args.gop)
         shutil.copyfile(positions, args.out / "positions" / f"{stem}_lights.positions.csv")
