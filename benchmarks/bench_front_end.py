@@ -34,30 +34,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ratscore.training.bundle import BundleRecipe  # noqa: E402
+from ratscore.video import write_h264  # noqa: E402
 
 SMALL = {"width": BundleRecipe.i3d_width, "input_size": BundleRecipe.i3d_input_size}  # the bundled model's I3D
 SWEEP = [(0.25, 112), (0.25, 96), (0.25, 80), (0.125, 112), (0.125, 96), (0.125, 80), (0.125, 64)]
 
 
 def make_video(path: Path, seconds: float, width: int = 640, height: int = 480, fps: int = 30) -> Path:
-    import av
-
     rng = np.random.default_rng(0)
     floor = rng.integers(60, 120, (height // 8, width // 8, 3), dtype=np.uint8)
     floor = np.kron(floor, np.ones((8, 8, 1), np.uint8))
     yy, xx = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        for i in range(int(seconds * fps)):
-            t = i / fps
-            cx, cy = width / 2 + 180 * np.cos(0.7 * t), height / 2 + 120 * np.sin(1.1 * t)
-            image = floor.copy()
-            blob = ((xx - cx) / 60) ** 2 + ((yy - cy) / 30) ** 2 < 1
-            image[blob] = (215, 205, 195)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
+
+    def frame(i):
+        t = i / fps
+        cx, cy = width / 2 + 180 * np.cos(0.7 * t), height / 2 + 120 * np.sin(1.1 * t)
+        image = floor.copy()
+        image[((xx - cx) / 60) ** 2 + ((yy - cy) / 30) ** 2 < 1] = (215, 205, 195)
+        return image
+
+    write_h264(path, (frame(i) for i in range(int(seconds * fps))), fps, {"preset": "veryfast", "crf": "23"})
     return path
 
 

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ratscore.video import probe_video, read_frames  # noqa: E402
+from ratscore.video import probe_video, read_frames, write_h264  # noqa: E402
 
 
 def gain_at(t_s: float, switch_s: float, gain: float, fade_s: float) -> float:
@@ -34,22 +34,17 @@ def gain_at(t_s: float, switch_s: float, gain: float, fade_s: float) -> float:
 
 
 def switched_copy(video: Path, out: Path, gain: float, fade_s: float, gop: int) -> None:
-    import av
-
     info = probe_video(video)
     switch_s = (info.duration_s or 0.0) / 2
     fps = info.source_fps or 30.0
-    partial = out.with_name(out.name + ".part")  # a copy is whole or absent: renamed once written
-    with av.open(str(partial), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
-        stream.options = {"g": str(gop), "crf": "20", "preset": "fast"}
+
+    def images():
         for frame in read_frames(video, fps=fps):  # every source frame, upright
             factor = gain_at(frame.t_s, switch_s, gain, fade_s)
-            image = frame.image if factor == 1.0 else (frame.image.astype(np.float32) * factor).astype(np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
-        container.mux(stream.encode())
-    partial.replace(out)
+            yield frame.image if factor == 1.0 else (frame.image.astype(np.float32) * factor).astype(np.uint8)
+
+    # a copy is whole or absent: write_h264 renames it into place once written
+    write_h264(out, images(), round(fps), {"g": gop, "crf": "20", "preset": "fast"})
 
 
 def main() -> None:

@@ -17,6 +17,9 @@ either kind of image and give back the same kind, on the same device.
 A truncated or damaged file is read as far as it decodes; where it broke goes into the warnings
 list rather than failing the whole video. Anything but a regular file (a FIFO, a device) is
 refused before it is opened (check_video_file).
+
+Writing: `write_h264` is the one H.264 encoder (the synthetic world's videos, the decoder's own
+check, the benchmarks' and tests' clips).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from fractions import Fraction
+from typing import IO, Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_write
 from .grid import MODEL_FPS
 
 # --decoder: "auto" is PyAV, the decoder every speed figure so far was measured with (docs/RESULTS.md);
@@ -349,19 +354,42 @@ def _tiny_h264() -> bytes:
     """A 2-frame 128x128 H.264 MP4 in memory (the GPU's decoder takes nothing much smaller)."""
     import io
 
-    import av
-
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
-        for _ in range(2):
-            frame = av.VideoFrame.from_ndarray(np.zeros((128, 128, 3), np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_h264(buffer, [np.zeros((128, 128, 3), np.uint8)] * 2, fps=30)
     return buffer.getvalue()
+
+
+def write_h264(target: Union[str, Path, IO[bytes]], frames: Iterable[np.ndarray], fps: float,
+               options: Optional[dict] = None) -> int:
+    """Encode (H, W, 3) uint8 RGB frames (even H and W) as an H.264 MP4 at `fps`; returns how
+    many were written. `target`: a path, written under a temporary name and renamed once whole
+    (the file is whole or absent), or an open binary file. `options`: the encoder's (x264), e.g.
+    {"crf": "20", "preset": "fast", "g": "60"}.
+
+    RGB -> YUV 4:2:0 is OpenCV's (BT.601, limited range, as swscale's default), not swscale's:
+    swscale's result varies with the input buffer's memory alignment, and the synthetic world
+    needs the same frames and options to give the same bytes."""
+    if isinstance(target, (str, os.PathLike)):
+        written = []
+        atomic_write(Path(target), lambda f: written.append(write_h264(f, frames, fps, options)))
+        return written[0]
+    import av
+    import cv2
+
+    count = 0
+    with av.open(target, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = "yuv420p"
+        if options:
+            stream.options = {key: str(value) for key, value in options.items()}
+        for image in frames:
+            if count == 0:
+                stream.width, stream.height = image.shape[1], image.shape[0]
+            yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
+            count += 1
+        container.mux(stream.encode(None))
+    return count
 
 
 def check_decoder_name(decoder: str) -> str:

@@ -130,9 +130,10 @@ def test_analyze_bad_inputs(tmp_path, tiny_model):
     assert "no manifest.json" in one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(model)]))
     # Shorter than one 16-frame clip.
     import numpy as np
-    from videos import encode_video
+    from ratscore.video import write_h264
 
-    short = encode_video(tmp_path / "short.mp4", [np.zeros((48, 64, 3), np.uint8)] * 8)
+    short = tmp_path / "short.mp4"
+    write_h264(short, [np.zeros((48, 64, 3), np.uint8)] * 8, fps=30)
     assert "short.mp4" in one_line_error(runner.invoke(app, ["analyze", str(short), *_model_args(tiny_model)]))
     one_line_error(runner.invoke(app, ["analyze", str(CLIP), "--model", str(tiny_model), "--device", "tpu"]))
 

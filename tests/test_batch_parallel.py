@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
-from videos import encode_video
+from ratscore.video import write_h264
 
 from ratscore.cli import app
 
@@ -37,7 +37,8 @@ def _short_video(path: Path, n_frames: int) -> Path:
         image[10:30, 5 + i % 30: 25 + i % 30] = 200
         return image
 
-    return encode_video(path, (frame(i) for i in range(n_frames)))
+    write_h264(path, (frame(i) for i in range(n_frames)), fps=30)
+    return path
 
 
 @pytest.fixture(scope="module")

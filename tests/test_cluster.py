@@ -20,26 +20,24 @@ from ratscore.cli import app
 from ratscore.cluster import (JOB_NAME, LOG_FOLDER, MERGE_JOB_NAME, RatscoreCommand, SubmittedStudy, merge_argv,
                               merge_parameters, slurm_parameters, submit_batch)
 from ratscore.errors import InputError, RunError
+from ratscore.video import write_h264
 
 runner = CliRunner()
 
 
 def _video(path: Path, seconds: float, seed: int) -> Path:
     """A short 96x72 H.264 clip: a bright blob moving over a textured floor."""
-    import av
-
     rng = np.random.default_rng(seed)
     floor = np.kron(rng.integers(40, 120, (9, 12, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
     yy, xx = np.mgrid[0:72, 0:96]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 96, 72, "yuv420p"
-        for i in range(int(seconds * 30)):
-            image = floor.copy()
-            cx, cy = 48 + 30 * np.cos(0.2 * i + seed), 36 + 20 * np.sin(0.3 * i)
-            image[((xx - cx) / 12) ** 2 + ((yy - cy) / 7) ** 2 < 1] = (220, 210, 200)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
+
+    def frame(i):
+        image = floor.copy()
+        cx, cy = 48 + 30 * np.cos(0.2 * i + seed), 36 + 20 * np.sin(0.3 * i)
+        image[((xx - cx) / 12) ** 2 + ((yy - cy) / 7) ** 2 < 1] = (220, 210, 200)
+        return image
+
+    write_h264(path, (frame(i) for i in range(int(seconds * 30))), fps=30)
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videos import encode_video
+from ratscore.video import write_h264
 
 from ratscore.motion import MotionOptions, build_motion_model, motion_labels, moving_blob
 from ratscore.roi import SEEN_DETECTOR, SEEN_MOTION, RoiOptions, RoiTracker, box_iou
@@ -41,7 +41,8 @@ def scene(i: int, moving: bool = True, fps: float = 30.0, floor: int = 100) -> n
 def write_clip(path: Path, n_frames: int = 120, fps: float = 30.0, gop: int | None = None, moving: bool = True) -> Path:
     """An H.264 clip of `scene` (lossless luma); `gop`: a keyframe every that many frames."""
     options = {"qp": "0", "preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
-    return encode_video(path, (scene(i, moving, fps) for i in range(n_frames)), fps, options)
+    write_h264(path, (scene(i, moving, fps) for i in range(n_frames)), fps, options)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,8 @@ def test_a_light_switch_cuts_the_recording_into_two_backgrounds(tmp_path):
     lights go on in an overnight recording: each half gets its own background, the switch is not
     motion (the card is still vetoed), and the blob is found, and stands in, on both sides of it."""
     frames = (scene(i, floor=100 if i < 60 else 150) for i in range(120))
-    clip = encode_video(tmp_path / "lights.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    clip = tmp_path / "lights.mp4"
+    write_h264(clip, frames, 30.0, {"qp": "0", "preset": "ultrafast"})
     model = build_motion_model(clip)
     np.testing.assert_allclose(model.cuts, [[55 / 30, 60 / 30]], atol=1e-3)  # between the samples at frames 55 and 60
     assert model.modelled.tolist() == [True, True] and model.unsteady == 0.0
@@ -220,7 +222,8 @@ def test_a_lamp_that_fades_in_is_cut_once_the_change_adds_up(tmp_path):
         return 100 + int(round(50 * min(1.0, max(0.0, (i - 60) / 30))))
 
     frames = (scene(i, floor=floor(i)) for i in range(180))
-    clip = encode_video(tmp_path / "fade.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    clip = tmp_path / "fade.mp4"
+    write_h264(clip, frames, 30.0, {"qp": "0", "preset": "ultrafast"})
     model = build_motion_model(clip)
     assert len(model.cuts) >= 1 and model.cuts[0, 0] >= 60 / 30 and model.cuts[-1, 1] <= 95 / 30
     assert model.modelled[0] and model.modelled[-1] and model.unsteady <= 0.2
@@ -233,7 +236,8 @@ def test_lights_that_keep_changing_are_unsteady(tmp_path):
     """The floor's brightness flips every third of a second: no stretch is long enough for a
     background, so every sample is unsteady (trust flags it) and nothing stands in for the detector."""
     frames = (scene(i, floor=100 if (i // 10) % 2 == 0 else 150) for i in range(120))
-    clip = encode_video(tmp_path / "flicker.mp4", frames, 30.0, {"qp": "0", "preset": "ultrafast"})
+    clip = tmp_path / "flicker.mp4"
+    write_h264(clip, frames, 30.0, {"qp": "0", "preset": "ultrafast"})
     model = build_motion_model(clip)
     assert len(model.cuts) >= 10 and not model.modelled.any()
     assert model.unsteady == 1.0 and model.labels() == []

@@ -25,6 +25,7 @@ from ratscore.features import scan_folder
 from ratscore.labels import RacineMap
 from ratscore.pipeline import AnalyzeOptions, content_sha256, video_fingerprint
 from ratscore.timeline import Event, ScoringOptions, score_events
+from ratscore.video import write_h264
 from ratscore.writers import write_scoring
 
 _runner = CliRunner()
@@ -83,18 +84,12 @@ def _folder(tmp_path, files: dict) -> Path:
 
 
 def _tiny_video(path: Path, n_frames: int = 24) -> Path:
-    import av
+    def frame(i):
+        image = np.full((48, 64, 3), 40, np.uint8)
+        image[10:30, 5 + i: 25 + i] = 200
+        return image
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(n_frames):
-            image = np.full((48, 64, 3), 40, np.uint8)
-            image[10:30, 5 + i: 25 + i] = 200
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_h264(path, (frame(i) for i in range(n_frames)), fps=30)
     return path
 
 

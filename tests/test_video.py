@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ratscore.errors import InputError
-from ratscore.video import crop_at, crop_square, probe_video, read_frames
+from ratscore.video import crop_at, crop_square, probe_video, read_frames, write_h264
 
 
 def frame_image(i: int, width: int, height: int, rat_box=None) -> np.ndarray:
@@ -193,3 +193,29 @@ def test_crop_at_and_crop_square(tmp_path):
     assert whole.shape == (120, 160, 3) and patch_id(whole) == 15
     edge = crop_square(np.full((10, 10, 3), 255, np.uint8), (-5, -5, 5, 5), out_size=20)
     assert edge.shape == (20, 20, 3) and edge[0, 0].max() == 0 and edge[-1, -1].min() == 255
+
+
+def test_write_h264_gives_the_frames_back_the_same_bytes_each_time_and_nothing_half_written(tmp_path):
+    def frames(n=20):
+        for i in range(n):
+            image = np.full((48, 64, 3), 30, np.uint8)
+            image[8:24, 2 * i: 2 * i + 16] = (220, 120, 40)
+            yield image
+
+    lossless = {"qp": "0", "preset": "ultrafast"}
+    assert write_h264(tmp_path / "a.mp4", frames(), 30, lossless) == 20
+    back = list(read_frames(tmp_path / "a.mp4"))
+    assert len(back) == 20 and back[0].image.shape == (48, 64, 3)
+    assert np.abs(back[5].image[16, 20].astype(int) - (220, 120, 40)).max() <= 6  # only 4:2:0's rounding
+    write_h264(tmp_path / "b.mp4", frames(), 30, lossless)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+    def broken():  # the frames stop with an error halfway: the old file stays, no temporary is left
+        yield from frames(5)
+        raise RuntimeError("the camera fell over")
+
+    before = (tmp_path / "a.mp4").read_bytes()
+    with pytest.raises(RuntimeError, match="fell over"):
+        write_h264(tmp_path / "a.mp4", broken(), 30)
+    assert (tmp_path / "a.mp4").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,6 +37,7 @@ from ..annotations import Segment, VideoAnnotation, read_annotations, write_anno
 from ..errors import InputError, RunError
 from ..files import atomic_write, atomic_write_text
 from ..labels import LABELS, NUM_CLASSES
+from ..video import write_h264
 from .planning import SynthConfig, VideoPlan, _is_number, _render_seed, _untuple, make_config, plan_videos
 
 
@@ -79,9 +79,6 @@ def _yolo_line(cls: int, box, w: int, h: int) -> str:
 
 def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfig()) -> dict:
     """Render one video into out_dir/<id>.mp4 (+ its boxes); returns its manifest entry."""
-    import av
-    import cv2
-
     from .frames import render_clip_frames
 
     out_dir = Path(out_dir)
@@ -103,33 +100,25 @@ def write_video(plan: VideoPlan, out_dir: Path, config: SynthConfig = SynthConfi
         csv = io.StringIO()
         csv.write("frame,cls,cx,cy,w,h\n")
 
-    def encode(f):
-        with av.open(f, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(config.fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(config.crf), "preset": config.preset,
-                              # x264's macroblock tree gave different bytes run to run within one
-                              # process (float state); without it the same frames give the same file
-                              "x264-params": "mbtree=0"}
-            for n, item in enumerate(_chain(first, frames)):
-                # our own RGB -> YUV 4:2:0 (BT.601, limited range, as swscale's default): swscale's
-                # result varies with the input buffer's memory alignment, which breaks determinism
-                yuv = cv2.cvtColor(item.image, cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
-                info["frames"] = n + 1
-                if item.rat_box is None:  # no animal in view (styles other than classic): an empty label file
-                    info["empty_frames"] = info.get("empty_frames", 0) + 1
-                if label_tmp is not None:
-                    lines = [] if item.rat_box is None else [_yolo_line(0, item.rat_box, w, h)]
-                    if item.reflection_box is not None:
-                        lines.append(_yolo_line(1, item.reflection_box, w, h))
-                    (label_tmp / f"{n:06d}.txt").write_text("".join(line + "\n" for line in lines))
-                    for line in lines:
-                        csv.write(f"{n},{line.replace(' ', ',')}\n")
-            container.mux(stream.encode(None))
+    def images():  # each frame's picture, its labels written on the way
+        for n, item in enumerate(_chain(first, frames)):
+            info["frames"] = n + 1
+            if item.rat_box is None:  # no animal in view (styles other than classic): an empty label file
+                info["empty_frames"] = info.get("empty_frames", 0) + 1
+            if label_tmp is not None:
+                lines = [] if item.rat_box is None else [_yolo_line(0, item.rat_box, w, h)]
+                if item.reflection_box is not None:
+                    lines.append(_yolo_line(1, item.reflection_box, w, h))
+                (label_tmp / f"{n:06d}.txt").write_text("".join(line + "\n" for line in lines))
+                for line in lines:
+                    csv.write(f"{n},{line.replace(' ', ',')}\n")
+            yield item.image
 
     try:
-        atomic_write(out_dir / info["file"], encode)
+        # x264's macroblock tree gave different bytes run to run within one process (float
+        # state); without it the same frames give the same file
+        write_h264(out_dir / info["file"], images(), config.fps,
+                   {"crf": config.crf, "preset": config.preset, "x264-params": "mbtree=0"})
         if label_tmp is not None:
             final = out_dir / "labels" / plan.video_id
             if final.exists():

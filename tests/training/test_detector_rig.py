@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error
 from typer.testing import CliRunner
-from videos import encode_video
+from ratscore.video import write_h264
 
 from ratscore.cli import app
 
@@ -43,7 +43,8 @@ def write_video(path: Path, seconds: float, phase: float = 0.0, moving: bool = T
         return image
 
     options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-    return encode_video(path, (frame(n) for n in range(int(seconds * FPS))), FPS, options)
+    write_h264(path, (frame(n) for n in range(int(seconds * FPS))), FPS, options)
+    return path
 
 
 def iou(a, b) -> float:
