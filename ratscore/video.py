@@ -384,6 +384,8 @@ def write_h264(target: Union[str, Path, IO[bytes]], frames: Iterable[np.ndarray]
             stream.options = {key: str(value) for key, value in options.items()}
         for image in frames:
             if count == 0:
+                if image.shape[0] % 2 or image.shape[1] % 2:  # 4:2:0 halves both sides
+                    raise ValueError(f"H.264 4:2:0 needs an even width and height, got {image.shape[1]}x{image.shape[0]}")
                 stream.width, stream.height = image.shape[1], image.shape[0]
             yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))

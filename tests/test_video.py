@@ -219,3 +219,6 @@ def test_write_h264_gives_the_frames_back_the_same_bytes_each_time_and_nothing_h
         write_h264(tmp_path / "a.mp4", broken(), 30)
     assert (tmp_path / "a.mp4").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]
+    with pytest.raises(ValueError, match="even width and height, got 63x48"):
+        write_h264(tmp_path / "odd.mp4", [np.zeros((48, 63, 3), np.uint8)], 30)
+    assert not (tmp_path / "odd.mp4").exists()
