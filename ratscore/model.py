@@ -1,4 +1,5 @@
-"""The model folder: its one reader (`load_model`) and its one writer (`update_model`).
+"""The model folder: its one reader (`load_model`) and its one writer (`update_model`; a new model
+written whole beside the old one replaces it with `replace_model`).
 
 A model is a folder with `manifest.json` and the files it names (ONNX graphs, weights):
 
@@ -34,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Union
@@ -234,22 +237,22 @@ def load_model(model_dir: str | Path) -> Model:
                  detector, i3d, localizer, m.get("feature_stats"), learned_from, m.get("detector_adapted_to"))
 
 
-FileContent = Union[bytes, Callable[[IO[bytes]], None]]
+FileContent = Union[bytes, Path, Callable[[IO[bytes]], None]]  # the bytes, a file to copy, or a writer
 
 
 def update_model(model_dir: str | Path, fields: Mapping, files: Optional[Mapping[str, FileContent]] = None,
                  front_end: Optional[Mapping] = None) -> Path:
-    """Write files into a model folder and merge `fields` (top-level manifest fields) and
-    `front_end` (its parts, e.g. {"detector": {...}}) into its manifest, creating the folder and
-    manifest when there are none. The files are written first, each whole or not at all, then the
-    manifest, so a manifest never names a file that is not yet whole. Returns the manifest's path."""
+    """Write files (name -> the bytes, a file to copy, or a writer) into a model folder and merge
+    `fields` (top-level manifest fields) and `front_end` (its parts, e.g. {"detector": {...}}) into
+    its manifest, creating the folder and manifest when there are none. The files are written
+    first, each whole or not at all, then the manifest, so a manifest never names a file that is
+    not yet whole. Returns the manifest's path."""
     model_dir = Path(model_dir)
     if model_dir.exists() and not model_dir.is_dir():
         raise InputError(f"{model_dir}: exists and is not a folder")
     manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else {"name": model_dir.name}
     for name, content in (files or {}).items():
-        write = content if callable(content) else (lambda f, data=content: f.write(data))
-        atomic_write(model_dir / name, write)
+        atomic_write(model_dir / name, _writer(content))
     manifest.update(fields)
     if front_end is not None:
         manifest["front_end"] = {"detector": None, **(manifest.get("front_end") or {}), **front_end}
@@ -258,3 +261,68 @@ def update_model(model_dir: str | Path, fields: Mapping, files: Optional[Mapping
     path = atomic_write_text(model_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     load_model(model_dir)  # what was written must read back
     return path
+
+
+def _writer(content: FileContent) -> Callable[[IO[bytes]], None]:
+    if callable(content):
+        return content
+    if isinstance(content, Path):
+        def copy(f, source=content):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        return copy
+    return lambda f: f.write(content)
+
+
+BUILDING_NAME = ".building"  # inside a model folder: a new model written whole here, then moved into place
+
+
+def check_model_output(output: str | Path, also_resumable: Optional[str] = None) -> Path:
+    """A folder a training command may write a model into: new, empty (hidden entries aside: a
+    feature cache, a work folder), or a model folder (to be replaced); `also_resumable`: a hidden
+    entry whose presence marks the folder as an earlier run's, to go on with. Anything else is an
+    InputError at once, before any work."""
+    from .files import check_output_folder
+
+    output = check_output_folder(output)
+    if output.is_dir() and not (output / MANIFEST_NAME).is_file() \
+            and not (also_resumable and (output / also_resumable).is_dir()):
+        visible = sorted(p.name for p in output.iterdir() if not p.name.startswith("."))
+        if visible:
+            raise InputError(f"{output}: the folder holds other files ({visible[0]}) and no model; "
+                             "give -o a new or empty folder, or a model folder to replace")
+    return output
+
+
+def building_folder(output: str | Path) -> Path:
+    """An empty folder inside `output` to write a new model into (whole) before `replace_model`."""
+    building = Path(output) / BUILDING_NAME
+    if building.exists():
+        shutil.rmtree(building)
+    building.mkdir(parents=True)
+    return building
+
+
+def replace_model(output: str | Path, building: str | Path) -> Path:
+    """The model written whole in `building` (see building_folder) in place of `output`'s. The old
+    manifest goes first, so the folder never names files of two models, then the files it named;
+    the new manifest comes last. Files the old manifest did not name and hidden entries (a feature
+    cache, a work folder) stay."""
+    output, building = Path(output), Path(building)
+    old = output / MANIFEST_NAME
+    if old.is_file():
+        try:
+            named = manifest_files(json.loads(old.read_text()))
+        except (OSError, ValueError):  # an unreadable old manifest names nothing to remove
+            named = []
+        old.unlink()
+        for name in named:
+            path = output / name
+            if path.is_file() and path.parent == output:
+                path.unlink()
+    for path in building.iterdir():
+        if path.name != MANIFEST_NAME:
+            os.replace(path, output / path.name)
+    os.replace(building / MANIFEST_NAME, old)
+    building.rmdir()
+    return output

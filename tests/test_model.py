@@ -14,7 +14,8 @@ from ratscore.cli import app
 from ratscore.errors import InputError
 from ratscore.features import extract_features, load_front_end
 from ratscore.grid import FeatureGrid
-from ratscore.model import BUNDLED_MODEL_DIR, DEFAULT_THRESHOLD, load_model, read_manifest, update_model
+from ratscore.model import (BUNDLED_MODEL_DIR, DEFAULT_THRESHOLD, building_folder, check_model_output, load_model,
+                            read_manifest, replace_model, update_model)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_videos" / "clip_7_0001.mp4"  # 10 s at 30 fps
 
@@ -130,3 +131,26 @@ def test_update_model_writes_files_before_the_manifest_and_keeps_the_rest(tmp_pa
     assert manifest["name"] == "first" and manifest["trained_on"] == "x"
     assert (folder / "a.bin").read_bytes() == b"123" and (folder / "b.bin").read_bytes() == b"4"
     assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
+
+
+def test_a_new_model_replaces_the_old_ones_files_and_leaves_the_rest(tmp_path):
+    folder = tmp_path / "m"
+    update_model(folder, {"name": "m", "feature_stats": "old_stats.npz", "note": "old"}, {"old_stats.npz": b"old"})
+    (folder / ".features").mkdir()  # a cache: hidden, not the model's
+    (folder / "detector_labels.png").write_bytes(b"sheet")  # beside the model, named by no manifest
+    building = building_folder(folder)
+    update_model(building, {"name": "m", "feature_stats": "stats.npz"}, {"stats.npz": b"new"})
+    replace_model(folder, building)
+    assert read_manifest(folder).get("note") is None and read_manifest(folder)["feature_stats"] == "stats.npz"
+    assert sorted(p.name for p in folder.iterdir()) == [".features", "detector_labels.png", "manifest.json", "stats.npz"]
+
+
+def test_a_model_is_written_into_a_new_empty_or_model_folder_only(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "work" / ".run").mkdir(parents=True)
+    (tmp_path / "work" / "notes.txt").write_text("x")
+    for ok in (tmp_path / "new", tmp_path / "empty"):
+        assert check_model_output(ok) == ok
+    assert check_model_output(tmp_path / "work", also_resumable=".run") == tmp_path / "work"
+    with pytest.raises(InputError, match="notes.txt"):
+        check_model_output(tmp_path / "work")

@@ -740,7 +740,7 @@ def _copy_front_end(source: Path, front_dir: Path, field: str = "front_end",
 
     manifest = _front_end_of(source, field, parts)
     front = {part: manifest["front_end"][part] for part in parts}
-    files = {name: model_file(source, name).read_bytes() for name in _front_end_files(front)}
+    files = {name: model_file(source, name) for name in _front_end_files(front)}
     update_model(front_dir, {"name": "front_end", **{k: manifest[k] for k in ("fps", "clip_frames", "clip_stride",
                                                                               "feature_dim")}},
                  files, front_end=front)

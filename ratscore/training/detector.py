@@ -355,7 +355,7 @@ def add_detector_to_model_dir(model_dir, onnx_path, imgsz: int, every_k: int = 5
     """Record a detector ONNX in a model folder's manifest (front_end.detector), copying it in,
     with its PyTorch checkpoint (`weights`; by default the .pt beside the ONNX, where there is one)
     as detector.pt: what `train detector --videos` fine-tunes from."""
-    from ..model import update_model
+    from ..model import MANIFEST_NAME, update_model
 
     model_dir, onnx_path = Path(model_dir), Path(onnx_path)
     if not onnx_path.is_file():
@@ -367,9 +367,9 @@ def add_detector_to_model_dir(model_dir, onnx_path, imgsz: int, every_k: int = 5
     files = {}
     for name, source in ((DETECTOR_ONNX_NAME, onnx_path), (DETECTOR_PT_NAME, weights)):
         if source is not None and Path(source).resolve() != (model_dir / name).resolve():
-            files[name] = Path(source).read_bytes()
+            files[name] = Path(source)
     front = {"detector": detector_spec(imgsz, every_k, conf, margin, DETECTOR_PT_NAME if weights is not None else None)}
-    if not (model_dir / "manifest.json").is_file():
+    if not (model_dir / MANIFEST_NAME).is_file():
         front["i3d"] = None
     return update_model(model_dir, {}, files, front_end=front)
 

@@ -20,9 +20,7 @@ videos or features extracted before:
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,7 +29,6 @@ from ..errors import InputError
 from .localizer import Setup, TrainConfig, fit, read_config, with_total_epochs
 
 FEATURE_CACHE = ".features"  # the feature cache inside the model folder, unless --cache names another
-_BUILDING = ".building"  # the new model is written here whole, then moved into place
 
 
 @dataclass
@@ -129,52 +126,6 @@ def _check_share(share) -> float:
     return float(share)
 
 
-def _check_output(output: Path) -> None:
-    """-o must be new, empty (hidden entries aside: a feature cache) or a model folder to replace."""
-    from ..files import check_output_folder
-    from ..model import MANIFEST_NAME
-
-    check_output_folder(output)
-    if output.is_dir() and not (output / MANIFEST_NAME).is_file():
-        visible = sorted(p.name for p in output.iterdir() if not p.name.startswith("."))
-        if visible:
-            raise InputError(f"{output}: the folder holds other files ({visible[0]}) and no model; "
-                             "give -o a new or empty folder, or a model folder to replace")
-
-
-def _move_into_place(building: Path, output: Path) -> None:
-    """The new model's files in place of the old model's. The old manifest goes first, so the folder
-    never names files of two models, and the new one comes last; files the old manifest did not
-    name and hidden entries (the feature cache) stay."""
-    import json
-
-    from ..model import MANIFEST_NAME, manifest_files
-
-    old = output / MANIFEST_NAME
-    if old.is_file():
-        try:
-            named = manifest_files(json.loads(old.read_text()))
-        except (OSError, ValueError):
-            named = []
-        old.unlink()
-        for name in named:
-            path = output / name
-            if path.is_file() and path.parent == output:
-                path.unlink()
-    for path in building.iterdir():
-        if path.name != MANIFEST_NAME:
-            os.replace(path, output / path.name)
-    os.replace(building / MANIFEST_NAME, old)
-    building.rmdir()
-
-
-def _copy_file(path: Path):
-    def write(f):
-        with open(path, "rb") as src:
-            shutil.copyfileobj(src, f, 1 << 20)
-    return write
-
-
 def _front_end_words(source, i3d_weights, no_roi: bool) -> str:
     """The front end in words: where its I3D and its detector come from."""
     i3d = f"the I3D of {Path(i3d_weights).name}" if i3d_weights is not None else f"the I3D of {source.path}"
@@ -197,12 +148,12 @@ def _add_front_end(model_dir: Path, source, i3d_weights, no_roi: bool) -> None:
         parts["detector"] = dict(front["detector"])
         for name in (source.detector.onnx, source.detector.weights):  # the weights: for `train detector` later
             if name:
-                files[name] = _copy_file(source.file(name))
+                files[name] = source.file(name)
     if i3d_weights is None:
         parts["i3d"] = dict(front["i3d"])
         for name in (source.i3d.onnx, source.i3d.weights):
             if name:
-                files[name] = _copy_file(source.file(name))
+                files[name] = source.file(name)
     update_model(model_dir, {}, files, front_end=parts)
     if i3d_weights is not None:
         from .export import add_i3d_to_model_dir
@@ -267,6 +218,7 @@ def train_on_own_scoring(annotations, output, *, videos=None, features=None, cod
     from ..annotations import split
     from ..benchmark import read_ground_truth
     from ..features import check_features, load_features
+    from ..model import check_model_output
     from ..runtime import resolve_device
 
     say = log or (lambda line: None)
@@ -286,7 +238,7 @@ def train_on_own_scoring(annotations, output, *, videos=None, features=None, cod
         raise InputError(f"--epochs must be at least 1, got {epochs}")
     if config is not None:
         read_config(config)
-    _check_output(output)
+    check_model_output(output)
     if code_map is not None and not isinstance(code_map, dict):
         from ..boris import read_code_map
 
@@ -351,12 +303,10 @@ def train_on_own_scoring(annotations, output, *, videos=None, features=None, cod
                  init_state=sized.init_state)
 
     # ---- the model folder: written whole beside the old one's files, then moved into place
-    from ..model import update_model
+    from ..model import building_folder, replace_model, update_model
     from .export import write_model_dir
 
-    building = output / _BUILDING
-    if building.exists():
-        shutil.rmtree(building)
+    building = building_folder(output)
     threshold_words = (f"{len(training)} trained on, {len(validation)} kept apart to choose the event threshold"
                        if validation else "all trained on, no threshold chosen")
     trained_on = (f"{Path(annotations).name}: {len(used)} training videos ({threshold_words}), {described}; "
@@ -371,6 +321,6 @@ def train_on_own_scoring(annotations, output, *, videos=None, features=None, cod
     if threshold is not None:
         fields["threshold"] = threshold
     update_model(building, fields)
-    _move_into_place(building, output)
+    replace_model(output, building)
     return OwnTraining(output, dim, threshold, sized.init_state is not None, figures, front_words,
                        cached.extracted if cached else [], cached.reused if cached else [])

@@ -78,18 +78,12 @@ class _VideoLabels:
 def _check_output(output: Path, base_dir: Path) -> None:
     """-o: not the base model nor the bundled one; new, empty (hidden entries aside), a model folder
     (replaced), or what an earlier run of this command left (its work folder is there)."""
-    from ..files import check_output_folder
-    from ..model import BUNDLED_MODEL_DIR, MANIFEST_NAME
+    from ..model import BUNDLED_MODEL_DIR, check_model_output
 
     for other, what in ((BUNDLED_MODEL_DIR, "the bundled model"), (base_dir, "the base model (--model)")):
         if output.resolve() == Path(other).resolve():
             raise InputError(f"{output}: is {what}; give -o a new folder (the base model is copied into it)")
-    check_output_folder(output)
-    if output.is_dir() and not (output / MANIFEST_NAME).is_file() and not (output / WORK_NAME).is_dir():
-        visible = sorted(p.name for p in output.iterdir() if not p.name.startswith("."))
-        if visible:
-            raise InputError(f"{output}: the folder holds other files ({visible[0]}) and no model; "
-                             "give -o a new or empty folder, or a model folder to replace")
+    check_model_output(output, also_resumable=WORK_NAME)
 
 
 def _why_none(model) -> str:
@@ -307,8 +301,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
     write the model folder `output`: `model`'s (default the bundled) whole chain with the new
     detector. `synth`: `ratscore synth` folders pooled in. `log` gets a line per video and epoch."""
     from ..features import scan_folder
-    from ..model import BUNDLED_MODEL_DIR, MANIFEST_NAME, load_model, update_model
-    from ..model import manifest_files
+    from ..model import BUNDLED_MODEL_DIR, building_folder, load_model, manifest_files, replace_model, update_model
     from ..pipeline import content_sha256, video_fingerprint
 
     say = log or (lambda line: None)
@@ -445,15 +438,11 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
         export_detector(best, imgsz, onnx)
         atomic_write_text(done, json.dumps(metrics) + "\n")
 
-    # ---- the model folder: the base's files and the new detector first, the manifest last
-    old = output / MANIFEST_NAME
-    if old.is_file():
-        old.unlink()  # from here until the new manifest the folder is no model (never two models' files)
+    # ---- the model folder: the base's files and the new detector, written whole, then moved into place
     manifest = base.manifest
-    files = {name: (lambda f, p=base_dir / name: _copy(p, f)) for name in manifest_files(manifest)
+    files = {name: base_dir / name for name in manifest_files(manifest)
              if name not in manifest_files({"front_end": {"detector": manifest["front_end"].get("detector")}})}
-    files[DETECTOR_ONNX_NAME] = lambda f: _copy(onnx, f)
-    files[DETECTOR_PT_NAME] = lambda f: _copy(best, f)
+    files[DETECTOR_ONNX_NAME], files[DETECTOR_PT_NAME] = Path(onnx), Path(best)
     d = base.detector
     spec = detector_spec(imgsz, **({"every_k": d.every_k, "conf": d.conf, "margin": d.margin} if d else {}))
     words = (f"{base.name}'s I3D and localizer ({manifest.get('trained_on') or 'not stated'}); its detector "
@@ -467,11 +456,8 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
                    "benchmark": {"detector_fine_tune": {"videos": len(stems), "train_frames": n_train,
                                                         "val_frames": n_val, "epochs": options.epochs,
                                                         "imgsz": imgsz, **metrics}}})
-    update_model(output, fields, files, front_end={**manifest["front_end"], "detector": spec})
+    building = building_folder(output)
+    update_model(building, fields, files, front_end={**manifest["front_end"], "detector": spec})
+    replace_model(output, building)
     return RigTraining(output, sheet, {r.stem: r.frames for r in results}, n_train, n_val,
                        str(start) if start is not None else "scratch", metrics)
-
-
-def _copy(path: Path, f) -> None:
-    with open(path, "rb") as src:
-        shutil.copyfileobj(src, f, 1 << 20)
