@@ -17,7 +17,7 @@ from .errors import InputError
 from .labels import LABELS, NUM_CLASSES
 from .metrics import TIOU_THRESHOLDS, Detection, GroundTruth, evaluate, segment_iou
 from .grid import FeatureGrid
-from .files import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text, read_user_csv
 
 DETECTION_COLUMNS = ["video", "start_s", "end_s", "au_id", "score"]
 
@@ -34,17 +34,8 @@ def write_detections(path: str | Path, detections: list[Detection]) -> Path:
 
 def read_detections(path: str | Path) -> list[Detection]:
     """A detections file (video, start_s, end_s, au_id, score); InputError naming the line on problems."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype={"video": str})
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such detections file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file, expected the columns {', '.join(DETECTION_COLUMNS)}") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise InputError(f"{path}: not a readable CSV file ({str(e).splitlines()[0]})") from None
+    table = read_user_csv(path, "detections", f"the columns {', '.join(DETECTION_COLUMNS)}", dtype={"video": str})
     missing = [c for c in DETECTION_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -97,6 +97,21 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def read_user_csv(path: Path, what: str, expected: str, **read_options):
+    """A CSV table a user gives (`what`: "detections", "events"), as a pandas DataFrame; a missing,
+    empty or unreadable file is one InputError (`expected`: the columns it should have, in words)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **read_options)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what} file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file, expected {expected}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise InputError(f"{path}: not a readable CSV file ({str(e).splitlines()[0]})") from None
+
+
 # --- one set of files per video ----------------------------------------------------------------
 
 def marker_path(out_dir: Path, stem: str) -> Path:

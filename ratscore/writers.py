@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Optional
 
 from .errors import InputError
-from .files import publish_set, whole_set
+from .files import publish_set, read_user_csv, whole_set
 
 
 class Writer:
@@ -179,14 +179,7 @@ def read_events_csv(path: Path):
     from .timeline import MAX_DURATION_S, Event
 
     path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such events file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file, expected the columns of events.csv") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise InputError(f"{path}: not a readable CSV file ({str(e).splitlines()[0]})") from None
+    table = read_user_csv(path, "events", "the columns of events.csv")
     missing = [c for c in ("start_s", "end_s") if c not in table.columns]
     if missing or ("au" not in table.columns and "au_id" not in table.columns):
         need = ", ".join(missing + ([] if "au" in table.columns or "au_id" in table.columns else ["au or au_id"]))

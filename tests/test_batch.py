@@ -21,14 +21,16 @@ from ratscore.writers import write_scoring
 
 
 class EventsFileScorer:
-    """Scores a 'video' whose bytes are 'duration;start,end,au;...' (fails on anything else)."""
+    """Scores a 'video' whose text is 'v1;duration;start,end,au;...' (an InputError for anything else);
+    'warn' anywhere in it adds two warnings to the summary, as a truncated recording would. Shared
+    by the batch, study and reliability tests."""
 
     model_id = "events-file-scorer@1"
 
     def __init__(self, run_record=None):
         self.options = AnalyzeOptions(scoring=ScoringOptions())
-        self.run_record = run_record or {"model_sha256": "0" * 64, "no_roi": False, "keep_features": False,
-                                         "racine_config_sha256": None, "mask_sha256": None}
+        self.run_record = dict(run_record or {"model_sha256": "0" * 64, "no_roi": False, "keep_features": False,
+                                              "racine_config_sha256": None, "mask_sha256": None})
         self.calls = []
 
     def analyze(self, video, out_dir, stem):
@@ -36,16 +38,15 @@ class EventsFileScorer:
         text = Path(video).read_text()
         if not text.startswith("v1;"):
             raise InputError(f"{video}: not a video")
-        parts = text.strip().split(";")[1:]
-        duration = float(parts[0])
+        parts = [p for p in text.strip().split(";")[1:] if p != "warn"]
         events = [Event(float(a), float(b), int(c), 0.9) for a, b, c in (p.split(",") for p in parts[1:])]
-        scoring = score_events(events, stem, duration, 30.0, self.model_id, RacineMap(), self.options.scoring)
-        scoring.summary["source"] = {"fingerprint": video_fingerprint(Path(video))}
+        scoring = score_events(events, stem, float(parts[0]), 30.0, self.model_id, RacineMap(), self.options.scoring)
+        scoring.summary["source"] = {"path": str(Path(video).absolute()), "fingerprint": video_fingerprint(Path(video))}
         scoring.summary["trust"] = {"rat_found_fraction": 1.0, "feature_distance": 0.5, "familiar": True}
         scoring.summary["run"] = self.run_record
         if "warn" in text:
-            scoring.summary["warnings"] = ["the file breaks off at 12.0 s", "a second warning"]
-        write_scoring(scoring, out_dir, stem)
+            scoring.summary["warnings"] = ["the file breaks off at 12.0 s", "2 frames undecodable"]
+        write_scoring(scoring, out_dir, stem)  # every format: resume trusts only a whole set
         return scoring
 
 

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ratscore.cli import app
+from ratscore.errors import InputError
 from ratscore.metrics import Detection, GroundTruth, average_precision, evaluate, interpolated_ap, remove_duplicates
 
 
@@ -217,3 +218,18 @@ def test_a_false_alarm_is_a_seizure_event_whose_middle_lies_in_normal_behaviour(
     edge = Event(16.0, 24.0, 7)  # its middle at 20 s, where normal behaviour starts again
     assert false_alarms(truth, [inside, across, astray, edge]) == [astray, edge]
     assert false_alarms(VideoAnnotation("w", "testing", 5.0, [Segment(0.0, 5.0, 7)], 30.0), [astray]) == []
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "no such detections file"),
+    (b"", "empty file, expected the columns video, start_s, end_s, au_id, score"),
+    (b'a,"b\n1,2,3,"\xff\n', "not a readable CSV file"),
+])
+def test_a_detections_file_that_cannot_be_read_is_one_line(tmp_path, content, needle):
+    from ratscore.benchmark import read_detections
+
+    path = tmp_path / "pred.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=needle):
+        read_detections(path)

@@ -17,16 +17,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from test_batch import EventsFileScorer
+
 import ratscore.batch as batch_module
 from ratscore.batch import OutputLock, in_shard, merge_shards, plan_batch, run_batch
 from ratscore.cli import app
 from ratscore.errors import InputError
 from ratscore.features import scan_folder
-from ratscore.labels import RacineMap
-from ratscore.pipeline import AnalyzeOptions, content_sha256, video_fingerprint
-from ratscore.timeline import Event, ScoringOptions, score_events
+from ratscore.pipeline import content_sha256
 from ratscore.video import write_h264
-from ratscore.writers import write_scoring
 
 _runner = CliRunner()
 
@@ -44,34 +43,6 @@ def _one_line(result, code):
 
 _RECORD = {"model_sha256": "0" * 64, "no_roi": False, "keep_features": False,
            "racine_config_sha256": None, "mask_sha256": None}
-
-
-class _TextScorer:
-    """Scores a 'video' whose text is 'v1;duration;start,end,au;...' (an InputError for anything else);
-    'warn' anywhere in it adds two warnings to the summary, as a truncated recording would."""
-
-    model_id = "text-scorer@1"
-
-    def __init__(self, run_record=None):
-        self.options = AnalyzeOptions(scoring=ScoringOptions())
-        self.run_record = dict(run_record or _RECORD)
-        self.calls = []
-
-    def analyze(self, video, out_dir, stem):
-        self.calls.append(Path(video).name)
-        text = Path(video).read_text()
-        if not text.startswith("v1;"):
-            raise InputError(f"{video}: not a video")
-        parts = [p for p in text.strip().split(";")[1:] if p != "warn"]
-        events = [Event(float(a), float(b), int(c), 0.9) for a, b, c in (p.split(",") for p in parts[1:])]
-        scoring = score_events(events, stem, float(parts[0]), 30.0, self.model_id, RacineMap(), self.options.scoring)
-        scoring.summary["source"] = {"path": str(Path(video).absolute()), "fingerprint": video_fingerprint(Path(video))}
-        scoring.summary["trust"] = {"rat_found_fraction": 1.0, "feature_distance": 0.5, "familiar": True}
-        scoring.summary["run"] = self.run_record
-        if "warn" in text:
-            scoring.summary["warnings"] = ["the file breaks off at 12.0 s", "2 frames undecodable"]
-        write_scoring(scoring, out_dir, stem)  # every format: resume trusts only a whole set
-        return scoring
 
 
 def _folder(tmp_path, files: dict) -> Path:
@@ -124,19 +95,19 @@ def test_resume_compares_the_run_record(tmp_path):
     folder = _folder(tmp_path, {"rat1.mp4": "v1;30;1,2,4"})
     out = tmp_path / "out"
     record = dict(_RECORD)
-    run_batch(folder, out, _TextScorer(record))
+    run_batch(folder, out, EventsFileScorer(record))
     for key, value in [("model_sha256", "1" * 64), ("no_roi", True), ("keep_features", True),
                        ("racine_config_sha256", "2" * 64), ("mask_sha256", "3" * 64)]:
         record[key] = value
-        result = run_batch(folder, out, _TextScorer(record))
+        result = run_batch(folder, out, EventsFileScorer(record))
         assert (result.analysed, result.skipped) == (1, 0), key
-    same = _TextScorer(record)
+    same = EventsFileScorer(record)
     assert (run_batch(folder, out, same).skipped, same.calls) == (1, [])
     # a summary from before the run record existed is not trusted
-    old = _TextScorer()
+    old = EventsFileScorer()
     old.run_record = None
     run_batch(folder, out, old, resume=False)
-    assert run_batch(folder, out, _TextScorer(record)).analysed == 1
+    assert run_batch(folder, out, EventsFileScorer(record)).analysed == 1
 
 
 def test_content_sha256_is_the_content_not_the_path(tmp_path):
@@ -213,7 +184,7 @@ def test_batch_lists_every_unreadable_video_entry_and_counts_other_files(tmp_pat
     reasons = _odd_entries(folder)
     out = tmp_path / "out"
     seen = {}
-    result = run_batch(folder, out, _TextScorer(), on_video=lambda name, status: seen.update({name: status}))
+    result = run_batch(folder, out, EventsFileScorer(), on_video=lambda name, status: seen.update({name: status}))
     failures = pd.read_csv(out / "batch_failures.csv")
     assert sorted(failures.video) == sorted(reasons)
     for name, word in reasons.items():
@@ -314,7 +285,7 @@ def test_batch_and_a_shard_on_one_folder_do_not_run_at_once(tmp_path, monkeypatc
     holder = _Holder(tmp_path / "out", (0, 2))
     try:
         with pytest.raises(InputError, match=r"batch --shard 0/2"):
-            run_batch(folder, tmp_path / "out", _TextScorer())
+            run_batch(folder, tmp_path / "out", EventsFileScorer())
         with pytest.raises(InputError, match=r"batch --shard 0/2"):
             merge_shards(tmp_path / "out")
     finally:
@@ -368,9 +339,9 @@ def test_empty_folder_is_exit_2_and_an_empty_shard_is_fine(tmp_path):
 def test_merge_exit_code_and_integer_columns(tmp_path):
     folder = _folder(tmp_path, {"rat1.mp4": "v1;60;10,20,4;22,30,10", "rat2.mp4": "v1;30;1,2,3", "bad.mp4": "x"})
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    run_batch(folder, whole, _TextScorer())
+    run_batch(folder, whole, EventsFileScorer())
     for i in range(2):
-        run_batch(folder, sharded, _TextScorer(), shard=(i, 2))
+        run_batch(folder, sharded, EventsFileScorer(), shard=(i, 2))
     result = _cli("batch", "--merge", sharded)
     assert result.exit_code == 1 and "(1 failed)" in result.stdout, result.output
     for out in (whole, sharded):
@@ -383,7 +354,7 @@ def test_merge_exit_code_and_integer_columns(tmp_path):
     # no failures: exit 0
     ok = _folder(tmp_path / "ok", {"rat1.mp4": "v1;10"})
     for i in range(2):
-        run_batch(ok, tmp_path / "ok_out", _TextScorer(), shard=(i, 2))
+        run_batch(ok, tmp_path / "ok_out", EventsFileScorer(), shard=(i, 2))
     assert _cli("batch", "--merge", tmp_path / "ok_out").exit_code == 0
 
 
@@ -392,11 +363,11 @@ def test_merge_exit_code_and_integer_columns(tmp_path):
 def test_warnings_column_and_per_video_line(tmp_path):
     folder = _folder(tmp_path, {"rat1.mp4": "v1;30;1,2,4;warn", "rat2.mp4": "v1;30;1,2,4"})
     lines = []
-    run_batch(folder, tmp_path / "out", _TextScorer(), on_video=lambda name, status: lines.append(f"{name}: {status}"))
+    run_batch(folder, tmp_path / "out", EventsFileScorer(), on_video=lambda name, status: lines.append(f"{name}: {status}"))
     assert lines == ["rat1.mp4: ok (warning: the file breaks off at 12.0 s; 2 frames undecodable)", "rat2.mp4: ok"]
     table = pd.read_csv(tmp_path / "out" / "batch_summary.csv", keep_default_na=False).set_index("video")
     assert table.loc["rat1.mp4", "warnings"] == "the file breaks off at 12.0 s; 2 frames undecodable"
     assert table.loc["rat2.mp4", "warnings"] == ""
     lines.clear()
-    run_batch(folder, tmp_path / "out", _TextScorer(), on_video=lambda name, status: lines.append(f"{name}: {status}"))
+    run_batch(folder, tmp_path / "out", EventsFileScorer(), on_video=lambda name, status: lines.append(f"{name}: {status}"))
     assert lines[0].startswith("rat1.mp4: skipped (warning: the file breaks off")
