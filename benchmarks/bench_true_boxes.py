@@ -5,7 +5,8 @@ detector's boxes, against the same model's features made from the true boxes the
         [--device cpu|cuda] [-o report.json]
 
 SYNTH_DIR is a `ratscore synth` folder (videos, annotations.json, boxes/). Two sets of features are
-made and kept under --work, per front end (a second call with the same model reuses them):
+made and kept under --work, per front end (a second call with the same model reuses those of the
+very same files: the unseen style's clips share their names with the classic clips they redraw):
 
   - detector: the model's own front end, as `ratscore benchmark --videos` runs it (the detector
     every k-th frame, boxes held between, the motion model on as by default);
@@ -59,8 +60,9 @@ def main(argv=None) -> int:
 
     from ratscore.annotations import read_annotations, split
     from ratscore.benchmark import benchmark_model, benchmark_videos
-    from ratscore.features import find_annotated_videos, front_end_key, load_front_end
+    from ratscore.features import cached_features, find_annotated_videos, front_end_key, load_front_end
     from ratscore.model import BUNDLED_MODEL_DIR
+    from ratscore.pipeline import content_sha256, video_fingerprint
     from ratscore.training.i3d_classifier import rat_boxes
 
     model_dir = args.model or BUNDLED_MODEL_DIR
@@ -78,16 +80,16 @@ def main(argv=None) -> int:
     detector_s = time.perf_counter() - start
 
     front = load_front_end(model_dir, device=args.device)
-    # under the front end's key, as benchmark_videos keeps its own: another model's I3D makes other features
-    true_dir = args.work / "true_boxes" / front_end_key(model_dir)
-    true_dir.mkdir(parents=True, exist_ok=True)
+
+    def fingerprint(video: Path) -> list:  # the video and its true boxes: another folder's clip of one name is not it
+        return [video_fingerprint(video), content_sha256(args.synth_dir / "boxes" / f"{video.stem}.csv")]
+
     start = time.perf_counter()
-    for vid, path in files.items():
-        target = true_dir / f"{vid}.npy"
-        if not target.is_file():
-            np.save(target, true_box_features(path, rat_boxes(args.synth_dir, vid), front))
+    # under the front end's key, as benchmark_videos keeps its own: another model's I3D makes other features
+    true = cached_features(files, args.work / "true_boxes", front, front_end_key(model_dir), fingerprint,
+                           extract=lambda vid, path: true_box_features(path, rat_boxes(args.synth_dir, vid), front))
     true_s = time.perf_counter() - start
-    true = benchmark_model(model_dir, videos, true_dir, device=args.device, progress=False)
+    true = benchmark_model(model_dir, videos, true.folder, device=args.device, progress=False)
 
     def figures(report):
         return {"average": report["average_mAP"], "per_tiou": report["mAP"],

@@ -29,7 +29,7 @@ from collections import deque
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Hashable, Iterable, Iterator, Optional, Union
+from typing import Callable, Hashable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -871,9 +871,12 @@ class CachedFeatures:
 
 
 def cached_features(videos: dict[str, Path], cache_dir: str | Path, front: FrontEnd, key: str, fingerprint,
-                    device: str = "auto", mask_profile=None, log=None, progress: bool = False) -> CachedFeatures:
+                    device: str = "auto", mask_profile=None, log=None, progress: bool = False,
+                    extract: Optional[Callable[[str, Path], np.ndarray]] = None) -> CachedFeatures:
     """The features of each video (id -> file) as <cache_dir>/<key>/<id>.npy, extracted with `front`
-    (whose front_end_key is `key`) only where the cache has none for this very file.
+    (whose front_end_key is `key`) only where the cache has none for this very file. `extract(id,
+    path)`: (T, D) features made another way (benchmarks/bench_true_boxes.py: from the renderer's
+    true boxes), cached the same way.
 
     Beside each .npy a stamp (<id>.json) holds `fingerprint(video)` (pipeline.video_fingerprint): a
     video that changed, or another file of the same name, is extracted again. The .npy is written
@@ -899,6 +902,14 @@ def cached_features(videos: dict[str, Path], cache_dir: str | Path, front: Front
             continue
         stamp_path.unlink(missing_ok=True)  # a stamp never vouches for features it was not written with
         started = time.perf_counter()
+        if extract is not None:
+            features = extract(vid, Path(path))
+            atomic_write(target, lambda f: np.save(f, features))
+            atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
+            out.extracted.append(vid)
+            say(f"[features] {n}/{len(videos)} {vid}: {features.shape[0]} x {features.shape[1]} "
+                f"({time.perf_counter() - started:.1f} s)")
+            continue
         result = extract_features(path, front, device, profile, front.detector is None, progress=progress)
         atomic_write(target, lambda f: np.save(f, result.features))
         atomic_write_text(stamp_path, json.dumps(stamp) + "\n")

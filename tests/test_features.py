@@ -310,3 +310,23 @@ def test_onnx_export_where_the_maps_get_odd_sizes_matches_torch():
             expected = model(x).numpy()
         got = session.run(None, {"clips": x.numpy()})[0]
         assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_the_feature_cache_tells_two_files_of_one_name_apart(tmp_path):
+    from ratscore.features import cached_features
+    from ratscore.pipeline import video_fingerprint
+
+    made = []
+
+    def extract(vid, path):  # features made another way (as bench_true_boxes.py makes them)
+        made.append(path.parent.name)
+        return np.full((3, 4), len(made), np.float32)
+
+    for folder, content in (("classic", b"one drawing"), ("unseen", b"another drawing")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip_0.mp4").write_bytes(content)
+    for folder in ("classic", "unseen", "unseen"):
+        cached = cached_features({"clip_0": tmp_path / folder / "clip_0.mp4"}, tmp_path / "cache", None, "key",
+                                 video_fingerprint, extract=extract)
+    assert made == ["classic", "unseen"] and cached.reused == ["clip_0"]
+    assert np.load(cached.folder / "clip_0.npy")[0, 0] == 2  # the second file's, not the first's
