@@ -6,7 +6,8 @@
 
 RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and the videos). The
 features of each video are extracted once with the model's front end and kept under
-`--work/<model id>/`, so trying scoring options costs seconds. The localizer's events are then
+`--work/<model id>/` with the video's fingerprint (a recording rendered again is extracted again),
+so trying scoring options costs seconds. The localizer's events are then
 scored with every combination of the options given, and the detected episodes are compared with
 the true ones as `bench_analyze.py` does (onset within 2 s, same max stage); false alarms are the
 seizure events reported in normal behaviour, counted as `bench_false_alarms.py` counts them.
@@ -24,7 +25,6 @@ Use it to choose scoring defaults on recordings of seeds of their own (a validat
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import sys
@@ -36,21 +36,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ratscore.metrics import count_episode_matches, episode_shares, false_alarms, true_episodes  # noqa: E402
-
-
-def cached_features(video: Path, cache: Path, front_end) -> tuple[np.ndarray, float]:
-    """(T, D) features and duration of a video, extracted once; `front_end()` gives the model's
-    front end (loaded only when something must be extracted)."""
-    from ratscore.features import extract_features
-    from ratscore.files import atomic_write, atomic_write_text
-
-    target = cache / f"{video.stem}.npy"
-    meta = cache / f"{video.stem}.json"
-    if not (target.exists() and meta.exists()):
-        result = extract_features(video, front_end(), "cpu", progress=False)
-        atomic_write(target, lambda f: np.save(f, result.features))
-        atomic_write_text(meta, json.dumps({"duration_s": result.duration_s}))
-    return np.load(target), json.loads(meta.read_text())["duration_s"]
 
 
 def averaged_localizer(model_dirs: list[Path], work: Path):
@@ -85,26 +70,28 @@ def main() -> None:
     args = parser.parse_args()
 
     from ratscore.annotations import read_annotations
-    from ratscore.features import load_front_end
+    from ratscore.features import cached_features, load_front_end
     from ratscore.labels import RacineMap
     from ratscore.model import load_model
+    from ratscore.pipeline import video_fingerprint
     from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import ScoringOptions, score_events
 
     model = load_model(args.model)
     model_id = model.identity
-    cache = args.work / model_id.replace("@", "_")
-    cache.mkdir(parents=True, exist_ok=True)
     localizer = (averaged_localizer([args.model, *args.average_with], args.work) if args.average_with
                  else OnnxLocalizer(args.model, device="cpu"))
-    front_end = functools.cache(lambda: load_front_end(args.model, device="cpu"))
+    front_end = load_front_end(args.model, device="cpu")
     racine = RacineMap()
     videos = []  # (annotation, events, duration)
     for folder in args.recordings:
-        for annotation in read_annotations(folder / "annotations.json").values():
-            video = folder / f"{annotation.video_id}.mp4"
-            features, duration = cached_features(video, cache, front_end)
-            videos.append((annotation, localizer.detect(features, duration), duration))
+        annotations = list(read_annotations(folder / "annotations.json").values())
+        # extracted once per video file (its fingerprint: a recording rendered again is extracted again)
+        cached = cached_features({a.video_id: folder / f"{a.video_id}.mp4" for a in annotations}, args.work, front_end,
+                                 model_id.replace("@", "_"), video_fingerprint, "cpu")
+        for annotation in annotations:
+            features = np.load(cached.folder / f"{annotation.video_id}.npy")
+            videos.append((annotation, localizer.detect(features, annotation.duration), annotation.duration))
 
     thresholds = args.threshold or [model.threshold]
     rows = []
