@@ -903,22 +903,19 @@ def cached_features(videos: dict[str, Path], cache_dir: str | Path, front: Front
         stamp_path.unlink(missing_ok=True)  # a stamp never vouches for features it was not written with
         started = time.perf_counter()
         if extract is not None:
-            features = extract(vid, Path(path))
-            atomic_write(target, lambda f: np.save(f, features))
-            atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
-            out.extracted.append(vid)
-            say(f"[features] {n}/{len(videos)} {vid}: {features.shape[0]} x {features.shape[1]} "
-                f"({time.perf_counter() - started:.1f} s)")
-            continue
-        result = extract_features(path, front, device, profile, front.detector is None, progress=progress)
-        atomic_write(target, lambda f: np.save(f, result.features))
+            features, length, found, warnings = extract(vid, Path(path)), "", "", []
+        else:
+            result = extract_features(path, front, device, profile, front.detector is None, progress=progress)
+            features, warnings = result.features, result.decode_warnings
+            length = f"{result.duration_s:.1f} s -> "
+            found = ("" if result.rat_found_fraction is None
+                     else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames")
+        atomic_write(target, lambda f: np.save(f, features))
         atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
         out.extracted.append(vid)
-        found = ("" if result.rat_found_fraction is None
-                 else f", rat found in {100 * result.rat_found_fraction:.0f}% of frames")
-        say(f"[features] {n}/{len(videos)} {vid}: {result.duration_s:.1f} s -> {result.features.shape[0]} x "
-            f"{result.features.shape[1]}{found} ({time.perf_counter() - started:.1f} s)")
-        for warning in result.decode_warnings:
+        say(f"[features] {n}/{len(videos)} {vid}: {length}{features.shape[0]} x {features.shape[1]}{found} "
+            f"({time.perf_counter() - started:.1f} s)")
+        for warning in warnings:
             say(f"[features] {vid}: warning: {warning}")
     return out
 
