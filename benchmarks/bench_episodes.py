@@ -6,8 +6,10 @@
 
 RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and the videos). The
 features of each video are extracted once with the model's front end and kept under
-`--work/<model id>/` with the video's fingerprint (a recording rendered again is extracted again),
-so trying scoring options costs seconds. The localizer's events are then
+`--work/<front end key>/` with the video's fingerprint (a recording rendered again is extracted
+again), as `ratscore benchmark` keeps them: trying scoring options costs seconds, and models that
+share a front end (the draws of one recipe, a localizer trained again on the same features) share
+the features. The localizer's events are then
 scored with every combination of the options given, and the detected episodes are compared with
 the true ones as `bench_analyze.py` does (onset within 2 s, same max stage); false alarms are the
 seizure events reported in normal behaviour, counted as `bench_false_alarms.py` counts them.
@@ -70,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ratscore.annotations import read_annotations
-    from ratscore.features import cached_features, load_front_end
+    from ratscore.features import cached_features, front_end_key, load_front_end
     from ratscore.labels import RacineMap
     from ratscore.model import load_model
     from ratscore.pipeline import video_fingerprint
@@ -82,13 +84,14 @@ def main() -> None:
     localizer = (averaged_localizer([args.model, *args.average_with], args.work) if args.average_with
                  else OnnxLocalizer(args.model, device="cpu"))
     front_end = load_front_end(args.model, device="cpu")
+    features_key = front_end_key(args.model)
     racine = RacineMap()
     videos = []  # (annotation, events, duration)
     for folder in args.recordings:
         annotations = list(read_annotations(folder / "annotations.json").values())
         # extracted once per video file (its fingerprint: a recording rendered again is extracted again)
         cached = cached_features({a.video_id: folder / f"{a.video_id}.mp4" for a in annotations}, args.work, front_end,
-                                 model_id.replace("@", "_"), video_fingerprint, "cpu")
+                                 features_key, video_fingerprint, "cpu")
         for annotation in annotations:
             features = np.load(cached.folder / f"{annotation.video_id}.npy")
             videos.append((annotation, localizer.detect(features, annotation.duration), annotation.duration))

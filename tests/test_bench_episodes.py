@@ -80,3 +80,35 @@ def test_localizers_of_another_front_end_are_refused(tiny_model, tmp_path):
         f.write(b"\0")
     with pytest.raises(InputError, match="different front end"):
         _bench_episodes().averaged_localizer([tiny_model, other], tmp_path)
+
+
+
+def test_models_that_share_a_front_end_share_the_cached_features(tmp_path, monkeypatch, capsys):
+    """The bundled model and a copy with another threshold (another model, the same front end): the
+    second run scores the first run's features and extracts nothing."""
+    import json
+
+    from ratscore.model import BUNDLED_MODEL_DIR, load_model
+    from ratscore.synth.planning import make_config
+    from ratscore.synth.writing import synthesize
+
+    recordings = tmp_path / "recordings"
+    synthesize(recordings, seed=3, long_minutes=0.25, config=make_config({"resolutions": [[160, 120]]}))
+    other = tmp_path / "other"
+    shutil.copytree(BUNDLED_MODEL_DIR, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["threshold"] = 0.25
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(other).identity != load_model(BUNDLED_MODEL_DIR).identity
+    work = tmp_path / "work"
+    bench = _bench_episodes()
+
+    def run(model):
+        monkeypatch.setattr("sys.argv", ["bench_episodes.py", str(recordings), "--work", str(work), "--model", str(model)])
+        bench.main()
+        return {p: p.stat().st_mtime_ns for p in work.rglob("*.npy")}
+
+    first = run(BUNDLED_MODEL_DIR)
+    assert len(first) == 1  # one recording, under one front-end key
+    assert run(other) == first  # the same file, not written again
+    assert "episodes_right" in capsys.readouterr().out
