@@ -1,6 +1,8 @@
 """`<stem>.report.html`: one self-contained page per video for a technician's browser.
 
-Everything is inline (the pictures as base64 PNG), so the file can be mailed or archived alone.
+Everything is inline (base64 data URIs: the timeline picture as PNG, the frames of the video as
+JPEG, which keeps a page of real footage around a tenth of the size PNG gives it), so the file can be
+mailed or archived alone.
 The markup is in templates/report.html.j2; this module only prepares the values it shows
 (formatted as text: the template escapes them).
 """
@@ -27,17 +29,23 @@ def _template():
     return env.get_template(TEMPLATE)
 
 
+JPEG_QUALITY = 90  # the video's frames: the animal, the box and the rig stay sharp to the eye
+
+
 def _png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _rgb_to_png(rgb: np.ndarray) -> bytes:
+def _frame_data_uri(rgb: np.ndarray) -> str:
+    """A frame of the video (RGB) as a JPEG data URI: camera noise makes PNG, which keeps every
+    pixel, several times larger for no difference a reader sees."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
-        raise ValueError("could not encode a still as PNG")
-    return buf.tobytes()
+        raise ValueError("could not encode a frame as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 def _text(value) -> str:
@@ -139,13 +147,13 @@ def render_report(scoring, stills: Sequence[Optional[np.ndarray]] = ()) -> str:
         episodes.append({
             "episode": ep.episode, "onset_s": f"{ep.onset_s:.2f}", "offset_s": f"{ep.offset_s:.2f}",
             "duration_s": f"{ep.duration_s:.2f}", "max_stage": _text(ep.max_stage), "aus": _text(ep.aus),
-            "n_events": ep.n_events, "still": None if still is None else _png_data_uri(_rgb_to_png(still)),
+            "n_events": ep.n_events, "still": None if still is None else _frame_data_uri(still),
         })
     events = [{"event": ev.event, "start_s": f"{ev.start_s:.2f}", "end_s": f"{ev.end_s:.2f}", "au": _text(ev.au),
                "stage": _text(ev.racine_stage), "score": f"{ev.score:.2f}"}
               for ev in scoring.events.itertuples(index=False)]
     strip = [{"t_s": f"{f['t_s']:.1f}", "found": f["found"],
-              "image": None if f["image"] is None else _png_data_uri(_rgb_to_png(f["image"]))}
+              "image": None if f["image"] is None else _frame_data_uri(f["image"])}
              for f in getattr(scoring, "strip", ())]
     return _template().render(
         video=str(scoring.video),
