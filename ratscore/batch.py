@@ -42,7 +42,8 @@ FAILURES_NAME = "batch_failures.csv"
 SUMMARY_COLUMNS = (["video", "status", "duration_s", "n_events", "n_episodes", "max_stage",
                     "latency_stage3_s", "latency_stage5_s"]
                    + [f"time_stage{k}_s" for k in range(8)]
-                   + ["wet_dog_shakes", "rat_found_fraction", "feature_distance", "familiar", "model", "warnings"])
+                   + ["wet_dog_shakes", "rat_found_fraction", "feature_distance", "familiar", "trust_reasons", "model",
+                      "warnings"])
 INT_COLUMNS = ["n_events", "n_episodes", "max_stage", "wet_dog_shakes"]  # stay integers beside a failed row
 FAILURE_COLUMNS = ["video", "error"]
 LOCK_NAME = ".ratscore-batch.lock"  # held by an unsharded run (and a merge) for its whole run
@@ -219,6 +220,7 @@ def summary_row(video: str, summary: dict) -> dict:
            "latency_stage3_s": summary["latency_s"].get("3"), "latency_stage5_s": summary["latency_s"].get("5"),
            "wet_dog_shakes": summary["wet_dog_shakes"], "rat_found_fraction": trust.get("rat_found_fraction"),
            "feature_distance": trust.get("feature_distance"), "familiar": trust.get("familiar"),
+           "trust_reasons": "; ".join(trust.get("reasons") or []),  # why unfamiliar, in words, as the report says
            "model": summary.get("model"), "warnings": "; ".join(summary.get("warnings") or [])}
     for k in range(8):
         row[f"time_stage{k}_s"] = summary["per_stage"][str(k)]["total_s"]

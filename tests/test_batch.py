@@ -22,8 +22,9 @@ from ratscore.writers import write_scoring
 
 class EventsFileScorer:
     """Scores a 'video' whose text is 'v1;duration;start,end,au;...' (an InputError for anything else);
-    'warn' anywhere in it adds two warnings to the summary, as a truncated recording would. Shared
-    by the batch, study and reliability tests."""
+    'warn' anywhere in it adds two warnings to the summary, as a truncated recording would, and
+    'unfamiliar' makes the trust check say no, with two reasons. Shared by the batch, study and
+    reliability tests."""
 
     model_id = "events-file-scorer@1"
 
@@ -38,11 +39,14 @@ class EventsFileScorer:
         text = Path(video).read_text()
         if not text.startswith("v1;"):
             raise InputError(f"{video}: not a video")
-        parts = [p for p in text.strip().split(";")[1:] if p != "warn"]
+        parts = [p for p in text.strip().split(";")[1:] if p not in ("warn", "unfamiliar")]
         events = [Event(float(a), float(b), int(c), 0.9) for a, b, c in (p.split(",") for p in parts[1:])]
         scoring = score_events(events, stem, float(parts[0]), 30.0, self.model_id, RacineMap(), self.options.scoring)
         scoring.summary["source"] = {"path": str(Path(video).absolute()), "fingerprint": video_fingerprint(Path(video))}
-        scoring.summary["trust"] = {"rat_found_fraction": 1.0, "feature_distance": 0.5, "familiar": True}
+        scoring.summary["trust"] = {"rat_found_fraction": 1.0, "feature_distance": 0.5, "familiar": True, "reasons": []}
+        if "unfamiliar" in text:
+            scoring.summary["trust"] = {"rat_found_fraction": 0.12, "feature_distance": 0.5, "familiar": False,
+                                        "reasons": ["the rat was found in only 12% of frames", "portrait frames"]}
         scoring.summary["run"] = self.run_record
         if "warn" in text:
             scoring.summary["warnings"] = ["the file breaks off at 12.0 s", "2 frames undecodable"]
@@ -79,6 +83,17 @@ def test_shards_partition_the_study():
     for bad in ("4/4", "x", "1/0", "-1/3"):
         with pytest.raises(InputError):
             parse_shard(bad)
+
+
+def test_the_summary_table_says_why_a_video_is_unfamiliar(tmp_path):
+    study, out = tmp_path / "study", tmp_path / "out"
+    study.mkdir()
+    (study / "rat1.mp4").write_text("v1;60;10,20,4")
+    (study / "rat2.mp4").write_text("v1;60;10,20,4;unfamiliar")
+    run_batch(study, out, EventsFileScorer())
+    summary = pd.read_csv(out / "batch_summary.csv", keep_default_na=False).set_index("video")
+    assert list(summary.familiar) == [True, False] and summary.loc["rat1.mp4", "trust_reasons"] == ""
+    assert summary.loc["rat2.mp4", "trust_reasons"] == "the rat was found in only 12% of frames; portrait frames"
 
 
 def test_batch_failures_resume_and_tables(tmp_path):
