@@ -35,6 +35,7 @@ from filelock import FileLock, Timeout
 
 from .errors import InputError, RatscoreError, RunError
 from .files import atomic_write_text, recover
+from .trust import UNFAMILIAR_FLAG, is_unfamiliar
 from .video import VIDEO_SUFFIXES
 
 SUMMARY_NAME = "batch_summary.csv"
@@ -237,6 +238,11 @@ class BatchResult:
     folders_not_searched: int = 0
     summary_path: Optional[Path] = None
 
+    @property
+    def unfamiliar(self) -> int:
+        """Scored videos (analysed now or before) whose trust check said no."""
+        return sum(1 for row in self.rows if row.get("familiar") is False)
+
 
 def _table_names(shard: Optional[tuple[int, int]]) -> tuple[str, str]:
     if shard is None:
@@ -261,9 +267,12 @@ def _write_tables(out_dir: Path, rows: list[dict], failures: list[dict], names, 
     return path
 
 
-def _with_warnings(status: str, summary: dict) -> str:
+def _status_line(status: str, summary: dict) -> str:
+    """A scored video's status as its line shows it: the unfamiliar flag, as analyze prints it, and
+    the warnings."""
     warnings = summary.get("warnings") or []
-    return f"{status} (warning: {'; '.join(warnings)})" if warnings else status
+    flag = f" {UNFAMILIAR_FLAG}" if is_unfamiliar(summary) else ""
+    return f"{status}{flag} (warning: {'; '.join(warnings)})" if warnings else f"{status}{flag}"
 
 
 def default_workers() -> int:
@@ -373,7 +382,7 @@ def run_batch(folder: Path, out_dir: Path, analyzer, recursive: bool = False, pa
                     else:
                         result.analysed += 1
                     result.rows.append(summary_row(name, payload))
-                    status = _with_warnings(status, payload)
+                    status = _status_line(status, payload)
                 except RatscoreError as e:
                     status = str(e)
                     result.failures.append({"video": name, "error": status})

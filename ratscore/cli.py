@@ -456,6 +456,7 @@ def analyze(
     from .errors import InputError, RatscoreError
     from .files import check_output_folder
     from .pipeline import Analyzer
+    from .trust import UNFAMILIAR_FLAG, is_unfamiliar
     from .video import check_video_file
 
     # everything a user can get wrong is checked before the models load
@@ -478,7 +479,7 @@ def analyze(
             failed += 1
             typer.echo(f"ratscore: error: {e}", err=True)
             continue
-        flag = "" if s["trust"].get("familiar", True) else "  [UNFAMILIAR FOOTAGE: check by hand]"
+        flag = f"  {UNFAMILIAR_FLAG}" if is_unfamiliar(s) else ""
         warned = "".join(f"  [WARNING: {w}]" for w in s.get("warnings") or [])
         typer.echo(f"{video}: {s['n_events']} events, {s['n_episodes']} episodes, max stage {s['max_stage']}"
                    f" -> {output / video.stem}.*{flag}{warned}")
@@ -576,9 +577,12 @@ def batch(
                    f"--study {study}`")
     not_searched = (f", {result.folders_not_searched} sub-folders not searched" if result.folders_not_searched
                     else "")
+    unfamiliar = (f"; {result.unfamiliar} unfamiliar: check them by hand (the table's trust_reasons says why)"
+                  if result.unfamiliar else "")
     typer.echo(f"{result.analysed} analysed, {result.skipped} already done, {len(result.failures)} failed, "
                f"{result.other_files} other files ignored{not_searched} -> {result.summary_path}"
-               + (f" and {result.summary_path.with_name('study.xlsx')}" if shard_ is None and sheet is not None else ""))
+               + (f" and {result.summary_path.with_name('study.xlsx')}" if shard_ is None and sheet is not None else "")
+               + unfamiliar)
     if result.failures:
         raise typer.Exit(1)
 

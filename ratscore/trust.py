@@ -22,6 +22,12 @@ from .roi import RECOGNISED_SCORE
 from .timeline import episode_events
 
 MIN_STD = 1e-6  # dimensions that never vary in training must not divide by zero
+UNFAMILIAR_FLAG = "[UNFAMILIAR FOOTAGE: check by hand]"  # on a video's line in analyze's and batch's output
+
+
+def is_unfamiliar(summary: dict) -> bool:
+    """Whether a summary.json's trust check said no (a summary without one is not flagged)."""
+    return (summary.get("trust") or {}).get("familiar", True) is False
 
 
 def feature_stats(features: Iterable[np.ndarray]) -> dict[str, np.ndarray]:

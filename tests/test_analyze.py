@@ -158,6 +158,10 @@ def test_batch_resume_after_kill_shards_and_merge(tmp_path, tiny_model):
     opts = _model_args(tiny_model)
     result = runner.invoke(app, ["batch", str(study), "-o", str(whole), "--recursive", *opts])
     assert result.exit_code == 1, result.output  # one video failed
+    # the tiny model's scores are untrustworthy: each line and the last say so, as analyze's line does
+    assert "rat1.mp4: ok [UNFAMILIAR FOOTAGE: check by hand]" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].endswith("; 2 unfamiliar: check them by hand (the table's "
+                                                           "trust_reasons says why)")
     summary = pd.read_csv(whole / "batch_summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert list(summary.video) == ["day2/broken.mp4", "day2/rat2.mp4", "rat1.mp4"]

@@ -90,9 +90,15 @@ def test_the_summary_table_says_why_a_video_is_unfamiliar(tmp_path):
     study.mkdir()
     (study / "rat1.mp4").write_text("v1;60;10,20,4")
     (study / "rat2.mp4").write_text("v1;60;10,20,4;unfamiliar")
-    run_batch(study, out, EventsFileScorer())
+    (study / "rat3.mp4").write_text("v1;60;10,20,4;unfamiliar;warn")
+    lines = []
+    result = run_batch(study, out, EventsFileScorer(), on_video=lambda name, status: lines.append(f"{name}: {status}"))
+    assert lines == ["rat1.mp4: ok", "rat2.mp4: ok [UNFAMILIAR FOOTAGE: check by hand]",
+                     "rat3.mp4: ok [UNFAMILIAR FOOTAGE: check by hand] (warning: the file breaks off at 12.0 s; "
+                     "2 frames undecodable)"]
+    assert result.unfamiliar == 2
     summary = pd.read_csv(out / "batch_summary.csv", keep_default_na=False).set_index("video")
-    assert list(summary.familiar) == [True, False] and summary.loc["rat1.mp4", "trust_reasons"] == ""
+    assert list(summary.familiar) == [True, False, False] and summary.loc["rat1.mp4", "trust_reasons"] == ""
     assert summary.loc["rat2.mp4", "trust_reasons"] == "the rat was found in only 12% of frames; portrait frames"
 
 
