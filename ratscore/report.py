@@ -1,8 +1,8 @@
 """`<stem>.report.html`: one self-contained page per video for a technician's browser.
 
 Everything is inline (base64 data URIs: the timeline picture as PNG, the frames of the video as
-JPEG, which keeps a page of real footage around a tenth of the size PNG gives it), so the file can be
-mailed or archived alone.
+JPEG, several times smaller than PNG on camera footage), so the file can be mailed or archived
+alone.
 The markup is in templates/report.html.j2; this module only prepares the values it shows
 (formatted as text: the template escapes them).
 """
