@@ -98,6 +98,7 @@ class BundleRecipe:
     classifier_stride: int = 12  # frames between training windows
     classifier_batch: int = 16
     classifier_lr: float = 2e-3
+    classifier_long_recordings: bool = False  # the I3D classifier also learns from the long training recordings, near their seizures
     localizer_epochs: int = 41  # RaSeformer epochs (warm-up included): as many steps as 80 were without localizer_clips
     localizer_dim: int = 128  # RaSeformer embedding, neck and head width (the release: 512)
     localizer_lr: float = 5e-4  # AdamW peak learning rate (the release: 1e-4, for 1024-d I3D features)
@@ -116,6 +117,11 @@ class BundleRecipe:
                 raise InputError(f"{name} must be classic or varied, not {style!r}")
         if self.front_end and self.i3d_from:
             raise InputError("front_end already brings an I3D: give front_end or i3d_from, not both")
+        if self.classifier_long_recordings and (self.front_end or self.i3d_from):
+            raise InputError("classifier_long_recordings trains the I3D, but front_end or i3d_from brings one: "
+                             "give one or the other")
+        if self.classifier_long_recordings and not self.train_long_recordings:
+            raise InputError("classifier_long_recordings needs long training recordings (train_long_recordings above 0)")
         for name, spec in self.__dataclass_fields__.items():
             problem = _field_problem(name, getattr(self, name), spec.default)
             if problem:
@@ -180,6 +186,11 @@ _STAGE_FIELDS["synth_behaviour"] = _BEHAVIOUR_FIELDS
 _VALIDATION_LONG_FIELDS = ("validation_long_recordings", "validation_long_minutes", "validation_long_seed")
 _STAGE_FIELDS["synth_validation_long"] = _VALIDATION_LONG_FIELDS
 
+# The long training recordings read by the I3D classifier too (classifier_long_recordings): then
+# they are inputs of the classifier and all it feeds, and only then, so that a recipe without it
+# keeps its markers.
+_CLASSIFIER_LONG_FIELDS = ("classifier_long_recordings",) + _RENDER_FIELDS["synth_long"]
+
 # the stages that read the localizer clips themselves (the others only through the detector)
 _READ_LOCALIZER_CLIPS = {"synth_localizer", "features", "localizer_topk", "localizer_plain"}
 _READ_FEATURES = {"features", "localizer_topk", "localizer_plain"}
@@ -202,6 +213,9 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
                                                 or (not recipe.front_end and not recipe.i3d_from
                                                     and "classifier_epochs" in fields)):
         fields |= set(_BEHAVIOUR_FIELDS)
+    if (recipe.classifier_long_recordings and not recipe.front_end and not recipe.i3d_from
+            and "classifier_epochs" in fields):
+        fields |= set(_CLASSIFIER_LONG_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
         inputs["front_end_sha256"] = front_end_digest(Path(recipe.front_end))
@@ -403,7 +417,8 @@ def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
     if recipe.train_long_recordings:
         # The clips hold an action almost all the time; without hours of ordinary behaviour the
         # localizer learns that something always happens, and a real recording is scored as one
-        # long seizure. These recordings train the localizer only (not the detector or the I3D).
+        # long seizure. These recordings train the localizer (and, with classifier_long_recordings,
+        # the I3D classifier near their seizures), never the detector.
         renders.append(("synth_long", dict(clips=0, seed=recipe.train_long_seed, long_minutes=recipe.train_long_minutes,
                                            long_count=recipe.train_long_recordings)))
     if recipe.validation_long_recordings:
@@ -486,6 +501,14 @@ def _train_classifier(run: BundleRun) -> dict:
         shown = behaviour_videos(folder)
         videos += [(folder / f"{vid}.mp4", v.segments, rat_boxes(folder, vid))
                    for vid, v in read_annotations(folder / "annotations.json").items() if vid in shown]
+    if recipe.classifier_long_recordings and recipe.train_long_recordings:
+        # In a 10 s clip an action fills most of the clip; in a recording it is a few seconds between
+        # others (a fall of 2 to 6 s after rearing), and the I3D taught on clips alone takes such a
+        # fall for ordinary behaviour (docs/RESULTS.md). So it also sees the recordings' seizures
+        # in context; the minutes of ordinary behaviour far from them would only add time.
+        folder = run.work / "synth_long"
+        videos += [(folder / f"{vid}.mp4", near_seizure(v.segments, CLASSIFIER_CONTEXT_S), rat_boxes(folder, vid))
+                   for vid, v in read_annotations(folder / "annotations.json").items()]
     options = ClassifierOptions(width=recipe.i3d_width, input_size=recipe.i3d_input_size,
                                 subtract_temporal_mean=recipe.i3d_subtract_temporal_mean,
                                 still_share=recipe.i3d_still_share, crop_margin=recipe.crop_margin,
@@ -494,6 +517,23 @@ def _train_classifier(run: BundleRun) -> dict:
     metrics = train_i3d_classifier(videos, run.work, options, stage_inputs(recipe, "i3d_classifier"), run.torch_device,
                                    run.log)
     return {**metrics, "videos": len(videos)}
+
+
+CLASSIFIER_CONTEXT_S = 5.0  # seconds of the ordinary behaviour either side of a recording's seizure the classifier sees
+
+
+def near_seizure(segments: list, context_s: float) -> list:
+    """A recording's segments cut to its seizure (its action units other than "others") and
+    `context_s` either side: the classifier's windows outside them have no label and are skipped.
+    A recording without a seizure keeps nothing."""
+    from dataclasses import replace
+
+    seizure = [seg for seg in segments if seg.au_id != 0]
+    if not seizure:
+        return []
+    first, last = min(seg.start_s for seg in seizure) - context_s, max(seg.end_s for seg in seizure) + context_s
+    return [replace(seg, start_s=max(seg.start_s, first), end_s=min(seg.end_s, last))
+            for seg in segments if seg.end_s > first and seg.start_s < last]
 
 
 def _assemble_front_end(run: BundleRun) -> dict:
@@ -647,8 +687,10 @@ def train_recipe_localizer(annotations: Path, features_dir: Path, out_dir: Path,
 def _trained_on(recipe: BundleRecipe) -> str:
     localizer_only = ""
     if recipe.train_long_recordings:
+        readers = ("the I3D classifier (near their seizures) and the localizer" if recipe.classifier_long_recordings
+                   else "the localizer")
         localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
-                           f"(seed {recipe.train_long_seed}) for the localizer")
+                           f"(seed {recipe.train_long_seed}) for {readers}")
     if recipe.localizer_clips:
         also_detector = recipe.detector_localizer_clips and not recipe.front_end
         localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
