@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_episodes.py RECORDINGS_DIR... --work /tmp/episodes
         [--model models/] [--average-with MODEL_DIR...] [--threshold 0.3 0.4] [--episode-gap 10 20]
-        [-o report.json]
+        [-o report.json] [--episodes episodes.csv]
 
 RECORDINGS_DIR is a `ratscore synth --long-minutes` folder (annotations.json and the videos). The
 features of each video are extracted once with the model's front end and kept under
@@ -19,6 +19,10 @@ folders whose localizers were trained on the same front end's features (other dr
 training, for instance). At each pyramid level their class probabilities and their offsets are
 averaged, then decoded once as one localizer's output is: the recipe's `localizer_draws` average,
 written as a model folder under `--work`. The front ends must be the same.
+
+`--episodes FILE.csv` also writes each true episode beside the detected episode it is matched
+with (the one that overlaps it with the nearest onset, as the counts match them), with both
+episodes' action units: which episodes are lost, and whether by a late onset or a missed unit.
 
 Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
 `bench_analyze.py` on its held-out seeds to measure the choice.
@@ -37,7 +41,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ratscore.metrics import count_episode_matches, episode_shares, false_alarms, true_episodes  # noqa: E402
+from ratscore.metrics import (count_episode_matches, episode_shares, false_alarms, paired_episodes,  # noqa: E402
+                              true_episodes)
 
 
 def averaged_localizer(model_dirs: list[Path], work: Path):
@@ -58,6 +63,17 @@ def averaged_localizer(model_dirs: list[Path], work: Path):
     return OnnxLocalizer(folder, device="cpu")
 
 
+EPISODE_ROW = ["video", "threshold", "episode_gap_s", "true_onset_s", "true_offset_s", "true_stage", "true_aus",
+               "found_onset_s", "found_offset_s", "found_stage", "found_aus", "onset_ok", "stage_ok"]
+
+
+def episode_row(video: str, threshold: float, gap: float, true, found, onset_ok: bool, stage_ok: bool) -> list:
+    """One row of --episodes: a true episode and the detected one matched with it (empty where none
+    overlaps), each with its action units in the order the episodes table gives them."""
+    seen = [found.onset_s, found.offset_s, int(found.max_stage), found.aus] if found is not None else [None] * 4
+    return [video, threshold, gap, true.onset_s, true.offset_s, int(true.max_stage), true.aus, *seen, onset_ok, stage_ok]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recordings", type=Path, nargs="+")
@@ -69,6 +85,8 @@ def main() -> None:
                         help="event thresholds to try (default: the model's own)")
     parser.add_argument("--episode-gap", type=float, nargs="+", default=[10.0])
     parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--episodes", type=Path,
+                        help="also write each true episode beside the detected one it is matched with (CSV)")
     args = parser.parse_args()
 
     from ratscore.annotations import read_annotations
@@ -97,7 +115,7 @@ def main() -> None:
             videos.append((annotation, localizer.detect(features, annotation.duration), annotation.duration))
 
     thresholds = args.threshold or [model.threshold]
-    rows = []
+    rows, episodes = [], []
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
         totals = dict.fromkeys(("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok"), 0)
@@ -105,8 +123,12 @@ def main() -> None:
         for annotation, events, duration in videos:
             scored = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options)
             # the true episodes keep the default gap, whatever gap the detection is scored with
-            for key, count in count_episode_matches(true_episodes(annotation, racine), scored.episodes).items():
+            truth = true_episodes(annotation, racine)
+            for key, count in count_episode_matches(truth, scored.episodes).items():
                 totals[key] += count
+            if args.episodes:
+                episodes += [episode_row(annotation.video_id, threshold, gap, *pair)
+                             for pair in paired_episodes(truth, scored.episodes)]
             alarms += len(false_alarms(annotation, scored.events.itertuples(index=False)))
         # a threshold is chosen on both: episodes right, and seizure events reported in normal behaviour
         row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals),
@@ -114,6 +136,9 @@ def main() -> None:
         rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
+    if args.episodes:
+        table_of_episodes = pd.DataFrame(episodes, columns=EPISODE_ROW).astype({"found_stage": "Int64"})
+        table_of_episodes.round({"found_onset_s": 2, "found_offset_s": 2}).to_csv(args.episodes, index=False)
     if args.output:
         args.output.write_text(json.dumps({"model": model_id, "average_with": [str(d) for d in args.average_with],
                                            "recordings": [str(r) for r in args.recordings],

@@ -209,21 +209,28 @@ def true_episodes(annotation, racine, episode_gap_s: float = ScoringOptions.epis
                         ScoringOptions(episode_gap_s=episode_gap_s)).episodes
 
 
-def count_episode_matches(truth, found) -> dict:
-    """Each true episode against the detected episode that overlaps it with the nearest onset.
+def paired_episodes(truth, found):
+    """Each true episode with the detected episode that overlaps it with the nearest onset:
+    (true row, found row or None, onset within the tolerance, same max stage), in the truth's order.
 
-    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS) of one video. Counts, so
-    that several videos add up (see episode_shares)."""
-    counts = {"true_episodes": len(truth), "found_episodes": len(found), "matched": 0,
-              "onset_ok": 0, "stage_ok": 0, "both_ok": 0}
+    `truth` and `found` are episodes tables (timeline.EPISODE_COLUMNS) of one video."""
     for t in truth.itertuples(index=False):
         overlapping = found[(found.onset_s < t.offset_s) & (found.offset_s > t.onset_s)]
         if overlapping.empty:
+            yield t, None, False, False
             continue
-        best = overlapping.iloc[int((overlapping.onset_s - t.onset_s).abs().to_numpy().argmin())]
-        onset = bool(abs(best.onset_s - t.onset_s) <= EPISODE_ONSET_TOLERANCE_S)
-        stage = bool(int(best.max_stage) == int(t.max_stage))
-        counts["matched"] += 1
+        best = next(overlapping.iloc[[int((overlapping.onset_s - t.onset_s).abs().to_numpy().argmin())]]
+                    .itertuples(index=False))
+        yield (t, best, bool(abs(best.onset_s - t.onset_s) <= EPISODE_ONSET_TOLERANCE_S),
+               bool(int(best.max_stage) == int(t.max_stage)))
+
+
+def count_episode_matches(truth, found) -> dict:
+    """paired_episodes counted, so that several videos add up (see episode_shares)."""
+    counts = {"true_episodes": len(truth), "found_episodes": len(found), "matched": 0,
+              "onset_ok": 0, "stage_ok": 0, "both_ok": 0}
+    for _, best, onset, stage in paired_episodes(truth, found):
+        counts["matched"] += best is not None
         counts["onset_ok"] += onset
         counts["stage_ok"] += stage
         counts["both_ok"] += onset and stage

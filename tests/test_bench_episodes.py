@@ -103,12 +103,33 @@ def test_models_that_share_a_front_end_share_the_cached_features(tmp_path, monke
     work = tmp_path / "work"
     bench = _bench_episodes()
 
-    def run(model):
-        monkeypatch.setattr("sys.argv", ["bench_episodes.py", str(recordings), "--work", str(work), "--model", str(model)])
+    def run(model, *more):
+        monkeypatch.setattr("sys.argv", ["bench_episodes.py", str(recordings), "--work", str(work), "--model", str(model),
+                                         *more])
         bench.main()
         return {p: p.stat().st_mtime_ns for p in work.rglob("*.npy")}
 
     first = run(BUNDLED_MODEL_DIR)
     assert len(first) == 1  # one recording, under one front-end key
-    assert run(other) == first  # the same file, not written again
-    assert "episodes_right" in capsys.readouterr().out
+    episodes = tmp_path / "episodes.csv"
+    assert run(other, "--episodes", str(episodes)) == first  # the same file, not written again
+    out = capsys.readouterr().out
+    assert "episodes_right" in out
+
+    # --episodes: each true episode beside the one it is matched with, as the counts match them
+    import pandas as pd
+
+    from ratscore.annotations import read_annotations
+
+    from ratscore.labels import RacineMap
+    from ratscore.metrics import true_episodes
+
+    table = pd.read_csv(episodes)
+    (annotation,) = read_annotations(recordings / "annotations.json").values()
+    (truth,) = true_episodes(annotation, RacineMap()).itertuples(index=False)
+    assert len(table) == 1 and table.video[0] == annotation.video_id and table.threshold[0] == 0.25
+    assert (table.true_onset_s[0], table.true_stage[0], table.true_aus[0]) == (truth.onset_s, truth.max_stage, truth.aus)
+    assert set(truth.aus.split(";")) <= {s.label for s in annotation.segments if s.au_id != 0}
+    right = int(out.strip().splitlines()[-1].split()[-2])  # the printed episodes_right
+    assert int((table.onset_ok & table.stage_ok).sum()) == right
+    assert pd.isna(table.found_onset_s[0]) == pd.isna(table.found_stage[0])

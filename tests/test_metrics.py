@@ -154,6 +154,16 @@ def test_episode_matching_takes_the_overlapping_episode_with_the_nearest_onset()
     assert m["onset_within_2s"] == m["same_max_stage"] == m["onset_and_stage"] == round(2 / 3, 3)
 
 
+def test_paired_episodes_give_each_true_episode_its_match_or_none():
+    from ratscore.metrics import paired_episodes
+
+    truth = _episodes([(100.0, 130.0, 5), (500.0, 520.0, 2)])
+    found = _episodes([(95.0, 112.0, 1), (101.5, 128.0, 4), (700.0, 710.0, 3)])
+    (first, match, onset, stage), (second, none, *checks) = paired_episodes(truth, found)
+    assert (first.onset_s, match.onset_s, onset, stage) == (100.0, 101.5, True, False)
+    assert second.onset_s == 500.0 and none is None and checks == [False, False]
+
+
 def test_episode_matching_needs_onset_and_stage_together():
     from ratscore.metrics import match_episodes
 
