@@ -501,7 +501,7 @@ def _train_classifier(run: BundleRun) -> dict:
         shown = behaviour_videos(folder)
         videos += [(folder / f"{vid}.mp4", v.segments, rat_boxes(folder, vid))
                    for vid, v in read_annotations(folder / "annotations.json").items() if vid in shown]
-    if recipe.classifier_long_recordings and recipe.train_long_recordings:
+    if recipe.classifier_long_recordings:  # with train_long_recordings above 0 (BundleRecipe checks)
         # In a 10 s clip an action fills most of the clip; in a recording it is a few seconds between
         # others (a fall of 2 to 6 s after rearing), and the I3D taught on clips alone takes such a
         # fall for ordinary behaviour (docs/RESULTS.md). So it also sees the recordings' seizures

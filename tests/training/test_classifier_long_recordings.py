@@ -8,7 +8,7 @@ import pytest
 
 from ratscore.annotations import Segment
 from ratscore.errors import InputError
-from ratscore.training.bundle import (CLASSIFIER_CONTEXT_S, BundleRecipe, BundleRun, _train_classifier,
+from ratscore.training.bundle import (CLASSIFIER_CONTEXT_S, BundleRecipe, BundleRun, _train_classifier, _trained_on,
                                       bundle_stages, near_seizure, stage_inputs)
 
 
@@ -30,6 +30,9 @@ def test_the_field_is_an_input_of_the_classifier_and_what_it_feeds_only_when_set
         assert inputs["classifier_long_recordings"] is True and inputs["train_long_seed"] == 3000
     assert "classifier_long_recordings" not in stage_inputs(along, "detector")
     assert "train_long_recordings" not in stage_inputs(along, "detector")
+    # and the model's manifest says who learned from the recordings
+    assert "(seed 3000) for the I3D classifier (near their seizures) and the localizer" in _trained_on(along)
+    assert "(seed 3000) for the localizer," in _trained_on(plain)
 
 
 def test_the_field_is_refused_where_it_would_do_nothing():
