@@ -219,8 +219,7 @@ def paired_episodes(truth, found):
         if overlapping.empty:
             yield t, None, False, False
             continue
-        best = next(overlapping.iloc[[int((overlapping.onset_s - t.onset_s).abs().to_numpy().argmin())]]
-                    .itertuples(index=False))
+        best = min(overlapping.itertuples(index=False), key=lambda f: abs(f.onset_s - t.onset_s))  # first of equals
         yield (t, best, bool(abs(best.onset_s - t.onset_s) <= EPISODE_ONSET_TOLERANCE_S),
                bool(int(best.max_stage) == int(t.max_stage)))
 

@@ -213,8 +213,7 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
                                                 or (not recipe.front_end and not recipe.i3d_from
                                                     and "classifier_epochs" in fields)):
         fields |= set(_BEHAVIOUR_FIELDS)
-    if (recipe.classifier_long_recordings and not recipe.front_end and not recipe.i3d_from
-            and "classifier_epochs" in fields):
+    if recipe.classifier_long_recordings and "classifier_epochs" in fields:  # never with a given I3D (BundleRecipe checks)
         fields |= set(_CLASSIFIER_LONG_FIELDS)
     inputs = {name: getattr(recipe, name) for name in sorted(fields)}
     if recipe.front_end and "front_end" in inputs:
