@@ -213,6 +213,10 @@ def test_event_threshold_is_the_one_with_the_best_f1():
     # 0.25 and 0.3 keep the two right events and one false alarm (F1 0.8); the lowest such wins
     assert best_event_threshold(truth, detections) == (0.25, 2 * 2 / (3 + 2))
     assert best_event_threshold(truth, detections, candidates=()) == (DEFAULT_THRESHOLD, -1.0)  # a model that states none
+    # a model whose false alarms score up to 0.55: the best threshold lies above 0.5
+    confident = [Detection("v", 0.1, 2.0, 4, 0.9), Detection("v", 5.0, 7.5, 7, 0.65),
+                 Detection("v", 3.0, 4.0, 4, 0.55), Detection("v", 9.0, 9.5, 7, 0.45)]
+    assert best_event_threshold(truth, confident) == (0.6, 1.0)
 
 
 def test_a_false_alarm_is_a_seizure_event_whose_middle_lies_in_normal_behaviour():
