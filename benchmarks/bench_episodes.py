@@ -24,6 +24,9 @@ written as a model folder under `--work`. The front ends must be the same.
 with (the one that overlaps it with the nearest onset, as the counts match them), with both
 episodes' action units: which episodes are lost, and whether by a late onset or a missed unit.
 
+With several folders the table pools them; a second table gives each folder's episodes right and
+false alarms at every combination (a held-out set is judged on its own as well as pooled).
+
 Use it to choose scoring defaults on recordings of seeds of their own (a validation set), and
 `bench_analyze.py` on its held-out seeds to measure the choice.
 """
@@ -104,7 +107,7 @@ def main() -> None:
     front_end = load_front_end(args.model, device="cpu")
     features_key = front_end_key(args.model)
     racine = RacineMap()
-    videos = []  # (annotation, events, duration)
+    videos = []  # (annotation, events, duration, folder)
     for folder in args.recordings:
         annotations = list(read_annotations(folder / "annotations.json").values())
         # extracted once per video file (its fingerprint: a recording rendered again is extracted again)
@@ -112,37 +115,46 @@ def main() -> None:
                                  features_key, video_fingerprint, "cpu")
         for annotation in annotations:
             features = np.load(cached.folder / f"{annotation.video_id}.npy")
-            videos.append((annotation, localizer.detect(features, annotation.duration), annotation.duration))
+            videos.append((annotation, localizer.detect(features, annotation.duration), annotation.duration, folder))
 
     thresholds = args.threshold or [model.threshold]
-    rows, episodes = [], []
+    rows, by_set, episodes = [], [], []
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
         totals = dict.fromkeys(("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok"), 0)
-        alarms = 0
-        for annotation, events, duration in videos:
+        per_folder = {folder: {"true_episodes": 0, "episodes_right": 0, "false_alarms": 0} for folder in args.recordings}
+        for annotation, events, duration, folder in videos:
             scored = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options)
             # the true episodes keep the default gap, whatever gap the detection is scored with
             truth = true_episodes(annotation, racine)
-            for key, count in count_episode_matches(truth, scored.episodes).items():
+            counts = count_episode_matches(truth, scored.episodes)
+            for key, count in counts.items():
                 totals[key] += count
             if args.episodes:
                 episodes += [episode_row(annotation.video_id, threshold, gap, *pair)
                              for pair in paired_episodes(truth, scored.episodes)]
-            alarms += len(false_alarms(annotation, scored.events.itertuples(index=False)))
+            mine = per_folder[folder]
+            mine["true_episodes"] += counts["true_episodes"]
+            mine["episodes_right"] += counts["both_ok"]
+            mine["false_alarms"] += len(false_alarms(annotation, scored.events.itertuples(index=False)))
         # a threshold is chosen on both: episodes right, and seizure events reported in normal behaviour
         row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals),
-               "episodes_right": totals["both_ok"], "false_alarms": alarms}
+               "episodes_right": totals["both_ok"], "false_alarms": sum(f["false_alarms"] for f in per_folder.values())}
         rows.append(row)
+        by_set += [{"recordings": str(folder), "threshold": threshold, "episode_gap_s": gap, **figures}
+                   for folder, figures in per_folder.items()]
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
+    if len(args.recordings) > 1:
+        print()
+        print(pd.DataFrame(by_set).to_string(index=False))
     if args.episodes:
         table_of_episodes = pd.DataFrame(episodes, columns=EPISODE_ROW).astype({"found_stage": "Int64"})
         table_of_episodes.round({"found_onset_s": 2, "found_offset_s": 2}).to_csv(args.episodes, index=False)
     if args.output:
         args.output.write_text(json.dumps({"model": model_id, "average_with": [str(d) for d in args.average_with],
                                            "recordings": [str(r) for r in args.recordings],
-                                           "runs": rows}, indent=2) + "\n")
+                                           "runs": rows, "runs_by_recordings": by_set}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

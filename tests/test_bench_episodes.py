@@ -133,3 +133,31 @@ def test_models_that_share_a_front_end_share_the_cached_features(tmp_path, monke
     right = int(out.strip().splitlines()[-1].split()[-2])  # the printed episodes_right
     assert int((table.onset_ok & table.stage_ok).sum()) == right
     assert pd.isna(table.found_onset_s[0]) == pd.isna(table.found_stage[0])
+
+
+def test_several_folders_are_pooled_and_each_is_given_on_its_own(tmp_path, monkeypatch, capsys):
+    """Two folders of recordings: each threshold's pooled figures are the sums of the folders' own."""
+    import json
+
+    from ratscore.model import BUNDLED_MODEL_DIR
+    from ratscore.synth.planning import make_config
+    from ratscore.synth.writing import synthesize
+
+    folders = [tmp_path / "first", tmp_path / "second"]
+    for seed, folder in zip((3, 4), folders):
+        synthesize(folder, seed=seed, long_minutes=0.25, config=make_config({"resolutions": [[160, 120]]}))
+    report = tmp_path / "report.json"
+    monkeypatch.setattr("sys.argv", ["bench_episodes.py", *map(str, folders), "--work", str(tmp_path / "work"),
+                                     "--model", str(BUNDLED_MODEL_DIR), "--threshold", "0.05", "0.4", "-o", str(report)])
+    _bench_episodes().main()
+    figures = json.loads(report.read_text())
+    assert [r["threshold"] for r in figures["runs"]] == [0.05, 0.4]
+    for run in figures["runs"]:
+        mine = [r for r in figures["runs_by_recordings"] if r["threshold"] == run["threshold"]]
+        assert [r["recordings"] for r in mine] == [str(f) for f in folders]
+        for key in ("true_episodes", "episodes_right", "false_alarms"):
+            assert sum(r[key] for r in mine) == run[key]
+    assert all(r["true_episodes"] == 1 for r in figures["runs_by_recordings"])  # each folder's own episode, not pooled
+    assert any(r["false_alarms"] for r in figures["runs_by_recordings"]) or any(
+        r["episodes_right"] for r in figures["runs_by_recordings"])  # something was found at 0.05
+    assert str(folders[1]) in capsys.readouterr().out  # the second table names each folder
