@@ -25,8 +25,8 @@ from ..errors import InputError
 
 
 # Fields whose smallest sensible value is not the rule below: 0 of these means "none"
-_MAY_BE_ZERO = ("train_long_recordings", "localizer_clips", "validation_long_recordings", "detector_style_clips",
-                "behaviour_style_clips")
+_MAY_BE_ZERO = ("train_long_recordings", "train_long_severe_recordings", "localizer_clips", "validation_long_recordings",
+                "detector_style_clips", "behaviour_style_clips")
 _MAY_BE_ZERO_FLOAT = ("crop_margin",)
 
 
@@ -67,6 +67,8 @@ class BundleRecipe:
     train_long_recordings: int = 12  # long synthetic recordings (mostly normal behaviour) for the localizer only
     train_long_minutes: float = 2.0  # length of each (one seizure episode in each)
     train_long_seed: int = 3000  # their seed (analyze's episode benchmark uses 4242 and up)
+    train_long_severe_recordings: int = 0  # more of them, each episode reaching stage 5 or 6-7, for the localizer only
+    train_long_severe_seed: int = 3500  # their seed
     localizer_clips: int = 200  # more 10 s clips for the localizer only (not the detector or the I3D)
     localizer_clips_seed: int = 2000  # their seed
     validation_clips: int = 40  # unseen clips that choose the event threshold and check the detector
@@ -186,6 +188,15 @@ _STAGE_FIELDS["synth_behaviour"] = _BEHAVIOUR_FIELDS
 _VALIDATION_LONG_FIELDS = ("validation_long_recordings", "validation_long_minutes", "validation_long_seed")
 _STAGE_FIELDS["synth_validation_long"] = _VALIDATION_LONG_FIELDS
 
+# Long training recordings whose episode always ends high (train_long_severe_recordings): in the
+# recordings of the plain mix a fall, a tonic extension or wild running comes once in about ten, and
+# the localizer names a recording's tonic extension "staring" (docs/RESULTS.md). A render of their
+# own, read by the features and the localizers only, and only when asked for, so that a recipe
+# without them keeps its markers.
+_SEVERE_FIELDS = ("train_long_severe_recordings", "train_long_severe_seed", "train_long_minutes")
+_STAGE_FIELDS["synth_long_severe"] = _SEVERE_FIELDS
+SEVERE_MAX_STAGE_WEIGHTS = (0.0, 0.0, 0.0, 0.0, 0.4, 0.6)  # synth's long_max_stage_weights: stage 5, or 6-7
+
 # The long training recordings read by the I3D classifier too (classifier_long_recordings): then
 # they are inputs of the classifier and all it feeds, and only then, so that a recipe without it
 # keeps its markers.
@@ -209,6 +220,8 @@ def stage_inputs(recipe: BundleRecipe, stage: str) -> dict:
         fields |= set(_STYLE_FIELDS)
     if recipe.validation_long_recordings and stage == "features":
         fields |= set(_VALIDATION_LONG_FIELDS)
+    if recipe.train_long_severe_recordings and stage in _READ_FEATURES:
+        fields |= set(_SEVERE_FIELDS)
     if recipe.behaviour_style != "classic" and (stage in _READ_FEATURES
                                                 or (not recipe.front_end and not recipe.i3d_from
                                                     and "classifier_epochs" in fields)):
@@ -420,6 +433,11 @@ def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
         # the I3D classifier near their seizures), never the detector.
         renders.append(("synth_long", dict(clips=0, seed=recipe.train_long_seed, long_minutes=recipe.train_long_minutes,
                                            long_count=recipe.train_long_recordings)))
+    if recipe.train_long_severe_recordings:
+        renders.append(("synth_long_severe", dict(clips=0, seed=recipe.train_long_severe_seed,
+                                                  long_minutes=recipe.train_long_minutes,
+                                                  long_count=recipe.train_long_severe_recordings,
+                                                  long_max_stage_weights=SEVERE_MAX_STAGE_WEIGHTS)))
     if recipe.validation_long_recordings:
         # The validation clips hold an action almost all the time: a threshold chosen on them alone
         # never pays for the false alarms of hours of ordinary behaviour (docs/RESULTS.md).
@@ -445,10 +463,14 @@ def _render(name: str, how: dict, run: BundleRun) -> dict:
     folder = run.work / name
     if folder.exists():
         shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
-    style = {"config": SynthConfig(style=how["style"])} if "style" in how else {}
-    synthesize(folder, **{k: v for k, v in how.items() if k != "style"}, **style,
+    drawing = {k: how[k] for k in _RENDER_CONFIG_KEYS if k in how}  # SynthConfig's fields, the rest synthesize's
+    config = {"config": SynthConfig(**drawing)} if drawing else {}
+    synthesize(folder, **{k: v for k, v in how.items() if k not in _RENDER_CONFIG_KEYS}, **config,
                jobs=cpu_cores())  # the same files whatever the number of jobs
     return dict(how)
+
+
+_RENDER_CONFIG_KEYS = ("style", "long_max_stage_weights")
 
 
 def behaviour_videos(folder: Path) -> set[str]:
@@ -690,6 +712,9 @@ def _trained_on(recipe: BundleRecipe) -> str:
                    else "the localizer")
         localizer_only += (f", plus {recipe.train_long_recordings} recordings of {recipe.train_long_minutes:g} min "
                            f"(seed {recipe.train_long_seed}) for {readers}")
+    if recipe.train_long_severe_recordings:
+        localizer_only += (f", plus {recipe.train_long_severe_recordings} recordings of {recipe.train_long_minutes:g} min "
+                           f"whose episode reaches stage 5 or more (seed {recipe.train_long_severe_seed}) for the localizer")
     if recipe.localizer_clips:
         also_detector = recipe.detector_localizer_clips and not recipe.front_end
         localizer_only += (f", plus {recipe.localizer_clips} clips of 10 s (seed {recipe.localizer_clips_seed}) "
