@@ -456,6 +456,9 @@ def _renders(recipe: BundleRecipe) -> list[tuple[str, dict]]:
     return renders
 
 
+_RENDER_CONFIG_KEYS = ("style", "long_max_stage_weights")  # a render's settings that are SynthConfig's, not synthesize's
+
+
 def _render(name: str, how: dict, run: BundleRun) -> dict:
     from ..runtime import cpu_cores
     from ..synth import SynthConfig, synthesize
@@ -463,14 +466,11 @@ def _render(name: str, how: dict, run: BundleRun) -> dict:
     folder = run.work / name
     if folder.exists():
         shutil.rmtree(folder)  # a half-rendered folder from an interrupted run
-    drawing = {k: how[k] for k in _RENDER_CONFIG_KEYS if k in how}  # SynthConfig's fields, the rest synthesize's
+    drawing = {k: how[k] for k in _RENDER_CONFIG_KEYS if k in how}
     config = {"config": SynthConfig(**drawing)} if drawing else {}
     synthesize(folder, **{k: v for k, v in how.items() if k not in _RENDER_CONFIG_KEYS}, **config,
                jobs=cpu_cores())  # the same files whatever the number of jobs
     return dict(how)
-
-
-_RENDER_CONFIG_KEYS = ("style", "long_max_stage_weights")
 
 
 def behaviour_videos(folder: Path) -> set[str]:

@@ -38,3 +38,17 @@ def test_each_of_their_episodes_reaches_stage_5_or_more():
             stages.append(max(racine.stage(s.au_id) or 0 for s in segments))
     assert min(severe_stages) >= 5 and max(severe_stages) >= 6
     assert min(plain_stages) < 5  # the plain mix has lower episodes: the weights, not the seed, made the difference
+
+
+def test_their_render_draws_recordings_that_end_high(tmp_path):
+    from ratscore.annotations import read_annotations
+    from ratscore.training.bundle import BundleRun, _render
+
+    recipe = BundleRecipe(train_long_severe_recordings=1, train_long_minutes=0.25)
+    run = BundleRun(tmp_path / "work", tmp_path / "model", recipe, "cpu", "cpu", log=lambda _: None)
+    (name, how), = [r for r in _renders(recipe) if r[0] == "synth_long_severe"]
+    record = _render(name, how, run)
+    assert record["long_max_stage_weights"] == SEVERE_MAX_STAGE_WEIGHTS  # what the marker keeps
+    (video,) = read_annotations(tmp_path / "work" / name / "annotations.json").values()
+    assert video.video_id == "long_3500_0" and (tmp_path / "work" / name / "long_3500_0.mp4").is_file()
+    assert max(RacineMap().stage(s.au_id) or 0 for s in video.segments) >= 5
