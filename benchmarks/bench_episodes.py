@@ -66,6 +66,8 @@ def averaged_localizer(model_dirs: list[Path], work: Path):
     return OnnxLocalizer(folder, device="cpu")
 
 
+# what is counted per folder of recordings, then summed over the folders
+COUNTS = ("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok", "false_alarms")
 EPISODE_ROW = ["video", "threshold", "episode_gap_s", "true_onset_s", "true_offset_s", "true_stage", "true_aus",
                "found_onset_s", "found_offset_s", "found_stage", "found_aus", "onset_ok", "stage_ok"]
 
@@ -121,28 +123,26 @@ def main() -> None:
     rows, by_set, episodes = [], [], []
     for threshold, gap in itertools.product(thresholds, args.episode_gap):
         options = ScoringOptions(threshold=threshold, episode_gap_s=gap)
-        totals = dict.fromkeys(("true_episodes", "found_episodes", "matched", "onset_ok", "stage_ok", "both_ok"), 0)
-        per_folder = {folder: {"true_episodes": 0, "episodes_right": 0, "false_alarms": 0} for folder in args.recordings}
+        per_folder = {folder: dict.fromkeys(COUNTS, 0) for folder in args.recordings}
         for annotation, events, duration, folder in videos:
             scored = score_events(events, annotation.video_id, duration, 30.0, model_id, racine, options)
             # the true episodes keep the default gap, whatever gap the detection is scored with
             truth = true_episodes(annotation, racine)
-            counts = count_episode_matches(truth, scored.episodes)
-            for key, count in counts.items():
-                totals[key] += count
+            counts = per_folder[folder]
+            for key, count in count_episode_matches(truth, scored.episodes).items():
+                counts[key] += count
+            counts["false_alarms"] += len(false_alarms(annotation, scored.events.itertuples(index=False)))
             if args.episodes:
                 episodes += [episode_row(annotation.video_id, threshold, gap, *pair)
                              for pair in paired_episodes(truth, scored.episodes)]
-            mine = per_folder[folder]
-            mine["true_episodes"] += counts["true_episodes"]
-            mine["episodes_right"] += counts["both_ok"]
-            mine["false_alarms"] += len(false_alarms(annotation, scored.events.itertuples(index=False)))
+        totals = {key: sum(counts[key] for counts in per_folder.values()) for key in COUNTS}
         # a threshold is chosen on both: episodes right, and seizure events reported in normal behaviour
-        row = {"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals),
-               "episodes_right": totals["both_ok"], "false_alarms": sum(f["false_alarms"] for f in per_folder.values())}
-        rows.append(row)
-        by_set += [{"recordings": str(folder), "threshold": threshold, "episode_gap_s": gap, **figures}
-                   for folder, figures in per_folder.items()]
+        rows.append({"threshold": threshold, "episode_gap_s": gap, **episode_shares(totals),
+                     "episodes_right": totals["both_ok"], "false_alarms": totals["false_alarms"]})
+        by_set += [{"recordings": str(folder), "threshold": threshold, "episode_gap_s": gap,
+                    "true_episodes": counts["true_episodes"], "episodes_right": counts["both_ok"],
+                    "false_alarms": counts["false_alarms"]}
+                   for folder, counts in per_folder.items()]
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     if len(args.recordings) > 1:
