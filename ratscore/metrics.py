@@ -171,6 +171,14 @@ def evaluate(ground_truth: list[GroundTruth], detections: list[Detection],
 def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
     """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
     true segment matched once, best-scoring events first)."""
+    hits, reported, true = event_matches(ground_truth, detections, threshold, tiou)
+    return 2 * hits / max(1, reported + true)
+
+
+def event_matches(ground_truth, detections, threshold: float, tiou: float = 0.5) -> tuple[int, int, int]:
+    """(events matched, events reported, true segments) behind event_f1. A match never crosses
+    videos, so the counts of separate videos add up to those of all of them together (a bootstrap
+    over videos resamples them: benchmarks/compare_models.py)."""
     kept = sorted((d for d in detections if d.score >= threshold), key=lambda d: -d.score)
     used, hits = set(), 0
     for d in kept:
@@ -181,7 +189,7 @@ def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> f
                 used.add(i)
                 hits += 1
                 break
-    return 2 * hits / max(1, len(kept) + len(ground_truth))
+    return hits, len(kept), len(ground_truth)
 
 
 # The thresholds a model's default is chosen from. The grid reaches 0.7 because a cautious model's best
