@@ -268,7 +268,7 @@ def train_detector(
     videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of your own recordings: the motion model boxes the moving animal (nobody draws a box), the detector is fine-tuned on those frames, and -o is a whole model (a copy of --model with the new detector)."),
     synth: Optional[Path] = typer.Option(None, "--synth", help="A `ratscore synth` folder (videos with their boxes). With --videos: pooled in, so the detector keeps other rigs. Alone: the only source, trained from scratch, the detector written into -o."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write. With --videos: a new folder (not --model's), or one an earlier run left (it resumes). With --synth alone: the detector goes into this model folder."),
-    model: Optional[Path] = typer.Option(None, "--model", help="With --videos: the base model copied into -o, whose detector is fine-tuned: from its detector.pt, or where it has none (the bundled model) from its detector.onnx (default: the bundled model)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --videos: the base model copied into -o, whose detector is fine-tuned: from its detector.pt, or where it has none (model folders made before 2026-12-05) from its detector.onnx (default: the bundled model)."),
     epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Detector input side, pixels, a multiple of 32 (default: the base detector's with --videos, 192 with --synth alone)."),
     device: str = DeviceOption,

@@ -121,11 +121,21 @@ def test_cli_synth_alone_writes_the_detector_and_its_weights(tmp_path, synth_dir
     assert detector.imgsz == 64 and detector.weights == "detector.pt" and (model / "detector.pt").is_file()
 
 
-def test_a_model_folder_without_detector_weights_loads():
-    """The bundled model's detector has no detector.pt (trained before it was kept): it loads."""
+def test_a_model_folder_without_detector_weights_loads(tmp_path):
+    """A detector with no detector.pt (model folders made before it was kept, such as the model
+    bundled until 2026-12-05): it loads, with no weights named."""
+    import json
+    import shutil
+
     from ratscore.model import BUNDLED_MODEL_DIR, load_model
 
-    detector = load_model(BUNDLED_MODEL_DIR).detector
+    assert load_model(BUNDLED_MODEL_DIR).detector.weights == "detector.pt"
+    older = tmp_path / "older"
+    shutil.copytree(BUNDLED_MODEL_DIR, older, ignore=shutil.ignore_patterns("detector.pt"))
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["front_end"]["detector"]["weights"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    detector = load_model(older).detector
     assert detector is not None and detector.weights is None
 
 

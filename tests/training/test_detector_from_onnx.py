@@ -1,4 +1,4 @@
-"""A detector kept only as ONNX (the bundled model has no detector.pt) built again as an
+"""A detector kept only as ONNX (model folders made before 2026-12-05 have no detector.pt) built again as an
 ultralytics checkpoint that `train detector --videos` fine-tunes: the same function as the graph,
 and batch norms that behave the same in training on the frames they were measured on."""
 

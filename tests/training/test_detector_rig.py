@@ -102,8 +102,8 @@ def test_labels_resume_and_a_model_analyze_takes(trained, lab_videos, tmp_path):
     assert first.exit_code == 130, first.output  # interrupted, after labelling every video
     for name in ("rat0.mp4", "rat1.mp4", "rat2.mp4"):
         assert f"[label] {name}: " in first.stdout and "frames with a clear moving animal" in first.stdout
-    # the bundled model has no detector.pt: its detector.onnx is built again as a checkpoint to fine-tune
-    assert "(the weights of " in first.stdout and "detector.onnx: the base model has no detector.pt)" in first.stdout
+    # the default base is the bundled model, fine-tuned from its detector.pt
+    assert f"fine-tuning {BUNDLED_MODEL_DIR / 'detector.pt'}" in first.stdout and "(the weights of " not in first.stdout
     assert "[detector] epoch 1/2" in first.stdout and not first.model_after
 
     assert second.exit_code == 0, second.output
@@ -156,8 +156,12 @@ def test_the_labels_sit_on_the_moving_blob_not_the_card(trained):
     assert train | val == {"rat0", "rat1", "rat2"} and not train & val and len(val) == 1
 
 
-def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos, tmp_path, monkeypatch):
-    """From a model with a detector.pt (the first test's), with synthetic frames pooled in."""
+def test_a_base_without_detector_pt_is_fine_tuned_from_its_onnx(trained, lab_videos, tmp_path, monkeypatch):
+    """From a model folder with no detector.pt (the first test's without it, as folders made before
+    the detector's weights were kept), with synthetic frames pooled in: its detector.onnx is built
+    again as a checkpoint, and that is what training starts from."""
+    import shutil
+
     import ratscore.training.rig_detector as rig
     from ratscore.model import load_model
     from ratscore.synth import SynthConfig, synthesize
@@ -165,7 +169,12 @@ def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos
     synth = tmp_path / "synth"
     synthesize(synth, clips=2, seed=3, config=SynthConfig(clip_seconds=2.0, resolutions=((160, 120),)))
 
-    base = trained[0]
+    base = tmp_path / "BASE"
+    shutil.copytree(trained[0], base, ignore=shutil.ignore_patterns(".*"))
+    (base / "detector.pt").unlink()
+    manifest = json.loads((base / "manifest.json").read_text())
+    del manifest["front_end"]["detector"]["weights"]
+    (base / "manifest.json").write_text(json.dumps(manifest))
     starts = []
     real = rig.fit_detector
 
@@ -178,7 +187,9 @@ def test_fine_tuning_starts_from_the_base_models_detector_pt(trained, lab_videos
     result = runner.invoke(app, ["train", "detector", "--videos", str(lab_videos), "--model", str(base), "-o", str(out),
                                  "--synth", str(synth), "--epochs", "1", "--device", "cpu"])  # imgsz: the base's (64)
     assert result.exit_code == 0, result.output
-    assert starts == [base / "detector.pt"] and f"fine-tuning {base / 'detector.pt'}" in result.stdout
+    rebuilt = out / ".detector_training" / "base_detector.pt"
+    assert [Path(start).resolve() for start in starts] == [rebuilt.resolve()]
+    assert "detector.onnx: the base model has no detector.pt)" in result.stdout
     tuned = load_model(out)
     assert tuned.detector.imgsz == 64 and tuned.detector.weights == "detector.pt"
     assert "synthetic frames pooled in" in tuned.manifest["trained_on"] and "[synth] " in result.stdout
