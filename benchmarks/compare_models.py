@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ratscore.metrics import event_matches, false_alarms, paired_episodes, true_episodes  # noqa: E402
+from ratscore.metrics import event_matches, f1_of_counts, false_alarms, paired_episodes, true_episodes  # noqa: E402
 
 
 def event_f1_of_counts(counts: np.ndarray) -> np.ndarray:
     """Event F1 from summed (matched, reported, true) counts, (..., 3) -> (...), as metrics.event_f1."""
-    return 2 * counts[..., 0] / np.maximum(1, counts[..., 1] + counts[..., 2])
+    return f1_of_counts(counts[..., 0], counts[..., 1], counts[..., 2])
 
 
 def total_of_counts(counts: np.ndarray) -> np.ndarray:
@@ -71,52 +72,67 @@ def paired_interval(a: np.ndarray, b: np.ndarray, figure, resamples: int, rng: n
     return float(low), float(high)
 
 
-def clip_counts(model_dir: Path, folder: Path, work: Path) -> np.ndarray:
+@dataclass
+class Scorer:
+    """A model folder loaded once for every folder of videos it scores: its manifest, its localizer
+    and its front end (which extracts only the features the cache lacks)."""
+
+    folder: Path
+    model: object
+    localizer: object
+    front: object
+    features_key: str
+
+    @classmethod
+    def load(cls, model_dir: Path) -> "Scorer":
+        from ratscore.features import front_end_key, load_front_end
+        from ratscore.model import load_model
+        from ratscore.runner import OnnxLocalizer
+
+        return cls(model_dir, load_model(model_dir), OnnxLocalizer(model_dir, device="cpu"),
+                   load_front_end(model_dir, device="cpu"), front_end_key(model_dir))
+
+    def features(self, videos: dict[str, Path], work: Path) -> Path:
+        """The folder of the videos' features with this front end, extracted where missing."""
+        from ratscore.features import cached_features
+        from ratscore.pipeline import video_fingerprint
+
+        return cached_features(videos, work, self.front, self.features_key, video_fingerprint, "cpu").folder
+
+
+def clip_counts(scorer: Scorer, folder: Path, work: Path) -> np.ndarray:
     """(clips, 3): each clip's (matched, reported, true) seizure events at the model's threshold."""
     from ratscore.annotations import read_annotations
     from ratscore.benchmark import ground_truth_of, predict
-    from ratscore.model import load_model
 
     videos = read_annotations(folder / "annotations.json")
-    cache = _features(model_dir, {vid: folder / f"{vid}.mp4" for vid in videos}, work)
-    threshold = load_model(model_dir).threshold
-    detections = [d for d in predict(model_dir, videos, cache, "cpu", progress=False) if d.au_id != 0]
+    cache = scorer.features({vid: folder / f"{vid}.mp4" for vid in videos}, work)
+    threshold = scorer.model.threshold
+    detections = [d for d in predict(scorer.folder, videos, cache, "cpu", progress=False) if d.au_id != 0]
     truth = [g for g in ground_truth_of(videos) if g.au_id != 0]  # seizure action units only, as the recipe scores
     return np.array([event_matches([g for g in truth if g.video == vid], [d for d in detections if d.video == vid],
                                    threshold) for vid in videos], dtype=np.int64).reshape(-1, 3)
 
 
-def recording_counts(model_dir: Path, folder: Path, work: Path) -> tuple[np.ndarray, np.ndarray]:
+def recording_counts(scorer: Scorer, folder: Path, work: Path) -> tuple[np.ndarray, np.ndarray]:
     """(episodes, 1): each true episode right (1) or not (0), in the recordings' order; and
     (recordings, 1): each recording's false alarms, both at the model's threshold."""
     from ratscore.annotations import read_annotations
     from ratscore.labels import RacineMap
-    from ratscore.model import load_model
-    from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import ScoringOptions, score_events
 
-    model = load_model(model_dir)
-    localizer = OnnxLocalizer(model_dir, device="cpu")
     annotations = list(read_annotations(folder / "annotations.json").values())
-    cache = _features(model_dir, {a.video_id: folder / f"{a.video_id}.mp4" for a in annotations}, work)
-    racine, options = RacineMap(), ScoringOptions(threshold=model.threshold)
+    cache = scorer.features({a.video_id: folder / f"{a.video_id}.mp4" for a in annotations}, work)
+    racine, options = RacineMap(), ScoringOptions(threshold=scorer.model.threshold)
     right, alarms = [], []
     for annotation in annotations:
-        events = localizer.detect(np.load(cache / f"{annotation.video_id}.npy"), annotation.duration)
-        scored = score_events(events, annotation.video_id, annotation.duration, 30.0, model.identity, racine, options)
+        events = scorer.localizer.detect(np.load(cache / f"{annotation.video_id}.npy"), annotation.duration)
+        scored = score_events(events, annotation.video_id, annotation.duration, 30.0, scorer.model.identity, racine,
+                              options)
         right += [int(onset and stage) for _, _, onset, stage in
                   paired_episodes(true_episodes(annotation, racine), scored.episodes)]
         alarms.append(len(false_alarms(annotation, scored.events.itertuples(index=False))))
     return np.array(right, dtype=np.int64).reshape(-1, 1), np.array(alarms, dtype=np.int64).reshape(-1, 1)
-
-
-def _features(model_dir: Path, videos: dict[str, Path], work: Path) -> Path:
-    """The folder of the videos' features with the model's front end, extracted where missing."""
-    from ratscore.features import cached_features, front_end_key, load_front_end
-    from ratscore.pipeline import video_fingerprint
-
-    front = load_front_end(model_dir, device="cpu")
-    return cached_features(videos, work, front, front_end_key(model_dir), video_fingerprint, "cpu").folder
 
 
 def compare_row(figure_name: str, videos: str, unit: str, a: np.ndarray, b: np.ndarray, figure, resamples: int,
@@ -133,16 +149,17 @@ def compare(model_a: Path, model_b: Path, work: Path, clips: Path | None, record
             resamples: int = 5000, seed: int = 0) -> list[dict]:
     """The rows of the comparison (see the module's docstring)."""
     rng = np.random.default_rng(seed)
+    scorer_a, scorer_b = Scorer.load(model_a), Scorer.load(model_b)  # once each, for every folder
     rows = []
     if clips is not None:
-        a, b = clip_counts(model_a, clips, work), clip_counts(model_b, clips, work)
+        a, b = clip_counts(scorer_a, clips, work), clip_counts(scorer_b, clips, work)
         rows.append(compare_row("event F1", str(clips), "clips", a, b, event_f1_of_counts, resamples, rng))
         rows.append(compare_row("events reported", str(clips), "clips", a[:, 1:2], b[:, 1:2], total_of_counts,
                                 resamples, rng))
     pooled = {"episodes": ([], []), "recordings": ([], [])}
     for folder in recordings:
-        (right_a, alarms_a), (right_b, alarms_b) = (recording_counts(model_a, folder, work),
-                                                    recording_counts(model_b, folder, work))
+        (right_a, alarms_a), (right_b, alarms_b) = (recording_counts(scorer_a, folder, work),
+                                                    recording_counts(scorer_b, folder, work))
         rows.append(compare_row("episodes right", str(folder), "episodes", right_a, right_b, total_of_counts,
                                 resamples, rng))
         rows.append(compare_row("false alarms", str(folder), "recordings", alarms_a, alarms_b, total_of_counts,

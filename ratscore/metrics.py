@@ -171,8 +171,13 @@ def evaluate(ground_truth: list[GroundTruth], detections: list[Detection],
 def event_f1(ground_truth, detections, threshold: float, tiou: float = 0.5) -> float:
     """F1 of the events scoring at least `threshold` against the truth (tIoU >= tiou, same AU, each
     true segment matched once, best-scoring events first)."""
-    hits, reported, true = event_matches(ground_truth, detections, threshold, tiou)
-    return 2 * hits / max(1, reported + true)
+    return float(f1_of_counts(*event_matches(ground_truth, detections, threshold, tiou)))
+
+
+def f1_of_counts(matched, reported, true):
+    """F1 from counts of matches, reported events and true segments: numbers, or arrays of them
+    (a bootstrap's resampled sums: benchmarks/compare_models.py). 0 where there is nothing."""
+    return 2 * np.asarray(matched) / np.maximum(1, np.asarray(reported) + np.asarray(true))
 
 
 def event_matches(ground_truth, detections, threshold: float, tiou: float = 0.5) -> tuple[int, int, int]:

@@ -15,6 +15,19 @@ def one_line_error(result, code=2):
     return err
 
 
+def without_detector_weights(model_dir, out):
+    """A copy of a model folder as folders made before the detector's weights were kept: no
+    detector.pt, and no `weights` in its manifest's detector section (hidden work folders left out)."""
+    import shutil
+
+    from ratscore.model import read_manifest, update_model
+
+    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("detector.pt", ".*"))
+    detector = {k: v for k, v in read_manifest(out)["front_end"]["detector"].items() if k != "weights"}
+    update_model(out, {}, front_end={"detector": detector})
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

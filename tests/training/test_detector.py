@@ -124,17 +124,13 @@ def test_cli_synth_alone_writes_the_detector_and_its_weights(tmp_path, synth_dir
 def test_a_model_folder_without_detector_weights_loads(tmp_path):
     """A detector with no detector.pt (model folders made before it was kept, such as the model
     bundled until 2026-12-05): it loads, with no weights named."""
-    import json
-    import shutil
+    from conftest import without_detector_weights
 
     from ratscore.model import BUNDLED_MODEL_DIR, load_model
 
     assert load_model(BUNDLED_MODEL_DIR).detector.weights == "detector.pt"
-    older = tmp_path / "older"
-    shutil.copytree(BUNDLED_MODEL_DIR, older, ignore=shutil.ignore_patterns("detector.pt"))
-    manifest = json.loads((older / "manifest.json").read_text())
-    del manifest["front_end"]["detector"]["weights"]
-    (older / "manifest.json").write_text(json.dumps(manifest))
+    older = without_detector_weights(BUNDLED_MODEL_DIR, tmp_path / "older")
+    assert not (older / "detector.pt").exists()
     detector = load_model(older).detector
     assert detector is not None and detector.weights is None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error
+from conftest import one_line_error, without_detector_weights
 from typer.testing import CliRunner
 from ratscore.video import write_h264
 
@@ -160,8 +160,6 @@ def test_a_base_without_detector_pt_is_fine_tuned_from_its_onnx(trained, lab_vid
     """From a model folder with no detector.pt (the first test's without it, as folders made before
     the detector's weights were kept), with synthetic frames pooled in: its detector.onnx is built
     again as a checkpoint, and that is what training starts from."""
-    import shutil
-
     import ratscore.training.rig_detector as rig
     from ratscore.model import load_model
     from ratscore.synth import SynthConfig, synthesize
@@ -169,12 +167,7 @@ def test_a_base_without_detector_pt_is_fine_tuned_from_its_onnx(trained, lab_vid
     synth = tmp_path / "synth"
     synthesize(synth, clips=2, seed=3, config=SynthConfig(clip_seconds=2.0, resolutions=((160, 120),)))
 
-    base = tmp_path / "BASE"
-    shutil.copytree(trained[0], base, ignore=shutil.ignore_patterns(".*"))
-    (base / "detector.pt").unlink()
-    manifest = json.loads((base / "manifest.json").read_text())
-    del manifest["front_end"]["detector"]["weights"]
-    (base / "manifest.json").write_text(json.dumps(manifest))
+    base = without_detector_weights(trained[0], tmp_path / "BASE")
     starts = []
     real = rig.fit_detector
 
