@@ -68,7 +68,9 @@ class OnnxLocalizer(_Localizer):
         if not spec.onnx:
             raise InputError(f"{self.model_dir}: the localizer has no ONNX graph")
         path = self.model_info.file(spec.onnx)
-        self.session = onnx_session(path, resolve_device(device), what="localizer ONNX graph")
+        # one run per recording: planning buffer reuse costs more at load than it saves
+        self.session = onnx_session(path, resolve_device(device), what="localizer ONNX graph",
+                                    plan_buffer_reuse=False)
         self.providers = self.session.get_providers()
         self._names = output_names(self.config.num_levels)
 

@@ -185,6 +185,8 @@ def test_averaged_draws_are_one_localizer_in_onnx_and_in_pytorch(tmp_path_factor
     assert isinstance(network, AveragedRaSeformer) and len(network.members) == 3
     singles = [OnnxLocalizer(d, "cpu") for d in draws]
     onnx_avg, torch_avg = OnnxLocalizer(averaged, "cpu"), TorchLocalizer(averaged, "cpu")
+    # loads without planning buffer reuse (slow to plan for several networks), and still agrees
+    assert onnx_avg.session.get_session_options().enable_mem_reuse is False
     L = onnx_avg.config.padded_length(72)
     x = np.random.default_rng(5).standard_normal((1, 16, L)).astype(np.float32)
     mask = (np.arange(L) < 72)[None, None]
