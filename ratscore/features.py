@@ -339,11 +339,14 @@ def _progress(enabled: bool, name: str, total: Optional[int]):
 def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = None, device: str = "auto",
                      mask_profile: Union[str, Path, RigProfile, None] = None, no_roi: bool = False,
                      i3d_weights=None, progress: bool = True, batch_size: int = 8,
-                     decoder: str = "auto") -> FeatureResult:
+                     decoder: str = "auto",
+                     on_features: Optional[Callable[[np.ndarray], None]] = None) -> FeatureResult:
     """I3D features of one video (see the module doc for the layout).
 
     `model_dir` is a model folder or an already loaded FrontEnd (reuse it across videos; its own
-    decoder then decodes). InputError for an unreadable video or one shorter than one clip.
+    decoder then decodes). `on_features` is given each new (B, D) run of features as it is made
+    (the localizer scores chunks while the video decodes). InputError for an unreadable video or
+    one shorter than one clip.
     """
     path = Path(video_path)
     if isinstance(model_dir, FrontEnd):
@@ -362,13 +365,15 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
                     bar.update(task, completed=stream.n_frames)
                 yield crop
 
-        features = encode_crops(front, run_ahead(crops()), path)
+        features = encode_crops(front, run_ahead(crops()), path, on_features)
     return feature_result(path, front.grid, stream.tally(), features)
 
 
-def encode_crops(front: FrontEnd, crops: Iterator, path: Path) -> list[np.ndarray]:
+def encode_crops(front: FrontEnd, crops: Iterator, path: Path,
+                 on_features: Optional[Callable[[np.ndarray], None]] = None) -> list[np.ndarray]:
     """The I3D's features of a video's crops, a (B, D) array per network call: the grid's clips,
-    front.batch_size at a time (the last call takes what is left)."""
+    front.batch_size at a time (the last call takes what is left), each also handed to
+    `on_features` as it is made."""
     features: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for clip in clips_from(crops, front.grid):
@@ -376,8 +381,12 @@ def encode_crops(front: FrontEnd, crops: Iterator, path: Path) -> list[np.ndarra
         if len(batch) == front.batch_size:
             features.append(_encode(front, batch, path))
             batch = []
+            if on_features is not None:
+                on_features(features[-1])
     if batch:
         features.append(_encode(front, batch, path))
+        if on_features is not None:
+            on_features(features[-1])
     return features
 
 

@@ -15,6 +15,7 @@ from .labels import RacineMap, load_racine_map
 from .grid import MODEL_FPS
 from .model import BUNDLED_MODEL_DIR, load_model
 from .motion import MOTION_DEFAULT
+from .postprocess import ChunkedDetection
 from .runtime import check_precision
 from .timeline import Scoring, ScoringOptions, episode_peaks, score_events
 from .writers import read_events_csv, write_scoring
@@ -192,9 +193,12 @@ class Analyzer:
 
         video = Path(video)
         fingerprint = self.prepare(video)
+        # the localizer scores each chunk of the recording as soon as its features are made, in the
+        # time the I3D would spend waiting for crops; what is left is scored at the end
+        detection = self.localizer.chunked()
         result = extract_features(video, self.front, self.options.device, self.mask, self.options.no_roi,
-                                  progress=self.options.progress)
-        return self.finish(video, out_dir, stem or video.stem, fingerprint, result)
+                                  progress=self.options.progress, on_features=detection.feed)
+        return self.finish(video, out_dir, stem or video.stem, fingerprint, result, detection)
 
     def prepare(self, video: Path) -> str:
         """What `analyze` checks before a video is decoded; returns its fingerprint."""
@@ -207,13 +211,15 @@ class Analyzer:
             check_timeline_size(stated, self.options.scoring.bin_s, str(video))
         return fingerprint
 
-    def finish(self, video: Path, out_dir: Path, stem: str, fingerprint: str, result) -> Scoring:
-        """Features (features.FeatureResult) -> events -> scoring -> the video's output set."""
+    def finish(self, video: Path, out_dir: Path, stem: str, fingerprint: str, result,
+               detection: Optional[ChunkedDetection] = None) -> Scoring:
+        """Features (features.FeatureResult) -> events -> scoring -> the video's output set.
+        `detection`: the localizer's chunked detection, fed the features while they were made."""
         from .report import track_strip
         from .video import crop_at
 
         opts = self.options
-        events = self.localizer.detect(result.features, result.duration_s)
+        events = self.localizer.detect(result.features, result.duration_s, fed=detection)
         scoring = score_events(events, stem, result.duration_s, result.source_fps, self.model_id,
                                self.racine, opts.scoring)
         scoring.summary["source"] = {"path": str(video.absolute()), "fingerprint": fingerprint,

@@ -163,6 +163,72 @@ def chunk_starts(length: int, config: PostprocessConfig, align: int) -> list[int
 NetworkFn = Callable[[np.ndarray, np.ndarray], tuple[Sequence[np.ndarray], Sequence[np.ndarray]]]
 
 
+class ChunkedDetection:
+    """One recording's detections, its chunks scored as its features arrive.
+
+    `feed` takes each new run of feature steps (n, D) while a video is still being decoded and
+    scores every chunk that is already known not to be the recording's last (a chunk is the last
+    when it reaches the end); `finish` takes the whole (T, D) features, scores what is left and
+    pools. The result is exactly that of scoring the whole recording at the end
+    (`detect_segments`): the same chunks, padded the same way, own the same grid points. Only the
+    steps a later chunk still needs are kept.
+    """
+
+    def __init__(self, network: NetworkFn, strides: Sequence[int], padded_length: Callable[[int], int],
+                 config: PostprocessConfig, grid: FeatureGrid, align: int):
+        self.network, self.strides, self.padded_length = network, strides, padded_length
+        self.config, self.grid, self.align = config, grid, align
+        self.step = config.chunk_len - config.chunk_overlap
+        self.pooled: list = []  # (segments, scores, labels) of each chunk scored, in order
+        self.kept: np.ndarray | None = None  # the steps from `kept_from` on, which later chunks need
+        self.kept_from = 0
+        self.fed = 0  # steps fed so far
+
+    def feed(self, features: np.ndarray) -> None:
+        """The next (n, D) feature steps of the recording."""
+        self.fed += features.shape[0]
+        self.kept = features if self.kept is None else np.concatenate([self.kept, features])
+        while True:
+            start = len(self.pooled) * self.step
+            if start + self.config.chunk_len >= self.fed:  # may still be the last chunk
+                return
+            if len(self.pooled) == 0:
+                chunk_starts(self.fed, self.config, self.align)  # checks the chunk sizes once
+            self._score(len(self.pooled), start, self.kept[start - self.kept_from:], last=False, alone=False)
+            drop = start + self.step - self.kept_from
+            self.kept, self.kept_from = self.kept[drop:], self.kept_from + drop
+
+    def finish(self, features: np.ndarray, duration: float):
+        """Features (T, D) of the whole recording (its first steps those fed) -> (segments in seconds
+        (N, 2), scores (N,), labels (N,))."""
+        T = features.shape[0]
+        if self.fed and self.fed != T:
+            raise ValueError(f"{self.fed} feature steps were fed, the recording has {T}")
+        starts = chunk_starts(T, self.config, self.align)
+        for k in range(len(self.pooled), len(starts)):
+            self._score(k, starts[k], features[starts[k]:], last=k == len(starts) - 1, alone=len(starts) == 1)
+        segs = np.concatenate([p[0] for p in self.pooled])
+        scores = np.concatenate([p[1] for p in self.pooled])
+        labels = np.concatenate([p[2] for p in self.pooled])
+        segs, scores, labels = batched_soft_nms(segs, scores, labels, self.config,
+                                                self.config.max_seg_num * len(starts))
+        return self.grid.to_seconds(segs, duration), scores, labels
+
+    def _score(self, k: int, start: int, rest: np.ndarray, last: bool, alone: bool) -> None:
+        """Chunk k, which starts at step `start` (`rest`: the steps from there on)."""
+        chunk = rest[:self.config.chunk_len]
+        valid = chunk.shape[0]
+        L = self.padded_length(valid) if alone else self.config.chunk_len
+        x = np.zeros((1, chunk.shape[1], L), np.float32)
+        x[0, :, :valid] = chunk.T
+        mask = (np.arange(L) < valid)[None, None]
+        logits, offsets = self.network(x, mask)
+        half = self.config.chunk_overlap / 2
+        own = (-math.inf if k == 0 else start + half, math.inf if last else start + self.config.chunk_len - half)
+        self.pooled.append(decode_candidates(logits, offsets, valid, self.strides, self.config, grid_offset=start,
+                                             own=own))
+
+
 def detect_segments(features: np.ndarray, duration: float, network: NetworkFn, strides: Sequence[int],
                     padded_length: Callable[[int], int], config: PostprocessConfig, grid: FeatureGrid,
                     align: int):
@@ -171,22 +237,4 @@ def detect_segments(features: np.ndarray, duration: float, network: NetworkFn, s
     Sequences up to `config.chunk_len` run in one pass, padded as the release pads them; longer
     ones run as overlapping chunks (see the module docstring).
     """
-    T = features.shape[0]
-    starts = chunk_starts(T, config, align)
-    half = config.chunk_overlap / 2
-    pooled = []
-    for k, s in enumerate(starts):
-        chunk = features[s: s + config.chunk_len]
-        valid = chunk.shape[0]
-        L = padded_length(valid) if len(starts) == 1 else config.chunk_len
-        x = np.zeros((1, features.shape[1], L), np.float32)
-        x[0, :, :valid] = chunk.T
-        mask = (np.arange(L) < valid)[None, None]
-        logits, offsets = network(x, mask)
-        own = (-math.inf if k == 0 else s + half, math.inf if k == len(starts) - 1 else s + config.chunk_len - half)
-        pooled.append(decode_candidates(logits, offsets, valid, strides, config, grid_offset=s, own=own))
-    segs = np.concatenate([p[0] for p in pooled])
-    scores = np.concatenate([p[1] for p in pooled])
-    labels = np.concatenate([p[2] for p in pooled])
-    segs, scores, labels = batched_soft_nms(segs, scores, labels, config, config.max_seg_num * len(starts))
-    return grid.to_seconds(segs, duration), scores, labels
+    return ChunkedDetection(network, strides, padded_length, config, grid, align).finish(features, duration)

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import InputError, RunError
 from .features import check_features
 from .model import Model, load_model
-from .postprocess import detect_segments
+from .postprocess import ChunkedDetection
 from .timeline import Event
 
 ModelLike = Union[str, Path, Model]
@@ -42,17 +42,25 @@ class _Localizer:
         """features (1, D, L) float32, mask (1, 1, L) bool -> per level logits (T_l, C), offsets (T_l, 2)."""
         raise NotImplementedError
 
-    def detect_arrays(self, features: np.ndarray, duration_s: float, where: str = "features"):
-        """(segments (N, 2) s, scores (N,), labels (N,)), best first, exactly as the release's eval."""
+    def chunked(self) -> ChunkedDetection:
+        """A detection to feed a recording's features while it is decoded (`extract_features`'s
+        `on_features`), then to hand to `detect`: the chunks known not to be the last are scored
+        while the video is still decoding."""
+        return ChunkedDetection(self.raw, self.config.fpn_strides, self.config.padded_length, self.postprocess,
+                                self.grid, self.config.max_div_factor)
+
+    def detect_arrays(self, features: np.ndarray, duration_s: float, where: str = "features",
+                      fed: ChunkedDetection | None = None):
+        """(segments (N, 2) s, scores (N,), labels (N,)), best first, exactly as the release's eval.
+        `fed`: a `chunked()` detection fed these features' first steps, whose scored chunks are kept."""
         features = check_features(features, where, self.feature_dim)
         if not (duration_s > 0 and np.isfinite(duration_s)):
             raise InputError(f"{where}: duration must be a positive number of seconds, got {duration_s}")
-        return detect_segments(features, float(duration_s), self.raw, self.config.fpn_strides,
-                               self.config.padded_length, self.postprocess, self.grid, self.config.max_div_factor)
+        return (fed or self.chunked()).finish(features, float(duration_s))
 
-    def detect(self, features: np.ndarray, duration_s: float) -> list[Event]:
+    def detect(self, features: np.ndarray, duration_s: float, fed: ChunkedDetection | None = None) -> list[Event]:
         """Events of one recording's (T, D) features, best first; degenerate (zero-length) ones left out."""
-        segs, scores, labels = self.detect_arrays(features, duration_s)
+        segs, scores, labels = self.detect_arrays(features, duration_s, fed=fed)
         return [Event(float(s), float(e), int(c), float(p))
                 for (s, e), p, c in zip(segs, scores, labels) if e > s]
 

@@ -82,7 +82,7 @@ def test_a_peak_with_nothing_leading_up_to_it_reaches_the_summary_and_report(tmp
     from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import Event
 
-    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s: [Event(40.0, 46.0, 13, 0.9)])
+    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s, fed=None: [Event(40.0, 46.0, 13, 0.9)])
     video = SAMPLES / "long_18_0.mp4"
     result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path), *_model_args(tiny_model)])
     assert result.exit_code == 0, result.output
@@ -198,3 +198,28 @@ def test_batch_resume_after_kill_shards_and_merge(tmp_path, tiny_model):
     assert (sharded / "batch_summary.csv").read_bytes() == (whole / "batch_summary.csv").read_bytes()
     assert "--shard" in one_line_error(runner.invoke(app, ["batch", str(study), "-o", str(sharded),
                                                             "--shard", "2/2", *opts]))
+
+
+@pytest.mark.slow
+def test_a_recording_is_scored_while_it_decodes_as_it_would_be_at_the_end(tmp_path, tiny_model):
+    """analyze feeds the localizer the features as the I3D makes them: every chunk of a long
+    recording but the last is scored before decoding ends, and the events are those of scoring the
+    whole recording afterwards."""
+    from ratscore.pipeline import AnalyzeOptions, Analyzer
+    from ratscore.postprocess import chunk_starts
+
+    analyzer = Analyzer(AnalyzeOptions(model_dir=tiny_model, device="cpu", no_roi=True, progress=False))
+    localizer, seen = analyzer.localizer, {}
+    detect = localizer.detect
+
+    def both(features, duration_s, fed=None):
+        seen["scored before the end"] = len(fed.pooled)
+        seen["chunks"] = len(chunk_starts(len(features), localizer.postprocess, localizer.config.max_div_factor))
+        streamed = detect(features, duration_s, fed=fed)
+        seen["events"], seen["same"] = len(streamed), streamed == detect(features, duration_s)
+        return streamed
+
+    localizer.detect = both
+    analyzer.analyze(SAMPLES / "long_18_0.mp4", tmp_path)
+    assert seen["chunks"] > 2 and seen["scored before the end"] == seen["chunks"] - 1
+    assert seen["events"] > 0 and seen["same"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ratscore.grid import FeatureGrid
-from ratscore.postprocess import (PostprocessConfig, batched_soft_nms, chunk_starts, decode_candidates,
-                                  detect_segments, soft_nms)
+from ratscore.postprocess import (ChunkedDetection, PostprocessConfig, batched_soft_nms, chunk_starts,
+                                  decode_candidates, detect_segments, soft_nms)
 
 STRIDES = (1, 2, 4, 8, 16, 32)
 
@@ -146,3 +146,35 @@ def test_event_across_a_chunk_seam_comes_out_once_and_whole():
     grid = FeatureGrid()
     assert segs[strong][0] == pytest.approx(grid.to_seconds(np.array(event), 1e9), abs=1e-4)
     assert labels[strong][0] == 3
+
+
+def _reading_network(x, mask):
+    """A fake network whose outputs follow the chunk it is shown: each level's class logits are the
+    features averaged over the level's stride (class c reads feature c mod D), offsets their size."""
+    D, L = x.shape[1], x.shape[2]
+    logits, offsets = [], []
+    for stride in STRIDES:
+        pooled = x[0].reshape(D, L // stride, stride).mean(axis=2).T  # (L / stride, D)
+        logits.append(4.0 * pooled[:, np.arange(14) % D])
+        offsets.append(np.abs(pooled[:, :2]) * 3.0 + 0.5)
+    return logits, offsets
+
+
+@pytest.mark.parametrize("T", [50, 288, 289, 384, 385, 700, 1001])
+def test_chunks_scored_while_features_arrive_give_what_scoring_at_the_end_gives(T):
+    cfg, grid = PostprocessConfig(chunk_len=288, chunk_overlap=192), FeatureGrid()
+    padded = lambda n: max(96, -(-n // 32) * 32)  # noqa: E731
+    features = np.random.default_rng(T).standard_normal((T, 4)).astype(np.float32)
+    at_end = detect_segments(features, T * 4 / 30 + 1, _reading_network, STRIDES, padded, cfg, grid, 32)
+    fed = ChunkedDetection(_reading_network, STRIDES, padded, cfg, grid, 32)
+    for start in range(0, T, 7):  # runs of 7 steps, as the I3D's batches come
+        fed.feed(features[start:start + 7])
+    # every chunk but the last was scored while the features came in, keeping only what was needed
+    assert len(fed.pooled) == len(chunk_starts(T, cfg, 32)) - 1
+    assert fed.kept.shape[0] <= cfg.chunk_len + 7
+    streamed = fed.finish(features, T * 4 / 30 + 1)
+    assert len(at_end[0]) > 0
+    for a, b in zip(at_end, streamed):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="were fed"):
+        fed.finish(features[:-1], T * 4 / 30)
