@@ -219,7 +219,9 @@ class Analyzer:
         from .video import crop_at
 
         opts = self.options
-        events = self.localizer.detect(result.features, result.duration_s, fed=detection)
+        # only the events the scoring keeps: the same ones, and soft-NMS skips the weak candidates
+        events = self.localizer.detect(result.features, result.duration_s, fed=detection,
+                                       at_least=opts.scoring.threshold)
         scoring = score_events(events, stem, result.duration_s, result.source_fps, self.model_id,
                                self.racine, opts.scoring)
         scoring.summary["source"] = {"path": str(video.absolute()), "fingerprint": fingerprint,

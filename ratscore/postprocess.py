@@ -198,9 +198,16 @@ class ChunkedDetection:
             drop = start + self.step - self.kept_from
             self.kept, self.kept_from = self.kept[drop:], self.kept_from + drop
 
-    def finish(self, features: np.ndarray, duration: float):
+    def finish(self, features: np.ndarray, duration: float, at_least: float = 0.0):
         """Features (T, D) of the whole recording (its first steps those fed) -> (segments in seconds
-        (N, 2), scores (N,), labels (N,))."""
+        (N, 2), scores (N,), labels (N,)).
+
+        `at_least` > 0 returns only the detections scoring at least that, and exactly those that
+        scoring everything returns: soft-NMS lowers a candidate's score only by the candidates
+        picked before it, which scored at least as much, so the candidates scoring under
+        `at_least` from the start can be left out before it (on an hour of recording, almost all
+        of them: nearly all of soft-NMS's time).
+        """
         T = features.shape[0]
         if self.fed and self.fed != T:
             raise ValueError(f"{self.fed} feature steps were fed, the recording has {T}")
@@ -210,8 +217,14 @@ class ChunkedDetection:
         segs = np.concatenate([p[0] for p in self.pooled])
         scores = np.concatenate([p[1] for p in self.pooled])
         labels = np.concatenate([p[2] for p in self.pooled])
+        if at_least > 0:
+            strong = scores.astype(np.float64) >= at_least  # as the scoring compares: in float64
+            segs, scores, labels = segs[strong], scores[strong], labels[strong]
         segs, scores, labels = batched_soft_nms(segs, scores, labels, self.config,
                                                 self.config.max_seg_num * len(starts))
+        if at_least > 0:  # and those soft-NMS lowered under it
+            strong = scores.astype(np.float64) >= at_least
+            segs, scores, labels = segs[strong], scores[strong], labels[strong]
         return self.grid.to_seconds(segs, duration), scores, labels
 
     def _score(self, k: int, start: int, rest: np.ndarray, last: bool, alone: bool) -> None:

@@ -50,17 +50,19 @@ class _Localizer:
                                 self.grid, self.config.max_div_factor)
 
     def detect_arrays(self, features: np.ndarray, duration_s: float, where: str = "features",
-                      fed: ChunkedDetection | None = None):
+                      fed: ChunkedDetection | None = None, at_least: float = 0.0):
         """(segments (N, 2) s, scores (N,), labels (N,)), best first, exactly as the release's eval.
-        `fed`: a `chunked()` detection fed these features' first steps, whose scored chunks are kept."""
+        `fed`: a `chunked()` detection fed these features' first steps, whose scored chunks are kept.
+        `at_least`: only the detections scoring at least that (the same ones; ChunkedDetection.finish)."""
         features = check_features(features, where, self.feature_dim)
         if not (duration_s > 0 and np.isfinite(duration_s)):
             raise InputError(f"{where}: duration must be a positive number of seconds, got {duration_s}")
-        return (fed or self.chunked()).finish(features, float(duration_s))
+        return (fed or self.chunked()).finish(features, float(duration_s), at_least)
 
-    def detect(self, features: np.ndarray, duration_s: float, fed: ChunkedDetection | None = None) -> list[Event]:
+    def detect(self, features: np.ndarray, duration_s: float, fed: ChunkedDetection | None = None,
+               at_least: float = 0.0) -> list[Event]:
         """Events of one recording's (T, D) features, best first; degenerate (zero-length) ones left out."""
-        segs, scores, labels = self.detect_arrays(features, duration_s, fed=fed)
+        segs, scores, labels = self.detect_arrays(features, duration_s, fed=fed, at_least=at_least)
         return [Event(float(s), float(e), int(c), float(p))
                 for (s, e), p, c in zip(segs, scores, labels) if e > s]
 

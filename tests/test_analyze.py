@@ -82,7 +82,7 @@ def test_a_peak_with_nothing_leading_up_to_it_reaches_the_summary_and_report(tmp
     from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import Event
 
-    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s, fed=None: [Event(40.0, 46.0, 13, 0.9)])
+    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s, fed=None, at_least=0.0: [Event(40.0, 46.0, 13, 0.9)])
     video = SAMPLES / "long_18_0.mp4"
     result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path), *_model_args(tiny_model)])
     assert result.exit_code == 0, result.output
@@ -203,23 +203,27 @@ def test_batch_resume_after_kill_shards_and_merge(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_a_recording_is_scored_while_it_decodes_as_it_would_be_at_the_end(tmp_path, tiny_model):
     """analyze feeds the localizer the features as the I3D makes them: every chunk of a long
-    recording but the last is scored before decoding ends, and the events are those of scoring the
-    whole recording afterwards."""
+    recording but the last is scored before decoding ends. Its events are those of scoring the
+    whole recording afterwards that reach the threshold, though soft-NMS only saw the candidates
+    that reached it."""
     from ratscore.pipeline import AnalyzeOptions, Analyzer
     from ratscore.postprocess import chunk_starts
+    from ratscore.timeline import ScoringOptions
 
-    analyzer = Analyzer(AnalyzeOptions(model_dir=tiny_model, device="cpu", no_roi=True, progress=False))
+    analyzer = Analyzer(AnalyzeOptions(model_dir=tiny_model, device="cpu", no_roi=True, progress=False,
+                                       scoring=ScoringOptions(threshold=0.019)))  # its scores: 0.018-0.020
     localizer, seen = analyzer.localizer, {}
     detect = localizer.detect
 
-    def both(features, duration_s, fed=None):
+    def both(features, duration_s, fed=None, at_least=0.0):
         seen["scored before the end"] = len(fed.pooled)
         seen["chunks"] = len(chunk_starts(len(features), localizer.postprocess, localizer.config.max_div_factor))
-        streamed = detect(features, duration_s, fed=fed)
-        seen["events"], seen["same"] = len(streamed), streamed == detect(features, duration_s)
+        streamed, everything = detect(features, duration_s, fed=fed, at_least=at_least), detect(features, duration_s)
+        seen["at least"], seen["events"], seen["all"] = at_least, len(streamed), len(everything)
+        seen["same"] = streamed == [e for e in everything if e.score >= at_least]
         return streamed
 
     localizer.detect = both
     analyzer.analyze(SAMPLES / "long_18_0.mp4", tmp_path)
     assert seen["chunks"] > 2 and seen["scored before the end"] == seen["chunks"] - 1
-    assert seen["events"] > 0 and seen["same"]
+    assert seen["at least"] == 0.019 and 0 < seen["events"] < seen["all"] and seen["same"]

@@ -155,7 +155,7 @@ def _reading_network(x, mask):
     logits, offsets = [], []
     for stride in STRIDES:
         pooled = x[0].reshape(D, L // stride, stride).mean(axis=2).T  # (L / stride, D)
-        logits.append(4.0 * pooled[:, np.arange(14) % D])
+        logits.append(1.5 * pooled[:, np.arange(14) % D])
         offsets.append(np.abs(pooled[:, :2]) * 3.0 + 0.5)
     return logits, offsets
 
@@ -178,3 +178,20 @@ def test_chunks_scored_while_features_arrive_give_what_scoring_at_the_end_gives(
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="were fed"):
         fed.finish(features[:-1], T * 4 / 30)
+
+
+@pytest.mark.parametrize("T", [50, 700])
+def test_detections_at_least_a_score_are_those_of_scoring_everything(T):
+    """Left out of soft-NMS, the candidates under the threshold change no detection over it."""
+    cfg, grid = PostprocessConfig(chunk_len=288, chunk_overlap=192, max_seg_num=5000), FeatureGrid()
+    padded = lambda n: max(96, -(-n // 32) * 32)  # noqa: E731
+    features = np.random.default_rng(T).standard_normal((T, 4)).astype(np.float32)
+    everything = detect_segments(features, T * 4 / 30 + 1, _reading_network, STRIDES, padded, cfg, grid, 32)
+    for at_least in (0.3, 0.6, 0.9):
+        strong = everything[1].astype(np.float64) >= at_least
+        got = ChunkedDetection(_reading_network, STRIDES, padded, cfg, grid, 32).finish(
+            features, T * 4 / 30 + 1, at_least)
+        assert 0 < strong.sum() < len(strong)
+        for a, b in zip(got, everything):
+            np.testing.assert_array_equal(a, b[strong])
+
