@@ -180,8 +180,7 @@ class ChunkedDetection:
         self.config, self.grid, self.align = config, grid, align
         self.step = config.chunk_len - config.chunk_overlap
         self.pooled: list = []  # (segments, scores, labels) of each chunk scored, in order
-        self.kept: np.ndarray | None = None  # the steps from `kept_from` on, which later chunks need
-        self.kept_from = 0
+        self.kept: np.ndarray | None = None  # the steps from the next chunk's start on
         self.fed = 0  # steps fed so far
 
     def feed(self, features: np.ndarray) -> None:
@@ -189,14 +188,13 @@ class ChunkedDetection:
         self.fed += features.shape[0]
         self.kept = features if self.kept is None else np.concatenate([self.kept, features])
         while True:
-            start = len(self.pooled) * self.step
+            start = len(self.pooled) * self.step  # where `kept` begins
             if start + self.config.chunk_len >= self.fed:  # may still be the last chunk
                 return
             if len(self.pooled) == 0:
                 chunk_starts(self.fed, self.config, self.align)  # checks the chunk sizes once
-            self._score(len(self.pooled), start, self.kept[start - self.kept_from:], last=False, alone=False)
-            drop = start + self.step - self.kept_from
-            self.kept, self.kept_from = self.kept[drop:], self.kept_from + drop
+            self._score(len(self.pooled), start, self.kept, last=False, alone=False)
+            self.kept = self.kept[self.step:]
 
     def finish(self, features: np.ndarray, duration: float, at_least: float = 0.0):
         """Features (T, D) of the whole recording (its first steps those fed) -> (segments in seconds
@@ -214,17 +212,16 @@ class ChunkedDetection:
         starts = chunk_starts(T, self.config, self.align)
         for k in range(len(self.pooled), len(starts)):
             self._score(k, starts[k], features[starts[k]:], last=k == len(starts) - 1, alone=len(starts) == 1)
-        segs = np.concatenate([p[0] for p in self.pooled])
-        scores = np.concatenate([p[1] for p in self.pooled])
-        labels = np.concatenate([p[2] for p in self.pooled])
-        if at_least > 0:
+        def scoring_at_least(segs, scores, labels):
             strong = scores.astype(np.float64) >= at_least  # as the scoring compares: in float64
-            segs, scores, labels = segs[strong], scores[strong], labels[strong]
-        segs, scores, labels = batched_soft_nms(segs, scores, labels, self.config,
-                                                self.config.max_seg_num * len(starts))
+            return segs[strong], scores[strong], labels[strong]
+
+        pool = tuple(np.concatenate([p[i] for p in self.pooled]) for i in range(3))
+        if at_least > 0:
+            pool = scoring_at_least(*pool)
+        segs, scores, labels = batched_soft_nms(*pool, self.config, self.config.max_seg_num * len(starts))
         if at_least > 0:  # and those soft-NMS lowered under it
-            strong = scores.astype(np.float64) >= at_least
-            segs, scores, labels = segs[strong], scores[strong], labels[strong]
+            segs, scores, labels = scoring_at_least(segs, scores, labels)
         return self.grid.to_seconds(segs, duration), scores, labels
 
     def _score(self, k: int, start: int, rest: np.ndarray, last: bool, alone: bool) -> None:

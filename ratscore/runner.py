@@ -78,7 +78,8 @@ class OnnxLocalizer(_Localizer):
         if not spec.onnx:
             raise InputError(f"{self.model_dir}: the localizer has no ONNX graph")
         path = self.model_info.file(spec.onnx)
-        # one run per recording: planning buffer reuse costs more at load than it saves
+        # planning buffer reuse for this graph (several averaged networks) took 3.7 of its 4.1 s
+        # load, and scoring is no faster with it (benchmarks/README.md)
         self.session = onnx_session(path, resolve_device(device), what="localizer ONNX graph",
                                     plan_buffer_reuse=False)
         self.providers = self.session.get_providers()

@@ -82,7 +82,8 @@ def test_a_peak_with_nothing_leading_up_to_it_reaches_the_summary_and_report(tmp
     from ratscore.runner import OnnxLocalizer
     from ratscore.timeline import Event
 
-    monkeypatch.setattr(OnnxLocalizer, "detect", lambda self, features, duration_s, fed=None, at_least=0.0: [Event(40.0, 46.0, 13, 0.9)])
+    monkeypatch.setattr(OnnxLocalizer, "detect",
+                        lambda self, features, duration_s, fed=None, at_least=0.0: [Event(40.0, 46.0, 13, 0.9)])
     video = SAMPLES / "long_18_0.mp4"
     result = runner.invoke(app, ["analyze", str(video), "-o", str(tmp_path), *_model_args(tiny_model)])
     assert result.exit_code == 0, result.output

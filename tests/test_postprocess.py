@@ -194,4 +194,3 @@ def test_detections_at_least_a_score_are_those_of_scoring_everything(T):
         assert 0 < strong.sum() < len(strong)
         for a, b in zip(got, everything):
             np.testing.assert_array_equal(a, b[strong])
-
