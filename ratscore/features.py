@@ -39,7 +39,7 @@ from .mask import RigProfile, load_rig_profile
 from .motion import MOTION_DEFAULT, MotionOptions
 from .crops import CropTally, VideoCrops, run_ahead
 from .roi import Detector, RoiOptions, Track
-from .runtime import cores_beside_one_thread, onnx_session, resolve_device, resolve_precision
+from .runtime import cores_beside_one_thread, keep_freed_memory, onnx_session, resolve_device, resolve_precision
 from .grid import DEFAULT_GRID, FeatureGrid
 from .video import VIDEO_SUFFIXES, expected_frames, probe_video, resolve_decoder, stack_images
 
@@ -151,6 +151,8 @@ class ClipEncoder:
         self.model, self.session = model, None
         self.precision = resolve_precision(precision, device)
         self.threads = cores_beside_one_thread() if device == "cpu" else 0  # torch's, for the CPU path
+        if device == "cpu":
+            keep_freed_memory()  # its batches reuse one another's buffers instead of paging them in again
         if model is not None:
             import torch
 

@@ -1,5 +1,9 @@
 """Device choice, ONNX Runtime sessions and the benchmarks' memory figure."""
 
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -59,3 +63,42 @@ def test_stopped_workers_do_not_finish_what_they_were_doing():
     # for it to settle first: it can become cancelled while exception() waits, which then raises.
     concurrent.futures.wait([queued], timeout=60)
     assert queued.cancelled() or queued.exception(timeout=0) is not None
+
+
+FREED_MEMORY_FAULTS = """
+import resource, sys
+import platform
+import subprocess
+import sys
+
+import numpy as np
+if sys.argv[1] == "keep":
+    from ratscore.runtime import keep_freed_memory
+    keep_freed_memory()
+elif sys.argv[1] == "encoder":
+    from ratscore.features import ClipEncoder
+    from ratscore.i3d import I3DConfig, InceptionI3d
+    ClipEncoder(64, 128, model=InceptionI3d(I3DConfig(width=0.125, input_size=64)), device="cpu")
+block = 48 << 17  # float64s: 48 MB, above glibc's largest mmap threshold (32 MB)
+np.ones(block).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    np.ones(block).sum()  # written, read and freed, as an I3D batch's activations are
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's malloc's")
+def test_freed_memory_is_kept_for_the_next_batch():
+    """A big buffer freed and asked for again comes back without the kernel paging it in anew:
+    after keep_freed_memory, and after a CPU ClipEncoder is made (which calls it)."""
+
+    def faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", FREED_MEMORY_FAULTS, mode], capture_output=True, text=True,
+                             check=True)
+        return int(run.stdout.split()[-1])
+
+    by_default = faults("default")
+    assert by_default >= 10  # each of the ten buffers paged in again
+    assert faults("keep") * 5 < by_default
+    assert faults("encoder") * 5 < by_default
