@@ -124,7 +124,9 @@ class CropTally:
 class VideoCrops:
     """The crops of one video, (S, S, 3) uint8 RGB, one per frame of `grid`, as an iterable;
     `tally()` after the last one. Streams: the frames since the detector's last frame are all
-    it holds, beside 40 bytes a frame of crop boxes and track rows. With `motion` (and a
+    it holds (and those since the one before, with `detect_ahead`: the detector then works in a
+    thread of its own while the next frames decode), beside 40 bytes a frame of crop boxes and
+    track rows. With `motion` (and a
     detector), a first, low-resolution pass over the video models its background and motion
     (motion.py, always PyAV) before the crops are made, and checks the detector with it.
 
@@ -137,7 +139,8 @@ class VideoCrops:
 
     def __init__(self, path: Path, detector: Optional[Detector], roi_options: RoiOptions, input_size: int,
                  grid: FeatureGrid, profile: Union[RigProfile, str, Path, None] = None,
-                 motion: Optional[MotionOptions] = None, decoder: str = "pyav", device: str = "cpu"):
+                 motion: Optional[MotionOptions] = None, decoder: str = "pyav", device: str = "cpu",
+                 detect_ahead: bool = False):
         self.path, self.grid = Path(path), grid
         self.decoder, self.device = decoder, device
         self.info = probe_video(self.path)
@@ -146,7 +149,8 @@ class VideoCrops:
             profile = profile if isinstance(profile, RigProfile) else load_rig_profile(profile)
             mask = profile.in_pixels(self.info.width, self.info.height)
         self._tracker_args = (detector, input_size, roi_options, mask, grid.fps)
-        self.tracker = RoiTracker(*self._tracker_args)
+        self.detect_ahead = detect_ahead  # the detector's work overlaps decoding (roi.RoiTracker)
+        self.tracker = RoiTracker(*self._tracker_args, detect_ahead=detect_ahead)
         self.motion = motion if detector is not None else None
         self.warnings: list[str] = []
         self.boxes = Rows(4)  # one crop box per frame: 16 bytes a frame
@@ -159,7 +163,7 @@ class VideoCrops:
             from .motion import build_motion_model
 
             model = build_motion_model(self.path, self.motion, self.grid.fps)  # the first, low-resolution pass
-            self.tracker = RoiTracker(*self._tracker_args, model)
+            self.tracker = RoiTracker(*self._tracker_args, model, detect_ahead=self.detect_ahead)
         frames = self._keeping_strip(read_frames(self.path, self.grid.fps, self.warnings, self.decoder, self.device))
         if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
             frames = run_ahead(frames, depth=8)

@@ -356,7 +356,7 @@ def extract_features(video_path, model_dir: Union[str, Path, FrontEnd, None] = N
     else:
         front = load_front_end(model_dir, i3d_weights, device, no_roi, batch_size=batch_size, decoder=decoder)
     stream = VideoCrops(path, front.detector, front.roi_options, front.input_size, front.grid, mask_profile,
-                        front.motion, front.decoder, front.decode_device)
+                        front.motion, front.decoder, front.decode_device, detect_ahead=True)
     total = expected_frames(stream.info, front.grid.fps)
     with _progress(progress, path.name, total) as bar:
         task = bar.add_task(path.name[:40], total=total) if bar is not None else None

@@ -19,11 +19,14 @@ only an unsure box (scored under 0.5, as real rodents mostly are) that misses th
 the blob stands in for it. The animal's box at every frame, with who saw it there, is kept
 (`RoiFrame.track_row`, `Track`) for track.csv.
 
-Streaming: only the frames since the last detection frame are buffered (k frames).
+Streaming: only the frames since the last detection frame are buffered (k frames; 2k with
+`detect_ahead`, where the detector's work on one detection frame overlaps the decoding of the next
+k frames).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
@@ -134,7 +137,7 @@ class Detector:
                  conf: float = 0.25, nms_iou: float = 0.5, threads: int = 1):
         from .runtime import onnx_session
 
-        # one thread: the detector runs inside the decoding thread, beside the I3D (runtime.py)
+        # one thread: the detector runs beside the decoding thread and the I3D (runtime.py)
         self.session = onnx_session(onnx_path, device, threads=threads, what="detector ONNX model")
         self.onnx_path = Path(onnx_path)  # a worker process (crops.py) loads the same file again
         self.input_name = self.session.get_inputs()[0].name
@@ -242,8 +245,12 @@ class RoiTracker:
     """Turns a stream of frames into a stream of square crops following the rat."""
 
     def __init__(self, detector: Optional[Detector], out_size: int, options: RoiOptions = RoiOptions(),
-                 mask: Optional[RigMask] = None, fps: float = 30.0, motion: Optional["MotionModel"] = None):
+                 mask: Optional[RigMask] = None, fps: float = 30.0, motion: Optional["MotionModel"] = None,
+                 detect_ahead: bool = False):
         self.detector, self.out_size, self.options, self.mask, self.fps = detector, out_size, options, mask, fps
+        # the detector runs on a detection frame in a thread of its own while the next k frames
+        # decode, and its boxes are used when they have: the same boxes, in the same order
+        self.detect_ahead = detect_ahead
         self.motion = motion  # the recording's motion model (motion.py): veto and fallback; None: none
         self._follower = motion.follower() if motion is not None else None
         self.last_score = float("nan")  # confidence of the box choose_rat picked last
@@ -348,11 +355,12 @@ class RoiTracker:
         return RoiFrame(frame.index, frame.t_s, crop_square(frame.image, square, self.out_size), square, found,
                         rat, score, seen)
 
-    def _look(self, frame: Frame) -> tuple[Optional[np.ndarray], int, float]:
-        """The animal at a detection frame: (box, who saw it, the detector's score). The detector
-        first; the moving blob where it finds nothing, or where its box is unsure and misses the
-        blob. Where both see something, whether they overlap is counted (trust.py reads it)."""
-        rat = self.choose_rat(self.detector(frame.image))
+    def _look(self, frame: Frame, detections: np.ndarray) -> tuple[Optional[np.ndarray], int, float]:
+        """The animal at a detection frame: (box, who saw it, the detector's score). The detector's
+        `detections` there first; the moving blob where it finds nothing, or where its box is unsure
+        and misses the blob. Where both see something, whether they overlap is counted (trust.py
+        reads it)."""
+        rat = self.choose_rat(detections)
         blob = self._follower.blob(frame.image, frame.t_s) if self._follower is not None else None
         if rat is not None and blob is not None:
             self.motion_moments += 1
@@ -381,31 +389,46 @@ class RoiTracker:
         last_box: Optional[np.ndarray] = None  # track at the last detection frame
         last_found = False
 
-        def settle(frame: Frame) -> Iterator[RoiFrame]:
-            """Detect at `frame`, then give the frames that waited for it and the frame itself."""
-            nonlocal pending, last_box, last_found
+        def settle(frame: Frame, waiting: list[Frame], detections: np.ndarray) -> Iterator[RoiFrame]:
+            """The animal at detection frame `frame`, then the frames that waited for it and the frame itself."""
+            nonlocal last_box, last_found
             self.detect_calls += 1
-            rat, seen, score = self._look(frame)
+            rat, seen, score = self._look(frame, detections)
             found = self._update_track(rat)
             box = self.track  # held when not found
-            for j, waiting in enumerate(pending, start=1):
+            for j, between_frame in enumerate(waiting, start=1):
                 # interpolate between the two detection frames; hold when either end is missing
                 if last_box is not None and box is not None:
-                    f = j / (len(pending) + 1)
+                    f = j / (len(waiting) + 1)
                     between = (1 - f) * last_box + f * box
                 else:
                     between = box if last_box is None else last_box
-                yield self._emit(waiting, between, last_found and found)
-            pending = []
+                yield self._emit(between_frame, between, last_found and found)
             yield self._emit(frame, box, found, seen, score)
             last_box = None if box is None else box.copy()
             last_found = found
 
-        for n, frame in enumerate(frames):
-            if n % k:
-                pending.append(frame)
-                continue
-            yield from settle(frame)
-        if pending:  # the video ends between detection frames: its last frame is one too
-            yield from settle(pending.pop())
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="ratscore-detect") if self.detect_ahead else None
+        started = None  # (detection frame, the frames waiting for it, its detections' future)
+        try:
+            for n, frame in enumerate(frames):
+                if n % k:
+                    pending.append(frame)
+                    continue
+                if ahead is None:
+                    yield from settle(frame, pending, self.detector(frame.image))
+                else:
+                    look = ahead.submit(self.detector, frame.image)
+                    if started is not None:
+                        yield from settle(started[0], started[1], started[2].result())
+                    started = (frame, pending, look)
+                pending = []
+            if started is not None:
+                yield from settle(started[0], started[1], started[2].result())
+            if pending:  # the video ends between detection frames: its last frame is one too
+                last = pending.pop()
+                yield from settle(last, pending, self.detector(last.image))
+        finally:
+            if ahead is not None:
+                ahead.shutdown(wait=True, cancel_futures=True)
         self.finish()

@@ -1,11 +1,12 @@
 """Where inference runs: the device a command asked for, and ONNX Runtime sessions set up for it.
 
-Extraction runs two ONNX sessions at once on the CPU: the detector inside the background thread
-that decodes and crops, and the I3D in the main thread. ONNX Runtime's worker threads spin-wait
-for the next call by default, which on a 2-core machine takes the core the decoder needs (measured:
-a 3-minute 640x480 video extracted in 32 s with spinning, 22 s without it and with the thread
-split below). So spinning is off, the detector gets one thread, and the I3D leaves one core to the
-decoding thread.
+Extraction runs its networks at once on the CPU: the ONNX detector beside the background thread
+that decodes and crops (in a thread of its own in `analyze`, roi.RoiTracker's detect_ahead; inside
+that thread in `batch`'s worker processes), and the I3D in the main thread. ONNX Runtime's worker
+threads spin-wait for the next call by default, which on a 2-core machine takes the core the
+decoder needs (measured: a 3-minute 640x480 video extracted in 32 s with spinning, 22 s without it
+and with the thread split below). So spinning is off, the detector gets one thread, and the I3D
+leaves one core to the decoding thread.
 """
 
 from __future__ import annotations

@@ -275,3 +275,67 @@ def test_nms_matches_a_brute_force_reference(seed):
     candidates = [(float(scores[i]), int(classes[i]), [float(v) for v in boxes[i]], i) for i in range(n)]
     expected = [k[3] for k in _greedy_nms(candidates, 0.5)]
     assert nms(boxes, scores, classes, 0.5).tolist() == expected
+
+
+@pytest.mark.parametrize("every_k", [1, 5])
+@pytest.mark.parametrize("length", [1, 4, 5, 6, 20, 21, 23])
+def test_detecting_ahead_changes_nothing_but_the_thread(length, every_k):
+    """With detect_ahead the detector runs in a thread of its own while later frames decode; the
+    crops, boxes, track, gaps and the detector's calls are those of the tracker without it."""
+    import threading
+
+    def script(n):  # seen, lost for a while, seen elsewhere, with a more confident impostor at times
+        if 7 <= n < 14:
+            return []
+        dets = [rat_at(n) + [0.6, 0]]
+        if n % 3 == 0:
+            dets.append([200, 10, 240, 50, 0.9, 0])
+        return dets
+
+    def run(ahead):
+        detector, threads = ScriptedDetector(script), set()
+
+        def look(image):  # the detector, noting the thread it was called in
+            threads.add(threading.current_thread().name)
+            return detector(image)
+
+        tracker = RoiTracker(look, 32, RoiOptions(every_k=every_k, smoothing=0.3, margin=0.1, min_gap_s=0.1),
+                             detect_ahead=ahead)
+        out = list(tracker.crops(frames(length)))
+        return tracker, detector, out, threads
+
+    plain, plain_detector, plain_out, plain_threads = run(False)
+    ahead, ahead_detector, ahead_out, ahead_threads = run(True)
+    assert [o.index for o in ahead_out] == [o.index for o in plain_out] == list(range(length))
+    for a, p in zip(ahead_out, plain_out):
+        np.testing.assert_array_equal(a.box, p.box)
+        np.testing.assert_array_equal(a.crop, p.crop)
+        np.testing.assert_array_equal(a.track_row(), p.track_row())
+    assert ahead_detector.calls == plain_detector.calls
+    assert (ahead.detect_calls, ahead.gaps, ahead.found_fraction) == (plain.detect_calls, plain.gaps,
+                                                                      plain.found_fraction)
+    assert plain_threads == {threading.current_thread().name}
+    if length > 1:  # the last frame, when it is not a k-th one, is looked at where it is
+        assert any(name.startswith("ratscore-detect") for name in ahead_threads)
+
+
+def test_a_detector_failing_ahead_fails_the_stream_and_leaves_no_thread():
+    import threading
+
+    def failing(image):
+        if int(image[0, 0, 0]) == 10:
+            raise RuntimeError("the detector broke at frame 10")
+        return np.asarray([rat_at(int(image[0, 0, 0])) + [0.9, 0]], np.float32)
+
+    tracker = RoiTracker(failing, 32, RoiOptions(every_k=5), detect_ahead=True)
+    seen = []
+    with pytest.raises(RuntimeError, match="broke at frame 10"):
+        for crop in tracker.crops(frames(40)):
+            seen.append(crop.index)
+    assert seen == list(range(6))  # frames 0-5 were settled by the looks that worked
+    assert not any(t.name.startswith("ratscore-detect") for t in threading.enumerate())
+
+    stopped = RoiTracker(failing, 32, RoiOptions(every_k=5), detect_ahead=True).crops(frames(40))
+    next(stopped)
+    stopped.close()  # a consumer that stops early (an error further down the chain) ends the thread too
+    assert not any(t.name.startswith("ratscore-detect") for t in threading.enumerate())
