@@ -126,9 +126,9 @@ class VideoCrops:
     `tally()` after the last one. Streams: the frames since the detector's last frame are all
     it holds (and those since the one before, with `detect_ahead`: the detector then works in a
     thread of its own while the next frames decode), beside 40 bytes a frame of crop boxes and
-    track rows. With `motion` (and a
-    detector), a first, low-resolution pass over the video models its background and motion
-    (motion.py, always PyAV) before the crops are made, and checks the detector with it.
+    track rows. With `motion` (and a detector), a first, low-resolution pass over the video models
+    its background and motion (motion.py, always PyAV) before the crops are made, and checks the
+    detector with it.
 
     `decoder` (video.DECODERS) and `device`: "pyav" gives numpy crops; "torchcodec" decodes on
     `device` and gives torch uint8 tensors there, cropped where they are (video.crop_square).

@@ -248,8 +248,8 @@ class RoiTracker:
                  mask: Optional[RigMask] = None, fps: float = 30.0, motion: Optional["MotionModel"] = None,
                  detect_ahead: bool = False):
         self.detector, self.out_size, self.options, self.mask, self.fps = detector, out_size, options, mask, fps
-        # the detector runs on a detection frame in a thread of its own while the next k frames
-        # decode, and its boxes are used when they have: the same boxes, in the same order
+        # the detector looks at a detection frame in a thread of its own while the next k frames
+        # decode, and its boxes are used once they are in: the same boxes, in the same order
         self.detect_ahead = detect_ahead
         self.motion = motion  # the recording's motion model (motion.py): veto and fallback; None: none
         self._follower = motion.follower() if motion is not None else None
