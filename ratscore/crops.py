@@ -149,7 +149,7 @@ class VideoCrops:
             profile = profile if isinstance(profile, RigProfile) else load_rig_profile(profile)
             mask = profile.in_pixels(self.info.width, self.info.height)
         self._tracker_args = (detector, input_size, roi_options, mask, grid.fps)
-        self.detect_ahead = detect_ahead  # the detector's work overlaps decoding (roi.RoiTracker)
+        # detect_ahead: the detector's work overlaps decoding (roi.RoiTracker)
         self.tracker = RoiTracker(*self._tracker_args, detect_ahead=detect_ahead)
         self.motion = motion if detector is not None else None
         self.warnings: list[str] = []
@@ -163,7 +163,7 @@ class VideoCrops:
             from .motion import build_motion_model
 
             model = build_motion_model(self.path, self.motion, self.grid.fps)  # the first, low-resolution pass
-            self.tracker = RoiTracker(*self._tracker_args, model, detect_ahead=self.detect_ahead)
+            self.tracker = RoiTracker(*self._tracker_args, model, detect_ahead=self.tracker.detect_ahead)
         frames = self._keeping_strip(read_frames(self.path, self.grid.fps, self.warnings, self.decoder, self.device))
         if cpu_cores() > 2:  # decoding gets a thread of its own where there are cores for it
             frames = run_ahead(frames, depth=8)

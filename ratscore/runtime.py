@@ -106,11 +106,11 @@ def keep_freed_memory() -> None:
     By default glibc serves a large buffer with a fresh mmap (above 128 KB, a limit it raises as
     such buffers are freed, to at most 32 MB) and hands it back on free, and trims the heap's free
     top beyond twice that limit, so each batch of clips pages the same activation buffers in
-    again, each page zeroed by the kernel. Measured on
-    the bundled I3D on one CPU thread, 60 batches of 8 clips: 616,000 page faults and 4.5-5.2 s,
-    against 5,000 and 3.6 s with both limits at KEPT_ALLOCATION_BYTES (docs/RESULTS.md). The cost
-    is that up to that much freed memory stays with the process. Process-wide and idempotent; a
-    no-op where the C library has no mallopt (not Linux, or not glibc).
+    again, each page zeroed by the kernel. Measured on the bundled I3D on one CPU thread, 60
+    batches of 8 clips: 616,000 page faults and 4.5-5.2 s, against 5,000 and 3.6 s with both limits
+    at KEPT_ALLOCATION_BYTES (docs/RESULTS.md). The cost is that up to that much freed memory stays
+    with the process. Process-wide and idempotent; a no-op where the C library has no mallopt (not
+    Linux, or not glibc).
     """
     import ctypes
 

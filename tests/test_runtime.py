@@ -67,10 +67,6 @@ def test_stopped_workers_do_not_finish_what_they_were_doing():
 
 FREED_MEMORY_FAULTS = """
 import resource, sys
-import platform
-import subprocess
-import sys
-
 import numpy as np
 if sys.argv[1] == "keep":
     from ratscore.runtime import keep_freed_memory
