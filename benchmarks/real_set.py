@@ -22,7 +22,6 @@ to make its own and figures moved with the labelling.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ratscore.files import file_sha256  # noqa: E402
 from ratscore.video import write_h264  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent / "real_set" / "recipes.json"
@@ -45,20 +45,12 @@ class SetError(Exception):
     """A recipe or a source that cannot make its recording: one line for the user."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def index_sources(folder: Path, wanted: set[str]) -> dict[str, Path]:
     """sha256 -> a file under `folder` with those bytes, for the wanted hashes (files of other
     sizes are hashed too: a folder of a few source files is quick to read)."""
     found: dict[str, Path] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         if digest in wanted:
             found.setdefault(digest, path)
     return found

@@ -118,7 +118,8 @@ def marker_path(out_dir: Path, stem: str) -> Path:
     return Path(out_dir) / f".{stem}.set.json"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -189,7 +190,7 @@ def publish_set(out_dir: str | Path, stem: str, files: Mapping[str, Callable[[IO
     try:
         hashes = {}
         for name, write in files.items():
-            hashes[name] = _sha256(atomic_write(stage / name, write))
+            hashes[name] = file_sha256(atomic_write(stage / name, write))
         removes = sorted(set(removes) - set(files))
         atomic_write_text(stage / _READY, json.dumps({"stem": stem, "files": hashes, "removes": removes}, indent=1) + "\n")
     except BaseException:
@@ -219,7 +220,7 @@ def whole_set(out_dir: str | Path, stem: str, only: Optional[Iterable[str]] = No
     try:
         files = json.loads(marker_path(out_dir, stem).read_text())["files"]
         checked = files if only is None else {name: files[name] for name in only}
-        if all((out_dir / name).is_file() and _sha256(out_dir / name) == digest for name, digest in checked.items()):
+        if all((out_dir / name).is_file() and file_sha256(out_dir / name) == digest for name, digest in checked.items()):
             return {name: out_dir / name for name in files}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass

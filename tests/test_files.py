@@ -98,7 +98,7 @@ def stage_by(owner: str, out_dir, stem: str, contents: dict, ready: bool):
     hashes = {}
     for name, text in contents.items():
         (stage / name).write_text(text)
-        hashes[name] = files._sha256(stage / name)
+        hashes[name] = files.file_sha256(stage / name)
     if ready:
         (stage / files._READY).write_text(json.dumps({"stem": stem, "files": hashes}))
     return stage

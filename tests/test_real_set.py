@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from benchmark_scripts import BENCHMARKS, load_benchmark
 
+from ratscore.files import file_sha256
 from ratscore.video import read_frames, write_h264
 
 
@@ -31,9 +32,9 @@ def set_up(tmp_path):
     recipes.parent.mkdir()
     recipe = {"stem": "rec", "set": "fresh, held out", "about": "a test floor",
               "sources": [{"repo": "o/a", "path": "a.mp4", "commit": "0" * 40, "licence": "MIT",
-                           "sha256": tool.sha256_of(first)},
+                           "sha256": file_sha256(first)},
                           {"repo": "o/b", "path": "v/b.mp4", "commit": "1" * 40, "licence": "MIT",
-                           "sha256": tool.sha256_of(second)}],
+                           "sha256": file_sha256(second)}],
               "first_frame": 5, "frames": 20, "crop": [8, 4, 40, 36], "grey": True, "fps": 10.0}
     recipes.write_text(json.dumps([recipe]))
     (recipes.parent / "rec.positions.csv").write_text("time_s,x,y,w,h\n0.5,16,16,8,8\n")
