@@ -40,6 +40,10 @@ COLUMNS = ["recording", "moments", "base_hold", "base_trust", "base_stage", "ada
            "adapted_stage", "validation_map50", "note"]
 
 
+class MeasureError(Exception):
+    """bench_real_roi.py failed on a part: its last line."""
+
+
 def recordings(real: Path) -> list[tuple[Path, Path]]:
     """(video, positions file) of every recording under REAL: in REAL/videos or REAL/*/videos."""
     found = []
@@ -125,7 +129,10 @@ def measure(last: Path, last_positions: Path, model: Path | None, out: Path, sei
                "--out", str(out / "analyses")] + (["--model", str(model)] if model else [])
     if seizures:
         command += ["--seizures", ",".join(seizures)]
-    subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if run.returncode != 0:  # one recording's failure is its row's note, not the end of the run
+        lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
+        raise MeasureError(lines[-1] if lines else f"bench_real_roi.py exit {run.returncode}")
     with open(out / "analyses" / "real_roi.csv", newline="") as f:
         return next(csv.DictReader(f))
 
@@ -169,17 +176,21 @@ def main(argv=None) -> int:
         first, last, last_positions = cut(video, positions, args.split, work)
         moments = sum(1 for _ in open(last_positions)) - 1
         row = {"recording": stem, "moments": moments}
-        base = measure(last, last_positions, args.model, work / "base", [s for s in seizures if s == stem])
-        row.update(base_hold=base["hold"], base_trust=base["trust"], base_stage=base["max_stage"])
-        adapted = work / "adapted"
-        error = adapt(first, args.model, adapted, args.epochs)
-        if error:
-            row["note"] = error
-        else:
-            mine = measure(last, last_positions, adapted, work / "adapted_run", [s for s in seizures if s == stem])
+        rows.append(row)
+        its_seizure = [s for s in seizures if s == stem]
+        try:
+            base = measure(last, last_positions, args.model, work / "base", its_seizure)
+            row.update(base_hold=base["hold"], base_trust=base["trust"], base_stage=base["max_stage"])
+            adapted = work / "adapted"
+            error = adapt(first, args.model, adapted, args.epochs)
+            if error:
+                row["note"] = error
+                continue
+            mine = measure(last, last_positions, adapted, work / "adapted_run", its_seizure)
             row.update(adapted_hold=mine["hold"], adapted_trust=mine["trust"], adapted_stage=mine["max_stage"],
                        validation_map50=validation_map50(adapted), note=mine.get("reasons", ""))
-        rows.append(row)
+        except MeasureError as e:
+            row["note"] = f"not measured: {e}"
     args.work.mkdir(parents=True, exist_ok=True)
     with open(args.work / "lab_loop.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

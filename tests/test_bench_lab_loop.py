@@ -31,3 +31,22 @@ def test_nothing_to_measure_is_one_line_and_exit_2(tmp_path, capsys):
     assert tool.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"bench_lab_loop: no recording with its positions under {tmp_path}"
     assert tool.main([str(tmp_path), "--split", "1.0"]) == 2
+
+
+def test_a_recording_that_cannot_be_measured_is_a_row_with_its_line(tmp_path, monkeypatch, capsys):
+    """bench_real_roi.py failing on one recording leaves a row saying why, and the table is written."""
+    import subprocess
+
+    tool = load_benchmark("bench_lab_loop")
+    videos, positions = tmp_path / "real" / "videos", tmp_path / "real" / "positions"
+    videos.mkdir(parents=True), positions.mkdir(parents=True)
+    write_h264(videos / "rec.mp4", (np.zeros((48, 64, 3), np.uint8) for _ in range(20)), 10.0)
+    (positions / "rec.positions.csv").write_text("time_s,x,y\n1.5,10,10\n")
+
+    def failing(command, **kwargs):
+        return subprocess.CompletedProcess(command, 2, "", "Traceback...\nbench_real_roi: it broke\n")
+
+    monkeypatch.setattr(tool.subprocess, "run", failing)
+    assert tool.main([str(tmp_path / "real"), "--work", str(tmp_path / "work")]) == 0
+    table = (tmp_path / "work" / "lab_loop.md").read_text()
+    assert "| rec | 1 |" in table and "not measured: bench_real_roi: it broke" in table
