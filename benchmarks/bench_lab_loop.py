@@ -33,7 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_real_roi import recordings as recordings_in, write_tables  # noqa: E402
 from ratscore.video import probe_video, read_frames, write_h264  # noqa: E402
 
 COLUMNS = ["recording", "moments", "base_hold", "base_trust", "base_stage", "adapted_hold", "adapted_trust",
@@ -46,13 +48,22 @@ class MeasureError(Exception):
 
 def recordings(real: Path) -> list[tuple[Path, Path]]:
     """(video, positions file) of every recording under REAL: in REAL/videos or REAL/*/videos."""
-    found = []
-    for folder in [real, *sorted(p for p in real.iterdir() if p.is_dir())]:
-        for video in sorted((folder / "videos").glob("*.mp4")) if (folder / "videos").is_dir() else []:
-            positions = folder / "positions" / f"{video.stem}.positions.csv"
-            if positions.is_file():
-                found.append((video, positions))
-    return found
+    folders = [real, *sorted(p for p in real.iterdir() if p.is_dir())]
+    return [pair for folder in folders for pair in recordings_in(folder / "videos", folder / "positions")]
+
+
+def last_line(run: subprocess.CompletedProcess, what: str) -> str:
+    """A failed command's last line on stderr (its one-line error), or its exit status."""
+    lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else f"{what} exit {run.returncode}"
+
+
+def link_into(folder: Path, source: Path) -> None:
+    """`source` in `folder` under its own name, as a link (the commands read whole folders)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / source.name
+    if not link.exists():
+        link.symlink_to(source.resolve())
 
 
 def cut(video: Path, positions: Path, split: float, work: Path) -> tuple[Path, Path, Path]:
@@ -103,36 +114,26 @@ def cut(video: Path, positions: Path, split: float, work: Path) -> tuple[Path, P
 def adapt(first: Path, base: Path | None, adapted: Path, epochs: int) -> str:
     """Run `train detector --videos` on the folder holding the first part; '' or its error line."""
     videos = first.parent / first.stem  # a folder of its own: the command reads every video in it
-    videos.mkdir(parents=True, exist_ok=True)
-    link = videos / first.name
-    if not link.exists():
-        link.symlink_to(first.resolve())
+    link_into(videos, first)
     command = [sys.executable, "-m", "ratscore", "train", "detector", "--videos", str(videos), "-o", str(adapted),
                "--epochs", str(epochs), "--device", "cpu"] + (["--model", str(base)] if base else [])
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if run.returncode != 0:
-        lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit {run.returncode}"
-    return ""
+    return last_line(run, "ratscore") if run.returncode != 0 else ""
 
 
 def measure(last: Path, last_positions: Path, model: Path | None, out: Path, seizures: list[str]) -> dict:
     """bench_real_roi.py's row for the second part with `model` (None: the bundled one)."""
     videos = out / "videos"
     positions = out / "positions"
-    for folder, source in ((videos, last), (positions, last_positions)):
-        folder.mkdir(parents=True, exist_ok=True)
-        link = folder / source.name
-        if not link.exists():
-            link.symlink_to(source.resolve())
+    link_into(videos, last)
+    link_into(positions, last_positions)
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_real_roi.py"), str(videos), str(positions),
                "--out", str(out / "analyses")] + (["--model", str(model)] if model else [])
     if seizures:
         command += ["--seizures", ",".join(seizures)]
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if run.returncode != 0:  # one recording's failure is its row's note, not the end of the run
-        lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
-        raise MeasureError(lines[-1] if lines else f"bench_real_roi.py exit {run.returncode}")
+        raise MeasureError(last_line(run, "bench_real_roi.py"))
     with open(out / "analyses" / "real_roi.csv", newline="") as f:
         return next(csv.DictReader(f))
 
@@ -191,15 +192,7 @@ def main(argv=None) -> int:
                        validation_map50=validation_map50(adapted), note=mine.get("reasons", ""))
         except MeasureError as e:
             row["note"] = f"not measured: {e}"
-    args.work.mkdir(parents=True, exist_ok=True)
-    with open(args.work / "lab_loop.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    table += ["| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |" for row in rows]
-    (args.work / "lab_loop.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    print("\n".join(write_tables(rows, COLUMNS, args.work, "lab_loop")))
     return 0
 
 

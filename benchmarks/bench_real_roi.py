@@ -154,6 +154,28 @@ def record(rows: list[dict], pairs, args) -> None:
     print(f"recorded {len(new)} rows as set {args.record!r} in {model_dir / 'manifest.json'}")
 
 
+def recordings(videos: Path, positions: Path) -> list[tuple[Path, Path]]:
+    """(video, its <stem>.positions.csv) for each video in `videos` that has one in `positions`."""
+    if not videos.is_dir():
+        return []
+    pairs = [(v, positions / f"{v.stem}.positions.csv") for v in sorted(videos.iterdir())
+             if v.suffix.lower() in VIDEO_SUFFIXES]
+    return [(v, p) for v, p in pairs if p.is_file()]
+
+
+def write_tables(rows: list[dict], columns: list[str], out: Path, name: str) -> list[str]:
+    """OUT/<name>.csv and OUT/<name>.md of `rows` in `columns`; the markdown table's lines."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", help="folder of recordings")
@@ -166,9 +188,7 @@ def main():
     parser.add_argument("--seizures", default="", help="comma-separated stems of recordings that hold a real seizure")
     args = parser.parse_args()
     args.seizures = {s for s in args.seizures.split(",") if s}
-    videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    pairs = [(v, Path(args.positions) / f"{v.stem}.positions.csv") for v in videos]
-    pairs = [(v, p) for v, p in pairs if p.is_file()]
+    pairs = recordings(Path(args.videos), Path(args.positions))
     if not pairs:
         sys.exit(f"no video in {args.videos} has a <stem>.positions.csv in {args.positions}")
     rows = []
@@ -177,15 +197,7 @@ def main():
         rows.append(measure(video, positions, args))
     if args.record:
         record(rows, pairs, args)
-    columns = [c for c in rows[0] if not c.startswith("_")]
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    with open(Path(args.out) / "real_roi.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    (Path(args.out) / "real_roi.md").write_text("\n".join(lines) + "\n")
+    lines = write_tables(rows, [c for c in rows[0] if not c.startswith("_")], Path(args.out), "real_roi")
     print()
     print("\n".join(lines))
 
