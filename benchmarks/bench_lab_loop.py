@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_real_roi import recordings as recordings_in, write_tables  # noqa: E402
+from ratscore.training.detector import map50  # noqa: E402
 from ratscore.video import probe_video, read_frames, write_h264  # noqa: E402
 
 COLUMNS = ["recording", "moments", "base_hold", "base_trust", "base_stage", "adapted_hold", "adapted_trust",
@@ -143,9 +144,8 @@ def validation_map50(adapted: Path) -> str:
         manifest = json.loads((adapted / "manifest.json").read_text())
     except (OSError, ValueError):
         return ""
-    fine_tune = (manifest.get("benchmark") or {}).get("detector_fine_tune") or {}
-    value = next((v for k, v in fine_tune.items() if "mAP50(" in k), None)  # ultralytics' "metrics/mAP50(B)"
-    return "" if value is None else f"{float(value):.2f}"
+    value = map50((manifest.get("benchmark") or {}).get("detector_fine_tune") or {})
+    return "" if value is None else f"{value:.2f}"
 
 
 def main(argv=None) -> int:

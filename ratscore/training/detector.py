@@ -312,6 +312,11 @@ def fit_detector(data: Path, work: Path, *, epochs: int, imgsz: int, seed: int =
     return run_result(work / "run")
 
 
+def map50(metrics: dict) -> Optional[float]:
+    """The validation mAP at IoU 0.5 among ultralytics' metrics ("metrics/mAP50(B)"); None without it."""
+    return next((float(v) for k, v in metrics.items() if "mAP50(" in k), None)
+
+
 def run_result(run: Path) -> tuple[Path, dict]:
     """A finished ultralytics run's best checkpoint (last.pt where there is no best.pt) and its last
     validation metrics (mAP50, mAP50-95, ...)."""

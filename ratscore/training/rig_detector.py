@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..files import atomic_write, atomic_write_text
 from .detector import (CLASSES, DETECTOR_ONNX_NAME, DETECTOR_PT_NAME, PICO, _keeps_torch_threads,
                        _offline_ultralytics, build_dataset, check_training_options, checkpoint_from_onnx, detector_spec,
-                       export_detector, finished_run, fit_detector, run_result)
+                       export_detector, finished_run, fit_detector, map50, run_result)
 
 WORK_NAME = ".detector_training"  # inside MODEL: labels, frames and the ultralytics run
 CONTACT_SHEET_NAME = "detector_labels.png"  # inside MODEL: the boxes trained on
@@ -408,7 +408,7 @@ def train_rig_detector(videos, output, *, model=None, synth=None, options: RigOp
         same = False
 
     def epoch_line(epoch: int, epochs: int, metrics: dict) -> None:
-        m50 = next((v for k, v in metrics.items() if "mAP50(" in k), None)
+        m50 = map50(metrics)
         say(f"[detector] epoch {epoch}/{epochs}" + (f": validation mAP50 {m50:.3f}" if m50 is not None else ""))
 
     onnx = work / DETECTOR_ONNX_NAME
