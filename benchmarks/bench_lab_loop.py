@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_real_roi import recordings as recordings_in, write_tables  # noqa: E402
+from bench_real_roi import read_positions, recordings as recordings_in, write_positions, write_tables  # noqa: E402
 from ratscore.training.detector import map50  # noqa: E402
 from ratscore.video import probe_video, read_frames, write_h264  # noqa: E402
 
@@ -101,14 +101,7 @@ def cut(video: Path, positions: Path, split: float, work: Path) -> tuple[Path, P
         record.write_text(json.dumps(made) + "\n")
     cut_s = float(made["cut_s"])
     last_positions.parent.mkdir(parents=True, exist_ok=True)
-    with open(positions, newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(last_positions, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["time_s", "x", "y"])
-        writer.writeheader()
-        for row in rows:
-            if float(row["time_s"]) >= cut_s:
-                writer.writerow({**row, "time_s": f"{float(row['time_s']) - cut_s:.3f}"})
+    write_positions(last_positions, [{**p, "t": p["t"] - cut_s} for p in read_positions(positions) if p["t"] >= cut_s])
     return first, last, last_positions
 
 

@@ -48,6 +48,7 @@ TARGET = 0.9
 
 
 def read_positions(path: Path) -> list[dict]:
+    """A <stem>.positions.csv: {"t", "x", "y"[, "w", "h"]} per labelled moment."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     out = []
@@ -57,6 +58,15 @@ def read_positions(path: Path) -> list[dict]:
             p["w"], p["h"] = float(r["w"]), float(r["h"])
         out.append(p)
     return out
+
+
+def write_positions(path: Path, points: list[dict]) -> None:
+    """`points` as read_positions gives them, as a <stem>.positions.csv (w, h where every one has them)."""
+    sized = bool(points) and all("w" in p for p in points)
+    columns = ["time_s", "x", "y"] + (["w", "h"] if sized else [])
+    lines = [",".join(columns)]
+    lines += [",".join([f"{p['t']:.3f}"] + [f"{p[c]:g}" for c in columns[1:]]) for p in points]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def read_track(path: Path) -> list[dict]:
